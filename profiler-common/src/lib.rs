@@ -1,0 +1,120 @@
+//! Types shared by the eBPF programs and user space: map keys and values, the
+//! config record, stat counter indices and process events. Each is `#[repr(C)]`
+//! with no padding, so both sides read the same bytes; user space gets
+//! `aya::Pod` impls behind the `user` feature.
+#![no_std]
+
+/// Length of a task's command name, as in the kernel (`TASK_COMM_LEN`).
+pub const COMM_LEN: usize = 16;
+
+/// Deepest stack the kernel records (`PERF_MAX_STACK_DEPTH`).
+pub const MAX_STACK_DEPTH: usize = 127;
+
+/// Map names, shared so that a rename on one side cannot go unnoticed.
+pub mod map_names {
+    pub const CONFIG: &str = "CONFIG";
+    pub const TARGETS: &str = "TARGETS";
+    pub const KNOWN: &str = "KNOWN";
+    pub const STACKS: &str = "STACKS";
+    pub const COUNTS: &str = "COUNTS";
+    pub const STATS: &str = "STATS";
+    pub const EVENTS: &str = "EVENTS";
+}
+
+/// Program names (the function names in `profiler-ebpf`).
+pub mod program_names {
+    pub const ON_CPU: &str = "on_cpu_sample";
+    pub const FORK: &str = "on_process_fork";
+    pub const EXEC: &str = "on_process_exec";
+    pub const EXIT: &str = "on_process_exit";
+}
+
+/// `Config::filter` value: only tgids present in the `TARGETS` map are sampled.
+pub const FILTER_TARGETS: u32 = 0;
+/// `Config::filter` value: every process but the profiler itself is sampled.
+pub const FILTER_ALL: u32 = 1;
+
+/// Settings user space writes into the one-entry `CONFIG` array before attaching.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// `FILTER_TARGETS` or `FILTER_ALL`.
+    pub filter: u32,
+    /// The profiler's own tgid, never sampled.
+    pub self_tgid: u32,
+    /// Byte offset of `child_pid` in the `sched_process_fork` tracepoint record
+    /// (read from tracefs, since the layout is the kernel's to change).
+    pub fork_child_pid_offset: u32,
+    /// Non-zero: children forked by a target become targets too.
+    pub follow_forks: u32,
+}
+
+/// Key of the in-kernel on-CPU sample counts (`COUNTS` map).
+///
+/// A stack id below zero is the negated errno `bpf_get_stackid` returned:
+/// `-EFAULT` means "no such stack" (a kernel thread has no user stack, a sample
+/// in user mode has no kernel stack); anything else is a failure, also counted
+/// in `STATS`, and the sample is kept with its stack marked lost.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SampleKey {
+    pub tgid: u32,
+    pub tid: u32,
+    pub user_stack_id: i32,
+    pub kernel_stack_id: i32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Indices of the per-CPU counters in the `STATS` array.
+pub mod stat {
+    /// Samples taken for a tracked process (counted or not).
+    pub const SAMPLES: u32 = 0;
+    /// Samples that hit the idle task; not profiled, counted for the expected-sample arithmetic.
+    pub const IDLE: u32 = 1;
+    /// User stack lost: stack map bucket collision (`-EEXIST`).
+    pub const USER_STACK_COLLISION: u32 = 2;
+    /// User stack lost: any other `bpf_get_stackid` error but `-EFAULT`.
+    pub const USER_STACK_ERROR: u32 = 3;
+    /// Kernel stack lost: stack map bucket collision (`-EEXIST`).
+    pub const KERNEL_STACK_COLLISION: u32 = 4;
+    /// Kernel stack lost: any other `bpf_get_stackid` error but `-EFAULT`.
+    pub const KERNEL_STACK_ERROR: u32 = 5;
+    /// Sample dropped: the `COUNTS` map was full.
+    pub const COUNTS_FULL: u32 = 6;
+    /// A process event could not be sent: the ring buffer was full.
+    pub const EVENTS_LOST: u32 = 7;
+    /// A forked child could not be followed: the `TARGETS` map was full.
+    pub const TARGETS_FULL: u32 = 8;
+    /// A new process could not be recorded as seen: the `KNOWN` map was full.
+    pub const KNOWN_FULL: u32 = 9;
+    /// Number of counters.
+    pub const COUNT: u32 = 10;
+}
+
+/// `ProcessEvent::kind`: first sample of a process (or first since its exec).
+pub const EVENT_NEW_PROCESS: u32 = 1;
+/// `ProcessEvent::kind`: a target forked a child that is now followed.
+pub const EVENT_FORK: u32 = 2;
+
+/// Sent over the `EVENTS` ring buffer so that user space can capture a
+/// process's memory maps while it is alive (it may exit before the profile is
+/// symbolized).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessEvent {
+    pub kind: u32,
+    pub tgid: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all are repr(C), hold only integers and arrays of integers, and
+    // have no padding (checked by the size assertions below).
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::SampleKey {}
+    unsafe impl aya::Pod for super::ProcessEvent {}
+}
+
+const _: () = assert!(core::mem::size_of::<Config>() == 16);
+const _: () = assert!(core::mem::size_of::<SampleKey>() == 16 + COMM_LEN);
+const _: () = assert!(core::mem::size_of::<ProcessEvent>() == 8);

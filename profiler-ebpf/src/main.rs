@@ -1,0 +1,213 @@
+//! The kernel side of the profiler: a perf_event program sampling user and
+//! kernel stacks on the software cpu-clock event, counting them in the kernel,
+//! and scheduler tracepoints that follow forked children and tell user space
+//! about new processes while they are still alive.
+//!
+//! Every way a sample can be lost bumps a counter in `STATS`; user space
+//! reports them at the end.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+    macros::{map, perf_event, tracepoint},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
+    programs::{PerfEventContext, TracePointContext},
+    programs::tracing::StackIdContext,
+};
+use profiler_common::{
+    COMM_LEN, Config, EVENT_FORK, EVENT_NEW_PROCESS, FILTER_ALL, ProcessEvent, SampleKey, stat,
+};
+
+const EFAULT: i32 = 14;
+const EEXIST: i32 = 17;
+
+#[map]
+static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+/// Tgids to sample when `Config::filter` is `FILTER_TARGETS`.
+#[map]
+static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
+
+/// Tgids already announced to user space with `EVENT_NEW_PROCESS`.
+#[map]
+static KNOWN: HashMap<u32, u8> = HashMap::with_max_entries(32768, 0);
+
+/// User and kernel stacks. User space may resize it at load time.
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
+
+/// Sample counts aggregated in the kernel. User space may resize it at load time.
+#[map]
+static COUNTS: HashMap<SampleKey, u64> = HashMap::with_max_entries(65536, 0);
+
+#[map]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+#[inline(always)]
+fn bump(index: u32) {
+    if let Some(counter) = STATS.get_ptr_mut(index) {
+        // SAFETY: a per-CPU slot; programs on one CPU do not preempt each other here.
+        unsafe { *counter += 1 };
+    }
+}
+
+#[inline(always)]
+fn config() -> Config {
+    match CONFIG.get(0) {
+        Some(config) => *config,
+        None => Config::default(),
+    }
+}
+
+#[inline(always)]
+fn send_event(kind: u32, tgid: u32) {
+    if EVENTS.output::<ProcessEvent>(ProcessEvent { kind, tgid }, 0).is_err() {
+        bump(stat::EVENTS_LOST);
+    }
+}
+
+/// A stack id, or the negated errno, counting failures other than `-EFAULT`.
+#[inline(always)]
+fn stack_id(ctx: &PerfEventContext, flags: u64, collision: u32, error: u32) -> i32 {
+    match ctx.get_stackid(&STACKS, flags) {
+        Ok(id) => id as i32,
+        Err(err) => {
+            if err == -EEXIST {
+                bump(collision);
+            } else if err != -EFAULT {
+                bump(error);
+            }
+            err
+        }
+    }
+}
+
+#[perf_event]
+pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let tid = pid_tgid as u32;
+    if tid == 0 {
+        bump(stat::IDLE);
+        return 0;
+    }
+    let config = config();
+    if config.filter == FILTER_ALL {
+        if tgid == config.self_tgid {
+            return 0;
+        }
+    } else if TARGETS.get_ptr(tgid).is_none() {
+        return 0;
+    }
+    bump(stat::SAMPLES);
+
+    if KNOWN.get_ptr(tgid).is_none() {
+        match KNOWN.insert(tgid, 1, BPF_NOEXIST as u64) {
+            Ok(()) => send_event(EVENT_NEW_PROCESS, tgid),
+            Err(err) if err == -EEXIST => {}
+            Err(_) => bump(stat::KNOWN_FULL),
+        }
+    }
+
+    let key = SampleKey {
+        tgid,
+        tid,
+        user_stack_id: stack_id(
+            &ctx,
+            BPF_F_USER_STACK as u64,
+            stat::USER_STACK_COLLISION,
+            stat::USER_STACK_ERROR,
+        ),
+        kernel_stack_id: stack_id(
+            &ctx,
+            0,
+            stat::KERNEL_STACK_COLLISION,
+            stat::KERNEL_STACK_ERROR,
+        ),
+        comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+    };
+    count(&key);
+    0
+}
+
+#[inline(always)]
+fn count(key: &SampleKey) {
+    if let Some(value) = COUNTS.get_ptr_mut(key) {
+        // SAFETY: the key holds the tid, and a thread runs on one CPU at a time,
+        // so no other program updates this value concurrently.
+        unsafe { *value += 1 };
+        return;
+    }
+    match COUNTS.insert(key, 1, BPF_NOEXIST as u64) {
+        Ok(()) => {}
+        Err(err) if err == -EEXIST => {
+            if let Some(value) = COUNTS.get_ptr_mut(key) {
+                unsafe { *value += 1 };
+            }
+        }
+        Err(_) => bump(stat::COUNTS_FULL),
+    }
+}
+
+/// `sched/sched_process_fork`: the current task is the parent.
+#[tracepoint]
+pub fn on_process_fork(ctx: TracePointContext) -> u32 {
+    let config = config();
+    if config.filter == FILTER_ALL || config.follow_forks == 0 {
+        return 0;
+    }
+    let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if TARGETS.get_ptr(parent_tgid).is_none() {
+        return 0;
+    }
+    // SAFETY: the offset comes from the tracepoint's format file.
+    let Ok(child) = (unsafe { ctx.read_at::<u32>(config.fork_child_pid_offset as usize) }) else {
+        return 0;
+    };
+    // A new thread's tid lands here too; its entry is removed again when it exits.
+    if TARGETS.insert(child, 1, 0).is_err() {
+        bump(stat::TARGETS_FULL);
+        return 0;
+    }
+    send_event(EVENT_FORK, child);
+    0
+}
+
+/// `sched/sched_process_exec`: forget the process so that its next sample
+/// announces it again and user space captures the new image's maps.
+#[tracepoint]
+pub fn on_process_exec(_ctx: TracePointContext) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let _ = KNOWN.remove(tgid);
+    0
+}
+
+/// `sched/sched_process_exit`: drop the entries forks made for threads, and
+/// forget an exiting process so that a later process reusing its pid is announced.
+#[tracepoint]
+pub fn on_process_exit(_ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let tid = pid_tgid as u32;
+    if tid != tgid {
+        let _ = TARGETS.remove(tid);
+    } else {
+        let _ = KNOWN.remove(tgid);
+    }
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,104 @@
+//! Finding and installing the external tools the build and the tests use.
+
+use std::{path::Path, process::Command};
+
+use anyhow::{Context, Result, bail};
+
+pub const LLVM_DIR: &str = "/usr/lib/llvm-22";
+/// Pinned so that every machine links the eBPF object the same way.
+pub const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+pub fn has_command(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+pub fn path_with_llvm() -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    format!("{LLVM_DIR}/bin:{path}")
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Installs Debian packages that are missing; does nothing when all are there.
+pub fn apt_install(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg")
+                .args(["-s", p])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "missing Debian packages {missing:?}: install them (apt-get install -y {})",
+            missing.join(" ")
+        );
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-qq"])
+        .args(&missing))
+}
+
+pub fn install_ebpf_toolchain() -> Result<()> {
+    run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    apt_install(&[
+        "llvm-22-dev",
+        "libpolly-22-dev",
+        "zlib1g-dev",
+        "libzstd-dev",
+    ])?;
+    let installed = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
+    if installed.contains(BPF_LINKER_VERSION) {
+        return Ok(());
+    }
+    run(Command::new("cargo")
+        .env("LLVM_PREFIX", LLVM_DIR)
+        .env("PATH", path_with_llvm())
+        .args([
+            "install",
+            "--locked",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+        ])
+        .args(["--no-default-features", "--features", "llvm-22"]))
+}
+
+pub fn require_ebpf_toolchain() -> Result<()> {
+    if !has_command("bpf-linker") || !Path::new(LLVM_DIR).exists() {
+        bail!("bpf-linker or LLVM 22 is missing: run `cargo xtask install-ebpf-toolchain` first");
+    }
+    Ok(())
+}
