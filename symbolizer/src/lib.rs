@@ -1,1 +1,262 @@
+//! Names for sampled addresses: one long-lived blazesym symbolizer, with its
+//! caches, for kernel frames (kallsyms) and user frames (ELF symbols and DWARF,
+//! inlined frames expanded, Rust and C++ names demangled).
+//!
+//! User addresses are turned into file offsets with a [`ProcessMaps`] snapshot
+//! taken while the process was alive, and looked up in the file it mapped, so
+//! exited processes are symbolized too. An address that cannot be named is
+//! data, not an error: it comes back as `module+0xoffset`.
 
+pub mod maps;
+pub mod process;
+
+use std::{collections::HashMap, path::Path};
+
+use blazesym::symbolize::{
+    Symbolizer as Blazesym,
+    source::{Elf, Kernel, Source},
+    CodeInfo, Input, Sym, Symbolized,
+};
+pub use process::{FileCache, Mapping, ObjectFile, ProcessMaps, capture};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("process {pid} has exited (or never existed)")]
+    ProcessGone { pid: u32 },
+    #[error("cannot read /proc/{pid}/maps: {source}")]
+    ReadMaps { pid: u32, source: std::io::Error },
+}
+
+/// One function at an address; several for an address inside inlined code.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Frame {
+    pub function: String,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+}
+
+/// What an address resolved to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Symbol {
+    /// Innermost first (an inlined callee before its caller); never empty.
+    pub frames: Vec<Frame>,
+    /// False when the frame is only `module+0xoffset` or an address.
+    pub symbolized: bool,
+    /// Index into `ProcessMaps::mappings` of the mapping holding the address.
+    pub mapping: Option<usize>,
+}
+
+impl Symbol {
+    fn unknown(name: String, mapping: Option<usize>) -> Self {
+        Symbol { frames: vec![Frame { function: name, file: None, line: None }], symbolized: false, mapping }
+    }
+}
+
+/// Counters for the summary and the agent's metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    /// Addresses that were looked up and had no symbol.
+    pub unknown: u64,
+    /// Lookups that failed (unreadable or malformed file); their addresses are kept as unknown.
+    pub failed_lookups: u64,
+}
+
+pub struct Symbolizer {
+    blazesym: Blazesym,
+    kernel: HashMap<u64, Symbol>,
+    /// Keyed by file identity and file offset, so every process mapping a
+    /// library shares the names looked up once.
+    user: HashMap<((u32, u32, u64), u64), (Vec<Frame>, bool)>,
+    stats: Stats,
+}
+
+impl Default for Symbolizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Symbolizer {
+    pub fn new() -> Self {
+        let blazesym = Blazesym::builder()
+            .enable_code_info(true)
+            .enable_inlined_fns(true)
+            .enable_demangling(true)
+            .build();
+        Symbolizer { blazesym, kernel: HashMap::new(), user: HashMap::new(), stats: Stats::default() }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Drops cached names (the agent bounds its memory with this).
+    pub fn clear_caches(&mut self) {
+        self.kernel.clear();
+        self.user.clear();
+    }
+
+    /// Kernel addresses, as looked up (callers adjust return addresses).
+    pub fn symbolize_kernel(&mut self, addrs: &[u64]) -> Vec<Symbol> {
+        let missing: Vec<u64> = {
+            let mut seen: Vec<u64> = addrs.iter().copied().filter(|a| !self.kernel.contains_key(a)).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            seen
+        };
+        self.stats.cache_hits += (addrs.len() - missing.len()) as u64;
+        self.stats.cache_misses += missing.len() as u64;
+        if !missing.is_empty() {
+            let source = Source::Kernel(Kernel::default());
+            let results = self.blazesym.symbolize(&source, Input::AbsAddr(&missing));
+            let results = match results {
+                Ok(results) => results.into_iter().map(|r| to_frames(&r)).collect(),
+                Err(_) => {
+                    self.stats.failed_lookups += missing.len() as u64;
+                    vec![None; missing.len()]
+                }
+            };
+            for (addr, frames) in missing.iter().zip(results) {
+                let symbol = match frames {
+                    Some(frames) => Symbol { frames, symbolized: true, mapping: None },
+                    None => {
+                        self.stats.unknown += 1;
+                        Symbol::unknown(format!("[kernel]+0x{addr:x}"), None)
+                    }
+                };
+                self.kernel.insert(*addr, symbol);
+            }
+        }
+        addrs.iter().map(|a| self.kernel[a].clone()).collect()
+    }
+
+    /// User addresses of one process, as looked up (callers adjust return addresses).
+    pub fn symbolize_user(&mut self, process: &ProcessMaps, addrs: &[u64]) -> Vec<Symbol> {
+        // Batch the misses per file, as blazesym works best with one call per source.
+        let mut misses: HashMap<(u32, u32, u64), (&ObjectFile, Vec<u64>)> = HashMap::new();
+        for &addr in addrs {
+            let Some((_, mapping)) = process.find(addr) else { continue };
+            let Some(object) = &mapping.object else { continue };
+            let offset = addr - mapping.start + mapping.file_offset;
+            if self.user.contains_key(&(object.key, offset)) {
+                self.stats.cache_hits += 1;
+            } else {
+                misses.entry(object.key).or_insert_with(|| (object, Vec::new())).1.push(offset);
+            }
+        }
+        for (key, (object, mut offsets)) in misses {
+            let queued = offsets.len();
+            offsets.sort_unstable();
+            offsets.dedup();
+            self.stats.cache_misses += offsets.len() as u64;
+            self.stats.cache_hits += (queued - offsets.len()) as u64;
+            let source = Source::Elf(Elf::new(object.fd_path()));
+            let results = match self.blazesym.symbolize(&source, Input::FileOffset(&offsets)) {
+                Ok(results) => results.into_iter().map(|r| to_frames(&r)).collect(),
+                Err(_) => {
+                    self.stats.failed_lookups += offsets.len() as u64;
+                    vec![None; offsets.len()]
+                }
+            };
+            for (offset, frames) in offsets.into_iter().zip(results) {
+                let entry = match frames {
+                    Some(frames) => (frames, true),
+                    None => {
+                        self.stats.unknown += 1;
+                        let name = format!("{}+0x{offset:x}", basename(&object.path));
+                        (vec![Frame { function: name, file: None, line: None }], false)
+                    }
+                };
+                self.user.insert((key, offset), entry);
+            }
+        }
+        addrs
+            .iter()
+            .map(|&addr| match process.find(addr) {
+                None => Symbol::unknown(format!("[unknown]+0x{addr:x}"), None),
+                Some((index, mapping)) => {
+                    let offset = addr - mapping.start + mapping.file_offset;
+                    match &mapping.object {
+                        Some(object) => {
+                            let (frames, symbolized) = self.user[&(object.key, offset)].clone();
+                            Symbol { frames, symbolized, mapping: Some(index) }
+                        }
+                        None => {
+                            let name = if mapping.name.is_empty() { "[anon]" } else { &mapping.name };
+                            Symbol::unknown(format!("{name}+0x{:x}", addr - mapping.start), Some(index))
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+fn basename(path: &str) -> &str {
+    Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or(path)
+}
+
+fn code_location(info: Option<&CodeInfo<'_>>) -> (Option<String>, Option<u32>) {
+    match info {
+        None => (None, None),
+        Some(info) => {
+            let file = match &info.dir {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.join(&info.file),
+                _ => Path::new(&info.file).to_path_buf(),
+            };
+            (Some(file.to_string_lossy().into_owned()), info.line)
+        }
+    }
+}
+
+/// blazesym's answer as frames, innermost first. blazesym lists inlined
+/// functions outermost first, each with the line inside that function.
+fn to_frames(result: &Symbolized<'_>) -> Option<Vec<Frame>> {
+    let Symbolized::Sym(Sym { name, code_info, inlined, .. }) = result else {
+        return None;
+    };
+    let mut frames = Vec::with_capacity(inlined.len() + 1);
+    for inline in inlined.iter().rev() {
+        let (file, line) = code_location(inline.code_info.as_ref());
+        frames.push(Frame { function: inline.name.to_string(), file, line });
+    }
+    let (file, line) = code_location(code_info.as_deref());
+    frames.push(Frame { function: name.to_string(), file, line });
+    Some(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[inline(never)]
+    fn a_function_with_a_known_name() -> u64 {
+        std::hint::black_box(42)
+    }
+
+    #[test]
+    fn names_a_function_of_this_process_by_file_offset() {
+        let mut cache = FileCache::default();
+        let maps = capture(std::process::id(), &mut cache).unwrap();
+        let addr = a_function_with_a_known_name as fn() -> u64 as usize as u64;
+        let mut symbolizer = Symbolizer::new();
+        let symbols = symbolizer.symbolize_user(&maps, &[addr, addr]);
+        assert!(symbols[0].symbolized, "{symbols:?}");
+        let name = &symbols[0].frames.last().unwrap().function;
+        assert!(name.ends_with("a_function_with_a_known_name"), "{name}");
+        assert_eq!(symbolizer.stats().cache_misses, 1);
+        assert_eq!(symbolizer.stats().cache_hits, 1);
+        assert_eq!(symbols[0], symbols[1]);
+    }
+
+    #[test]
+    fn an_unmapped_address_stays_as_data() {
+        let mut cache = FileCache::default();
+        let maps = capture(std::process::id(), &mut cache).unwrap();
+        let symbols = Symbolizer::new().symbolize_user(&maps, &[0x10]);
+        assert!(!symbols[0].symbolized);
+        assert_eq!(symbols[0].frames[0].function, "[unknown]+0x10");
+    }
+}
