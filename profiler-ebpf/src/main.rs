@@ -97,11 +97,12 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
         return 0;
     }
     let config = config();
-    if config.filter == FILTER_ALL {
-        if tgid == config.self_tgid {
-            return 0;
-        }
-    } else if TARGETS.get_ptr(tgid).is_none() {
+    // The profiler itself may be in TARGETS (to follow the fork of a `-- CMD`
+    // child) but is never sampled.
+    if tgid == config.self_tgid {
+        return 0;
+    }
+    if config.filter != FILTER_ALL && TARGETS.get_ptr(tgid).is_none() {
         return 0;
     }
     bump(stat::SAMPLES);

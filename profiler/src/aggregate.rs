@@ -1,0 +1,269 @@
+//! Turns a [`RawProfile`] (addresses) into a [`Profile`] (named locations),
+//! asking a [`Resolve`] for names in one batch per process and one for the
+//! kernel. Return addresses (every frame but the innermost) are looked up one
+//! byte earlier, so a call at the end of a function is not blamed on the next.
+
+use std::collections::HashMap;
+
+use symbolizer::Symbol;
+
+use crate::{
+    profile::{FrameKind, Line, Location, Mapping, Meta, Profile, Sample},
+    raw::{RawProfile, RawStack},
+};
+
+/// Names for addresses; the real one wraps the symbolizer and the process table.
+pub trait Resolve {
+    /// Names for user addresses of process `pid`, one per address.
+    fn user(&mut self, pid: u32, addrs: &[u64]) -> Vec<Symbol>;
+    /// Names for kernel addresses, one per address.
+    fn kernel(&mut self, addrs: &[u64]) -> Vec<Symbol>;
+    /// The mapping that `Symbol::mapping` indexes, for user symbols of `pid`.
+    fn mapping(&self, pid: u32, index: usize) -> Option<Mapping>;
+}
+
+/// An address space: a process's, or the kernel's (`None`).
+type Space = Option<u32>;
+
+/// The address to look up for the frame at `depth` (0 = innermost).
+fn lookup_address(addr: u64, depth: usize) -> u64 {
+    if depth == 0 { addr } else { addr.saturating_sub(1) }
+}
+
+fn lost_stack_name(side: &str, errno: i32) -> String {
+    match errno {
+        17 => format!("[lost {side} stack: stack map collision]"),
+        _ => format!("[lost {side} stack: error {errno}]"),
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    profile: Profile,
+    locations: HashMap<(Space, u64), usize>,
+    special: HashMap<String, usize>,
+    mappings: HashMap<(u32, usize), usize>,
+}
+
+impl Builder {
+    fn special(&mut self, name: String) -> usize {
+        if let Some(&index) = self.special.get(&name) {
+            return index;
+        }
+        let index = self.profile.locations.len();
+        self.profile.locations.push(Location {
+            kind: FrameKind::Special,
+            address: 0,
+            mapping: None,
+            lines: vec![Line { function: name.clone(), file: None, line: None }],
+        });
+        self.special.insert(name, index);
+        index
+    }
+
+    fn mapping(&mut self, resolver: &dyn Resolve, pid: u32, index: usize) -> Option<usize> {
+        if let Some(&m) = self.mappings.get(&(pid, index)) {
+            return Some(m);
+        }
+        let mapping = resolver.mapping(pid, index)?;
+        let m = self.profile.mappings.len();
+        self.profile.mappings.push(mapping);
+        self.mappings.insert((pid, index), m);
+        Some(m)
+    }
+
+    fn add_symbols(
+        &mut self,
+        resolver: &dyn Resolve,
+        space: Space,
+        lookups: &[(u64, u64)],
+        symbols: Vec<Symbol>,
+    ) {
+        for (&(lookup, address), symbol) in lookups.iter().zip(symbols) {
+            let mapping = match (space, symbol.mapping) {
+                (Some(pid), Some(index)) => self.mapping(resolver, pid, index),
+                _ => None,
+            };
+            let index = self.profile.locations.len();
+            self.profile.locations.push(Location {
+                kind: if space.is_some() { FrameKind::User } else { FrameKind::Kernel },
+                address,
+                mapping,
+                lines: symbol
+                    .frames
+                    .into_iter()
+                    .map(|f| Line { function: f.function, file: f.file, line: f.line })
+                    .collect(),
+            });
+            self.locations.insert((space, lookup), index);
+        }
+    }
+}
+
+/// Unique lookup addresses of one stack side, with the first sampled address for each.
+fn collect(stack: &RawStack, into: &mut HashMap<u64, u64>) {
+    if let RawStack::Frames(frames) = stack {
+        for (depth, &addr) in frames.iter().enumerate() {
+            into.entry(lookup_address(addr, depth)).or_insert(addr);
+        }
+    }
+}
+
+fn sorted(map: HashMap<u64, u64>) -> Vec<(u64, u64)> {
+    let mut v: Vec<(u64, u64)> = map.into_iter().collect();
+    v.sort_unstable();
+    v
+}
+
+pub fn aggregate(raw: &RawProfile, resolver: &mut dyn Resolve, meta: Meta) -> Profile {
+    let mut builder = Builder::default();
+    builder.profile.meta = meta;
+
+    let mut user: HashMap<u32, HashMap<u64, u64>> = HashMap::new();
+    let mut kernel: HashMap<u64, u64> = HashMap::new();
+    for sample in &raw.samples {
+        collect(&sample.user_stack, user.entry(sample.tgid).or_default());
+        collect(&sample.kernel_stack, &mut kernel);
+    }
+    let kernel = sorted(kernel);
+    if !kernel.is_empty() {
+        let addrs: Vec<u64> = kernel.iter().map(|&(lookup, _)| lookup).collect();
+        let symbols = resolver.kernel(&addrs);
+        builder.add_symbols(resolver, None, &kernel, symbols);
+    }
+    let mut pids: Vec<u32> = user.keys().copied().collect();
+    pids.sort_unstable();
+    for pid in pids {
+        let lookups = sorted(user.remove(&pid).unwrap_or_default());
+        if lookups.is_empty() {
+            continue;
+        }
+        let addrs: Vec<u64> = lookups.iter().map(|&(lookup, _)| lookup).collect();
+        let symbols = resolver.user(pid, &addrs);
+        builder.add_symbols(resolver, Some(pid), &lookups, symbols);
+    }
+
+    let mut merged: HashMap<(u32, u32, String, Vec<usize>), u64> = HashMap::new();
+    for sample in &raw.samples {
+        let mut locations = Vec::new();
+        for (stack, space, side) in [
+            (&sample.kernel_stack, None, "kernel"),
+            (&sample.user_stack, Some(sample.tgid), "user"),
+        ] {
+            match stack {
+                RawStack::Frames(frames) => {
+                    for (depth, &addr) in frames.iter().enumerate() {
+                        locations.push(builder.locations[&(space, lookup_address(addr, depth))]);
+                    }
+                }
+                RawStack::Absent => {}
+                RawStack::Lost { errno } => locations.push(builder.special(lost_stack_name(side, *errno))),
+            }
+        }
+        *merged.entry((sample.tgid, sample.tid, sample.comm.clone(), locations)).or_default() += sample.count;
+    }
+    let mut samples: Vec<Sample> = merged
+        .into_iter()
+        .map(|((pid, tid, comm, locations), count)| Sample { pid, tid, comm, locations, count })
+        .collect();
+    samples.sort_by(|a, b| (a.pid, a.tid, &a.comm, &a.locations).cmp(&(b.pid, b.tid, &b.comm, &b.locations)));
+    builder.profile.samples = samples;
+    builder.profile
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raw::RawSample;
+    use symbolizer::Frame;
+
+    /// Names every address `fn_<hex>`; records what it was asked.
+    #[derive(Default)]
+    struct FakeResolver {
+        user_calls: Vec<(u32, Vec<u64>)>,
+        kernel_calls: Vec<Vec<u64>>,
+    }
+
+    fn named(prefix: &str, addr: u64, mapping: Option<usize>) -> Symbol {
+        Symbol {
+            frames: vec![Frame { function: format!("{prefix}{addr:x}"), file: None, line: None }],
+            symbolized: true,
+            mapping,
+        }
+    }
+
+    impl Resolve for FakeResolver {
+        fn user(&mut self, pid: u32, addrs: &[u64]) -> Vec<Symbol> {
+            self.user_calls.push((pid, addrs.to_vec()));
+            addrs.iter().map(|&a| named("u", a, Some(0))).collect()
+        }
+        fn kernel(&mut self, addrs: &[u64]) -> Vec<Symbol> {
+            self.kernel_calls.push(addrs.to_vec());
+            addrs.iter().map(|&a| named("k", a, None)).collect()
+        }
+        fn mapping(&self, pid: u32, _index: usize) -> Option<Mapping> {
+            Some(Mapping { start: 0, end: 0x1000, file_offset: 0, path: format!("/bin/p{pid}"), build_id: None })
+        }
+    }
+
+    fn sample(tgid: u32, user: RawStack, kernel: RawStack, count: u64) -> RawSample {
+        RawSample { tgid, tid: tgid, comm: "app".into(), user_stack: user, kernel_stack: kernel, count }
+    }
+
+    #[test]
+    fn adjusts_return_addresses_and_orders_kernel_above_user() {
+        let raw = RawProfile {
+            samples: vec![sample(
+                7,
+                RawStack::Frames(vec![0x100, 0x201, 0x301]),
+                RawStack::Frames(vec![0xa00, 0xb01]),
+                3,
+            )],
+            ..Default::default()
+        };
+        let mut resolver = FakeResolver::default();
+        let profile = aggregate(&raw, &mut resolver, Meta::default());
+        assert_eq!(resolver.user_calls, vec![(7, vec![0x100, 0x200, 0x300])]);
+        assert_eq!(resolver.kernel_calls, vec![vec![0xa00, 0xb00]]);
+        assert_eq!(profile.samples.len(), 1);
+        let names = profile.frame_names(&profile.samples[0]);
+        assert_eq!(names, ["app", "u300", "u200", "u100", "kb00_[k]", "ka00_[k]"]);
+        assert_eq!(profile.samples[0].count, 3);
+        // The sampled address is kept, not the lookup address.
+        assert_eq!(profile.locations[profile.samples[0].locations[1]].address, 0xb01);
+        assert_eq!(profile.mappings.len(), 1);
+        assert_eq!(profile.mappings[0].path, "/bin/p7");
+    }
+
+    #[test]
+    fn lost_stacks_stay_in_the_profile_and_equal_stacks_merge() {
+        let raw = RawProfile {
+            samples: vec![
+                sample(1, RawStack::Lost { errno: 17 }, RawStack::Absent, 2),
+                sample(1, RawStack::Lost { errno: 17 }, RawStack::Absent, 5),
+                sample(2, RawStack::Frames(vec![0x10]), RawStack::Lost { errno: 12 }, 1),
+            ],
+            ..Default::default()
+        };
+        let profile = aggregate(&raw, &mut FakeResolver::default(), Meta::default());
+        assert_eq!(profile.total_samples(), 8);
+        assert_eq!(profile.samples.len(), 2);
+        assert_eq!(profile.samples[0].count, 7);
+        assert_eq!(profile.frame_names(&profile.samples[0]), ["app", "[lost user stack: stack map collision]"]);
+        assert_eq!(profile.frame_names(&profile.samples[1]), ["app", "u10", "[lost kernel stack: error 12]"]);
+    }
+
+    #[test]
+    fn the_same_address_in_two_processes_is_two_locations() {
+        let raw = RawProfile {
+            samples: vec![
+                sample(1, RawStack::Frames(vec![0x10]), RawStack::Absent, 1),
+                sample(2, RawStack::Frames(vec![0x10]), RawStack::Absent, 1),
+            ],
+            ..Default::default()
+        };
+        let profile = aggregate(&raw, &mut FakeResolver::default(), Meta::default());
+        assert_ne!(profile.samples[0].locations, profile.samples[1].locations);
+        assert_eq!(profile.mappings.len(), 2);
+    }
+}

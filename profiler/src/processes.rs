@@ -1,0 +1,91 @@
+//! The process manager: snapshots of the processes being profiled, taken when
+//! the kernel announces them (first sample, fork, exec) so that a process
+//! that exits before the end of the recording is still symbolized. At the end,
+//! live processes are captured again to pick up libraries loaded since.
+
+use std::collections::{HashMap, HashSet};
+
+use symbolizer::{FileCache, ProcessMaps, Symbol, Symbolizer};
+
+use crate::{aggregate::Resolve, profile::Mapping};
+
+#[derive(Default)]
+pub struct ProcessTable {
+    files: FileCache,
+    processes: HashMap<u32, ProcessMaps>,
+    /// Processes whose maps could not be read (exited first, or unreadable).
+    missed: HashSet<u32>,
+}
+
+impl ProcessTable {
+    /// Captures (or re-captures) `pid`; true when it worked.
+    pub fn capture(&mut self, pid: u32) -> bool {
+        match symbolizer::capture(pid, &mut self.files) {
+            Ok(maps) => {
+                self.processes.insert(pid, maps);
+                self.missed.remove(&pid);
+                true
+            }
+            Err(_) => {
+                if !self.processes.contains_key(&pid) {
+                    self.missed.insert(pid);
+                }
+                false
+            }
+        }
+    }
+
+    /// Re-captures the processes still alive and captures any not seen yet.
+    pub fn refresh<I: IntoIterator<Item = u32>>(&mut self, pids: I) {
+        for pid in pids {
+            self.capture(pid);
+        }
+        self.files.prune();
+    }
+
+    pub fn get(&self, pid: u32) -> Option<&ProcessMaps> {
+        self.processes.get(&pid)
+    }
+
+    /// Processes that had samples but whose maps were never read.
+    pub fn missed(&self) -> usize {
+        self.missed.len()
+    }
+
+    pub fn open_files(&self) -> usize {
+        self.files.len()
+    }
+}
+
+/// [`Resolve`] over the real symbolizer and the captured processes.
+pub struct Resolver<'a> {
+    pub symbolizer: &'a mut Symbolizer,
+    pub processes: &'a ProcessTable,
+}
+
+impl Resolve for Resolver<'_> {
+    fn user(&mut self, pid: u32, addrs: &[u64]) -> Vec<Symbol> {
+        match self.processes.get(pid) {
+            Some(maps) => self.symbolizer.symbolize_user(maps, addrs),
+            None => {
+                let empty = ProcessMaps { pid, mappings: Vec::new() };
+                self.symbolizer.symbolize_user(&empty, addrs)
+            }
+        }
+    }
+
+    fn kernel(&mut self, addrs: &[u64]) -> Vec<Symbol> {
+        self.symbolizer.symbolize_kernel(addrs)
+    }
+
+    fn mapping(&self, pid: u32, index: usize) -> Option<Mapping> {
+        let mapping = self.processes.get(pid)?.mappings.get(index)?;
+        Some(Mapping {
+            start: mapping.start,
+            end: mapping.end,
+            file_offset: mapping.file_offset,
+            path: mapping.object.as_ref().map_or_else(|| mapping.name.clone(), |o| o.path.clone()),
+            build_id: mapping.object.as_ref().and_then(|o| o.build_id.clone()),
+        })
+    }
+}

@@ -1,0 +1,139 @@
+//! The symbolized profile: what every output (folded, SVG, pprof) and the
+//! summary are made from. It follows pprof's model (samples point at
+//! locations, a location holds one line per inlined frame) so that the pprof
+//! encoder loses nothing, and the text outputs expand it into frames.
+
+/// Where a frame comes from; the outputs tell kernel frames apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FrameKind {
+    User,
+    Kernel,
+    /// A marker the profiler adds, such as a lost stack; never a real address.
+    Special,
+}
+
+/// One function at a location. Names of frames that could not be symbolized
+/// are `module+0xoffset` (or `[unknown]+0xaddress`), never dropped.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Line {
+    pub function: String,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+}
+
+/// A file mapped into a process (or the kernel image).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    pub file_offset: u64,
+    pub path: String,
+    /// Hex-encoded GNU build ID, when the file has one.
+    pub build_id: Option<String>,
+}
+
+/// One address in one address space.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub kind: FrameKind,
+    /// The address as sampled (not adjusted for symbol lookup).
+    pub address: u64,
+    /// Index into `Profile::mappings`.
+    pub mapping: Option<usize>,
+    /// Innermost first: with inlining, `lines[0]` is the inlined callee and
+    /// the last entry is the function the code was inlined into (pprof's order).
+    pub lines: Vec<Line>,
+}
+
+/// A stack and how often it was seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    /// Indices into `Profile::locations`, leaf first (pprof's order).
+    pub locations: Vec<usize>,
+    pub count: u64,
+}
+
+/// What was profiled and how; used for titles, pprof metadata and the summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// What was profiled, e.g. `pid 1234 (myapp)` or `./my-program args`.
+    pub target: String,
+    pub start_unix_nanos: u64,
+    pub duration_nanos: u64,
+    pub frequency_hz: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub meta: Meta,
+    pub mappings: Vec<Mapping>,
+    pub locations: Vec<Location>,
+    pub samples: Vec<Sample>,
+}
+
+impl Profile {
+    /// Nanoseconds of CPU one sample stands for.
+    pub fn period_nanos(&self) -> u64 {
+        1_000_000_000 / self.meta.frequency_hz.max(1)
+    }
+
+    pub fn total_samples(&self) -> u64 {
+        self.samples.iter().map(|s| s.count).sum()
+    }
+
+    /// Frames of one sample, root first, as the folded format and flame graphs
+    /// name them: kernel frames end in `_[k]`, inlined ones in `_[i]` (the
+    /// suffixes `perf script | stackcollapse` uses, which inferno colours).
+    /// The process's command name is the root frame.
+    pub fn frame_names(&self, sample: &Sample) -> Vec<String> {
+        let mut names = Vec::with_capacity(sample.locations.len() + 1);
+        names.push(sanitize(&sample.comm));
+        for &loc in sample.locations.iter().rev() {
+            let location = &self.locations[loc];
+            let last = location.lines.len().saturating_sub(1);
+            for (i, line) in location.lines.iter().enumerate().rev() {
+                let suffix = match (location.kind, i == last) {
+                    (FrameKind::Kernel, _) => "_[k]",
+                    (_, false) => "_[i]",
+                    _ => "",
+                };
+                names.push(format!("{}{suffix}", sanitize(&line.function)));
+            }
+        }
+        names
+    }
+}
+
+/// Frame names may not hold the folded format's separators.
+fn sanitize(name: &str) -> String {
+    if name.is_empty() {
+        return "[unknown]".to_string();
+    }
+    name.replace([';', '\n', '\r'], "_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(name: &str) -> Line {
+        Line { function: name.into(), file: None, line: None }
+    }
+
+    #[test]
+    fn frame_names_are_root_first_with_kernel_and_inline_suffixes() {
+        let profile = Profile {
+            locations: vec![
+                Location { kind: FrameKind::Kernel, address: 1, mapping: None, lines: vec![line("do_sys")] },
+                Location { kind: FrameKind::User, address: 2, mapping: None, lines: vec![line("inl"), line("outer")] },
+                Location { kind: FrameKind::User, address: 3, mapping: None, lines: vec![line("main")] },
+            ],
+            ..Default::default()
+        };
+        let sample = Sample { pid: 1, tid: 1, comm: "a;b".into(), locations: vec![0, 1, 2], count: 1 };
+        assert_eq!(profile.frame_names(&sample), ["a_b", "main", "outer", "inl_[i]", "do_sys_[k]"]);
+    }
+}

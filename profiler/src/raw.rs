@@ -1,0 +1,84 @@
+//! What a drain of the kernel maps yields: counts with their raw stacks (plain
+//! addresses) and the kernel's failure counters. Plain data, so aggregation and
+//! symbolization are tested without root.
+
+use profiler_common::stat;
+
+/// One side (user or kernel) of a sampled stack.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RawStack {
+    /// Innermost address first, as the kernel records them.
+    Frames(Vec<u64>),
+    /// There is no such stack (a kernel thread has no user stack; a sample in
+    /// user mode has no kernel stack).
+    Absent,
+    /// The stack was lost; `errno` is what `bpf_get_stackid` returned (17 =
+    /// EEXIST: a stack map bucket collision).
+    Lost { errno: i32 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawSample {
+    pub tgid: u32,
+    pub tid: u32,
+    pub comm: String,
+    pub user_stack: RawStack,
+    pub kernel_stack: RawStack,
+    pub count: u64,
+}
+
+/// The kernel's counters, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    pub samples: u64,
+    pub idle: u64,
+    pub user_stack_collisions: u64,
+    pub user_stack_errors: u64,
+    pub kernel_stack_collisions: u64,
+    pub kernel_stack_errors: u64,
+    pub counts_map_full: u64,
+    pub events_lost: u64,
+    pub targets_full: u64,
+    pub known_full: u64,
+}
+
+impl KernelStats {
+    pub fn from_counters(values: &[u64; stat::COUNT as usize]) -> Self {
+        let at = |i: u32| values[i as usize];
+        KernelStats {
+            samples: at(stat::SAMPLES),
+            idle: at(stat::IDLE),
+            user_stack_collisions: at(stat::USER_STACK_COLLISION),
+            user_stack_errors: at(stat::USER_STACK_ERROR),
+            kernel_stack_collisions: at(stat::KERNEL_STACK_COLLISION),
+            kernel_stack_errors: at(stat::KERNEL_STACK_ERROR),
+            counts_map_full: at(stat::COUNTS_FULL),
+            events_lost: at(stat::EVENTS_LOST),
+            targets_full: at(stat::TARGETS_FULL),
+            known_full: at(stat::KNOWN_FULL),
+        }
+    }
+
+    /// Every failure, by cause, for the end-of-run report; zero counts left out.
+    pub fn failures(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("samples dropped: in-kernel counts map full", self.counts_map_full),
+            ("user stacks lost: stack map collision", self.user_stack_collisions),
+            ("user stacks lost: other stack errors", self.user_stack_errors),
+            ("kernel stacks lost: stack map collision", self.kernel_stack_collisions),
+            ("kernel stacks lost: other stack errors", self.kernel_stack_errors),
+            ("process events lost: ring buffer full", self.events_lost),
+            ("forked children not followed: targets map full", self.targets_full),
+            ("new processes not announced: known map full", self.known_full),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawProfile {
+    pub samples: Vec<RawSample>,
+    pub stats: KernelStats,
+}

@@ -1,0 +1,357 @@
+//! The eBPF layer: loads the embedded object, attaches the cpu-clock sampler
+//! on every online CPU and the process tracepoints, and drains the kernel maps
+//! into a [`RawProfile`]. Nothing here symbolizes; everything after the drain
+//! works on plain data and is tested without root.
+
+use std::{fs, io, path::Path};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
+    programs::{
+        PerfEvent, TracePoint,
+        perf_event::{PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent},
+        trace_point::TracePointLinkId,
+    },
+    util::online_cpus,
+};
+use profiler_common::{
+    COMM_LEN, Config, FILTER_ALL, FILTER_TARGETS, SampleKey, map_names, program_names, stat,
+};
+
+use crate::raw::{KernelStats, RawProfile, RawSample, RawStack};
+
+/// The eBPF object built by `cargo xtask build-ebpf` (committed, so building the
+/// profiler needs no eBPF toolchain).
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!("../ebpf/profiler.bpf.o");
+
+const EFAULT: i32 = 14;
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Targets {
+    /// Every process but the profiler.
+    All,
+    /// These tgids (more can be added while running).
+    Pids(Vec<u32>),
+}
+
+#[derive(Clone, Debug)]
+pub struct TracerOptions {
+    pub frequency_hz: u64,
+    pub targets: Targets,
+    /// Children forked by a target are sampled too.
+    pub follow_forks: bool,
+    pub stack_map_entries: u32,
+    pub counts_map_entries: u32,
+}
+
+impl Default for TracerOptions {
+    fn default() -> Self {
+        TracerOptions {
+            frequency_hz: 99,
+            targets: Targets::All,
+            follow_forks: true,
+            stack_map_entries: 16384,
+            counts_map_entries: 65536,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TracerError {
+    #[error(
+        "permission denied while {action}: run as root, or give the binary CAP_BPF and CAP_PERFMON \
+         (setcap cap_bpf,cap_perfmon,cap_sys_ptrace=ep $(which profiler))"
+    )]
+    PermissionDenied { action: String },
+    #[error(
+        "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): the profiler needs a kernel \
+         built with CONFIG_DEBUG_INFO_BTF=y (5.8 or later)"
+    )]
+    NoBtf,
+    #[error(
+        "cannot open the cpu-clock perf event on CPU {cpu}: {source}. The kernel needs \
+         CONFIG_PERF_EVENTS; in a container, perf_event_open may be blocked by seccomp"
+    )]
+    PerfEvent { cpu: u32, source: io::Error },
+    #[error("cannot {action}: {message}")]
+    Ebpf { action: String, message: String },
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: io::Error },
+}
+
+fn ebpf_error(action: &str, err: impl std::fmt::Display + std::fmt::Debug) -> TracerError {
+    let message = format!("{err}");
+    let debug = format!("{err:?}");
+    if debug.contains("PermissionDenied") || debug.contains("EPERM") || message.contains("Operation not permitted") {
+        TracerError::PermissionDenied { action: action.to_string() }
+    } else {
+        TracerError::Ebpf { action: action.to_string(), message: format!("{message} ({debug})") }
+    }
+}
+
+/// Mounts tracefs when it is not mounted (attaching tracepoints needs it).
+fn ensure_tracefs() -> Result<(), TracerError> {
+    if Path::new(TRACEFS).join("events").exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
+        return Ok(());
+    }
+    let ret = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if ret != 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::PermissionDenied {
+            return Err(TracerError::PermissionDenied { action: "mounting tracefs".into() });
+        }
+        return Err(TracerError::Read { path: format!("{TRACEFS} (mount tracefs)"), source: err });
+    }
+    Ok(())
+}
+
+/// Offset of `child_pid` in the `sched_process_fork` record, from its format file.
+fn fork_child_pid_offset() -> Result<u32, TracerError> {
+    let candidates = [TRACEFS, "/sys/kernel/debug/tracing"];
+    let mut last_err = None;
+    for root in candidates {
+        let path = format!("{root}/events/sched/sched_process_fork/format");
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                return parse_field_offset(&text, "child_pid").ok_or_else(|| TracerError::Ebpf {
+                    action: "find child_pid in the sched_process_fork format".into(),
+                    message: format!("no such field in {path}"),
+                });
+            }
+            Err(source) => last_err = Some(TracerError::Read { path, source }),
+        }
+    }
+    Err(last_err.expect("at least one candidate"))
+}
+
+/// Parses `field:pid_t child_pid;\toffset:44;\tsize:4;...` lines of a tracepoint format file.
+pub fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|line| {
+        let line = line.trim();
+        let decl = line.strip_prefix("field:")?.split(';').next()?;
+        if decl.split_whitespace().last()? != field {
+            return None;
+        }
+        let offset = line.split("offset:").nth(1)?.split(';').next()?;
+        offset.trim().parse().ok()
+    })
+}
+
+/// The highest sampling frequency the kernel allows.
+pub fn max_sample_rate() -> Option<u64> {
+    fs::read_to_string("/proc/sys/kernel/perf_event_max_sample_rate").ok()?.trim().parse().ok()
+}
+
+pub struct Tracer {
+    ebpf: Ebpf,
+    options: TracerOptions,
+    perf_links: Vec<PerfEventLinkId>,
+    tracepoint_links: Vec<(&'static str, TracePointLinkId)>,
+}
+
+impl Tracer {
+    /// Loads the programs, configures them and starts sampling.
+    pub fn start(options: TracerOptions) -> Result<Tracer, TracerError> {
+        if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+            return Err(TracerError::NoBtf);
+        }
+        ensure_tracefs()?;
+        let child_pid_offset = if options.follow_forks { fork_child_pid_offset()? } else { 0 };
+
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(map_names::STACKS, options.stack_map_entries)
+            .map_max_entries(map_names::COUNTS, options.counts_map_entries)
+            .load(EBPF_OBJECT)
+            .map_err(|e| ebpf_error("load the eBPF object", e))?;
+
+        let config = Config {
+            filter: if options.targets == Targets::All { FILTER_ALL } else { FILTER_TARGETS },
+            self_tgid: std::process::id(),
+            fork_child_pid_offset: child_pid_offset,
+            follow_forks: options.follow_forks as u32,
+        };
+        let mut config_map: Array<_, Config> = Array::try_from(ebpf.map_mut(map_names::CONFIG).unwrap())
+            .map_err(|e| ebpf_error("open the CONFIG map", e))?;
+        config_map.set(0, config, 0).map_err(|e| ebpf_error("write the CONFIG map", e))?;
+
+        let mut tracer = Tracer { ebpf, options, perf_links: Vec::new(), tracepoint_links: Vec::new() };
+        if let Targets::Pids(pids) = tracer.options.targets.clone() {
+            for pid in pids {
+                tracer.add_target(pid)?;
+            }
+        }
+
+        for (name, category, event) in [
+            (program_names::FORK, "sched", "sched_process_fork"),
+            (program_names::EXEC, "sched", "sched_process_exec"),
+            (program_names::EXIT, "sched", "sched_process_exit"),
+        ] {
+            let program: &mut TracePoint = tracer
+                .ebpf
+                .program_mut(name)
+                .expect("program in the object")
+                .try_into()
+                .map_err(|e| ebpf_error(name, e))?;
+            program.load().map_err(|e| ebpf_error(&format!("load {name}"), e))?;
+            let link = program
+                .attach(category, event)
+                .map_err(|e| ebpf_error(&format!("attach to the {category}/{event} tracepoint"), e))?;
+            tracer.tracepoint_links.push((name, link));
+        }
+
+        let program: &mut PerfEvent = tracer
+            .ebpf
+            .program_mut(program_names::ON_CPU)
+            .expect("program in the object")
+            .try_into()
+            .map_err(|e| ebpf_error(program_names::ON_CPU, e))?;
+        program.load().map_err(|e| ebpf_error("load the perf_event program", e))?;
+        let cpus = online_cpus().map_err(|(what, source)| TracerError::Read { path: what.to_string(), source })?;
+        for cpu in cpus {
+            let link = program
+                .attach(
+                    PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                    PerfEventScope::AllProcessesOneCpu { cpu },
+                    SamplePolicy::Frequency(tracer.options.frequency_hz),
+                    false,
+                )
+                .map_err(|e| {
+                    let debug = format!("{e:?}");
+                    if debug.contains("PermissionDenied") {
+                        TracerError::PermissionDenied { action: "opening perf events".into() }
+                    } else {
+                        TracerError::PerfEvent { cpu, source: io::Error::other(format!("{e}")) }
+                    }
+                })?;
+            tracer.perf_links.push(link);
+        }
+        Ok(tracer)
+    }
+
+    /// Starts sampling one more process.
+    pub fn add_target(&mut self, pid: u32) -> Result<(), TracerError> {
+        let mut targets: HashMap<_, u32, u8> = HashMap::try_from(self.ebpf.map_mut(map_names::TARGETS).unwrap())
+            .map_err(|e| ebpf_error("open the TARGETS map", e))?;
+        targets.insert(pid, 1, 0).map_err(|e| ebpf_error("add a target pid", e))
+    }
+
+    /// Stops sampling a process (its already-followed children stay).
+    pub fn remove_target(&mut self, pid: u32) -> Result<(), TracerError> {
+        let mut targets: HashMap<_, u32, u8> = HashMap::try_from(self.ebpf.map_mut(map_names::TARGETS).unwrap())
+            .map_err(|e| ebpf_error("open the TARGETS map", e))?;
+        targets.remove(&pid).map_err(|e| ebpf_error("remove a target pid", e))
+    }
+
+    /// The ring buffer of process events, for the process manager to poll.
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        RingBuf::try_from(self.ebpf.take_map(map_names::EVENTS)?).ok()
+    }
+
+    /// Stops sampling: detaches every program. The maps stay readable.
+    pub fn stop(&mut self) {
+        if let Some(Ok(program)) = self
+            .ebpf
+            .program_mut(program_names::ON_CPU)
+            .map(<&mut PerfEvent>::try_from)
+        {
+            for link in self.perf_links.drain(..) {
+                let _ = program.detach(link);
+            }
+        }
+        for (name, link) in self.tracepoint_links.drain(..) {
+            if let Some(Ok(program)) = self.ebpf.program_mut(name).map(<&mut TracePoint>::try_from) {
+                let _ = program.detach(link);
+            }
+        }
+    }
+
+    pub fn stats(&self) -> Result<KernelStats, TracerError> {
+        let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(self.ebpf.map(map_names::STATS).unwrap())
+            .map_err(|e| ebpf_error("open the STATS map", e))?;
+        let mut values = [0u64; stat::COUNT as usize];
+        for (index, value) in values.iter_mut().enumerate() {
+            let per_cpu = stats.get(&(index as u32), 0).map_err(|e| ebpf_error("read the STATS map", e))?;
+            *value = per_cpu.iter().sum();
+        }
+        Ok(KernelStats::from_counters(&values))
+    }
+
+    /// Reads every count and its stacks.
+    pub fn drain(&self) -> Result<RawProfile, TracerError> {
+        let counts: HashMap<_, SampleKey, u64> = HashMap::try_from(self.ebpf.map(map_names::COUNTS).unwrap())
+            .map_err(|e| ebpf_error("open the COUNTS map", e))?;
+        let stacks = StackTraceMap::try_from(self.ebpf.map(map_names::STACKS).unwrap())
+            .map_err(|e| ebpf_error("open the STACKS map", e))?;
+        let mut stack_cache: std::collections::HashMap<i32, RawStack> = std::collections::HashMap::new();
+        let mut read_stack = |id: i32| -> RawStack {
+            stack_cache
+                .entry(id)
+                .or_insert_with(|| {
+                    if id == -EFAULT {
+                        RawStack::Absent
+                    } else if id < 0 {
+                        RawStack::Lost { errno: -id }
+                    } else {
+                        match stacks.get(&(id as u32), 0) {
+                            Ok(trace) => RawStack::Frames(trace.frames().iter().map(|f| f.ip).collect()),
+                            Err(_) => RawStack::Lost { errno: 2 },
+                        }
+                    }
+                })
+                .clone()
+        };
+        let mut samples = Vec::new();
+        for entry in counts.iter() {
+            let (key, count) = entry.map_err(|e| ebpf_error("read the COUNTS map", e))?;
+            samples.push(RawSample {
+                tgid: key.tgid,
+                tid: key.tid,
+                comm: comm_to_string(&key.comm),
+                user_stack: read_stack(key.user_stack_id),
+                kernel_stack: read_stack(key.kernel_stack_id),
+                count,
+            });
+        }
+        Ok(RawProfile { samples, stats: self.stats()? })
+    }
+}
+
+fn comm_to_string(comm: &[u8; COMM_LEN]) -> String {
+    let len = comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+    String::from_utf8_lossy(&comm[..len]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_field_offsets_in_a_tracepoint_format() {
+        let format = "name: sched_process_fork\nID: 312\nformat:\n\
+            \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+            \tfield:char parent_comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\
+            \tfield:pid_t parent_pid;\toffset:24;\tsize:4;\tsigned:1;\n\
+            \tfield:pid_t child_pid;\toffset:44;\tsize:4;\tsigned:1;\n";
+        assert_eq!(parse_field_offset(format, "child_pid"), Some(44));
+        assert_eq!(parse_field_offset(format, "parent_pid"), Some(24));
+        assert_eq!(parse_field_offset(format, "pid"), None);
+    }
+
+    #[test]
+    fn comm_stops_at_nul() {
+        let mut comm = [0u8; COMM_LEN];
+        comm[..4].copy_from_slice(b"bash");
+        assert_eq!(comm_to_string(&comm), "bash");
+        assert_eq!(comm_to_string(&[b'x'; COMM_LEN]), "x".repeat(COMM_LEN));
+    }
+}
