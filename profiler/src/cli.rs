@@ -3,7 +3,7 @@
 
 use std::{ffi::OsString, path::PathBuf, time::Duration};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 use profiler::{
     output::Format,
@@ -90,7 +90,7 @@ impl RecordArgs {
             .map(|path| {
                 let format = match self.format {
                     Some(format) => format,
-                    None => Format::from_path(&path).with_context(|| "use --format to choose one".to_string())?,
+                    None => Format::from_path(&path)?,
                 };
                 Ok(OutputSpec { path, format })
             })

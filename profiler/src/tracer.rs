@@ -61,8 +61,8 @@ impl Default for TracerOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum TracerError {
     #[error(
-        "permission denied while {action}: run as root, or give the binary CAP_BPF and CAP_PERFMON \
-         (setcap cap_bpf,cap_perfmon,cap_sys_ptrace=ep $(which profiler))"
+        "permission denied ({action}): run as root (sudo), or give the binary CAP_BPF, CAP_PERFMON \
+         and CAP_SYS_PTRACE (setcap cap_bpf,cap_perfmon,cap_sys_ptrace=ep $(which profiler))"
     )]
     PermissionDenied { action: String },
     #[error(
@@ -89,6 +89,24 @@ fn ebpf_error(action: &str, err: impl std::fmt::Display + std::fmt::Debug) -> Tr
     } else {
         TracerError::Ebpf { action: action.to_string(), message: format!("{message} ({debug})") }
     }
+}
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Whether this process may load the programs: root, CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON.
+fn has_privileges() -> bool {
+    let Ok(status) = fs::read_to_string("/proc/self/status") else { return true };
+    let Some(caps) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+    else {
+        return true;
+    };
+    let has = |cap: u32| caps & (1 << cap) != 0;
+    has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))
 }
 
 /// Mounts tracefs when it is not mounted (attaching tracepoints needs it).
@@ -162,6 +180,9 @@ pub struct Tracer {
 impl Tracer {
     /// Loads the programs, configures them and starts sampling.
     pub fn start(options: TracerOptions) -> Result<Tracer, TracerError> {
+        if !has_privileges() {
+            return Err(TracerError::PermissionDenied { action: "starting: not root, and no CAP_BPF+CAP_PERFMON".into() });
+        }
         if !Path::new("/sys/kernel/btf/vmlinux").exists() {
             return Err(TracerError::NoBtf);
         }

@@ -1,0 +1,13 @@
+//! The profiler library: everything `profiler record` does, in layers that can
+//! be used and tested apart: the eBPF tracer (load, attach, drain), the process
+//! manager (captures maps of processes while they live), aggregation and
+//! symbolization into a [`profile::Profile`], and the outputs.
+
+pub mod output;
+pub mod profile;
+pub mod summary;
+pub mod aggregate;
+pub mod processes;
+pub mod raw;
+pub mod tracer;
+pub mod record;

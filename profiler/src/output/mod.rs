@@ -1,0 +1,428 @@
+//! Writing a [`Profile`] to a file: a flame graph (SVG), folded stacks, or
+//! pprof. The format comes from the file name or the `--format` flag, and the
+//! file is replaced atomically, so a failed write never leaves a partial file.
+
+pub mod folded;
+pub mod pprof;
+pub mod svg;
+#[cfg(test)]
+pub(crate) mod test_profile;
+
+use std::fmt;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+pub use svg::SvgOptions;
+
+use crate::profile::Profile;
+
+const EXTENSIONS: &str = ".svg, .folded, .txt, .pb.gz, .pprof or .pb";
+
+/// An output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Interactive flame graph.
+    Svg,
+    /// Folded stacks (`frame;frame;frame COUNT`), for flamegraph.pl, inferno
+    /// and speedscope.
+    Folded,
+    /// Gzip-compressed pprof protobuf, for `go tool pprof`.
+    Pprof,
+}
+
+impl Format {
+    /// The format a file name asks for: `.svg`; `.folded` or `.txt`;
+    /// `.pb.gz`, `.pprof` or `.pb` (ignoring case).
+    pub fn from_path(path: &Path) -> Result<Format, OutputError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        const TABLE: [(&str, Format); 6] = [
+            (".svg", Format::Svg),
+            (".folded", Format::Folded),
+            (".txt", Format::Folded),
+            (".pb.gz", Format::Pprof),
+            (".pprof", Format::Pprof),
+            (".pb", Format::Pprof),
+        ];
+        TABLE
+            .iter()
+            .find(|(ext, _)| name.len() > ext.len() && name.ends_with(ext))
+            .map(|&(_, format)| format)
+            .ok_or_else(|| OutputError::UnknownExtension {
+                path: path.to_path_buf(),
+            })
+    }
+
+    /// The name `--format` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Svg => "svg",
+            Format::Folded => "folded",
+            Format::Pprof => "pprof",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Parses the `--format` flag: `svg`, `folded` or `pprof`.
+impl FromStr for Format {
+    type Err = OutputError;
+
+    fn from_str(s: &str) -> Result<Format, OutputError> {
+        match s.to_ascii_lowercase().as_str() {
+            "svg" => Ok(Format::Svg),
+            "folded" => Ok(Format::Folded),
+            "pprof" => Ok(Format::Pprof),
+            _ => Err(OutputError::UnknownFormat {
+                name: s.to_string(),
+            }),
+        }
+    }
+}
+
+/// Options of the formats that have any.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutputOptions {
+    pub svg: SvgOptions,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error(
+        "cannot tell which format to write {} in: name it with one of the extensions {EXTENSIONS}, \
+         or choose the format with --format svg|folded|pprof",
+        .path.display()
+    )]
+    UnknownExtension { path: PathBuf },
+    #[error("unknown output format {name:?}: expected svg, folded or pprof")]
+    UnknownFormat { name: String },
+    #[error(
+        "cannot write {}: directory {} does not exist; create it first or choose another output path",
+        .path.display(), .dir.display()
+    )]
+    MissingDirectory { path: PathBuf, dir: PathBuf },
+    #[error("cannot write {}: it is a directory; give a file name, such as {}", .path.display(), .path.join("profile.svg").display())]
+    IsDirectory { path: PathBuf },
+    #[error(
+        "cannot write {}: cannot create a file in {}: {source}; check that the directory is writable",
+        .path.display(), .dir.display()
+    )]
+    Create {
+        path: PathBuf,
+        dir: PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot write {}: {source}", .path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot write {}: cannot move the finished temporary file into place: {source}", .path.display())]
+    Persist { path: PathBuf, source: io::Error },
+    #[error("cannot draw the flame graph {}: {message}", .path.display())]
+    Svg { path: PathBuf, message: String },
+}
+
+/// Writes `profile` to `path` in `format`.
+///
+/// The output goes to a temporary file in the same directory (named
+/// `.<file name>.<random>.tmp`) that is renamed over `path` once complete, so
+/// `path` is either left as it was or holds the whole output. The file gets
+/// the permissions a newly created file would (0666 less the umask).
+pub fn write(
+    profile: &Profile,
+    path: &Path,
+    format: Format,
+    options: &OutputOptions,
+) -> Result<(), OutputError> {
+    let Some(file_name) = path.file_name() else {
+        return Err(OutputError::IsDirectory {
+            path: path.to_path_buf(),
+        });
+    };
+    if path.is_dir() {
+        return Err(OutputError::IsDirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !dir.exists() {
+        return Err(OutputError::MissingDirectory {
+            path: path.to_path_buf(),
+            dir: dir.to_path_buf(),
+        });
+    }
+    if format == Format::Svg && profile.total_samples() == 0 {
+        return Err(OutputError::Svg {
+            path: path.to_path_buf(),
+            message: "the profile has no samples, so there is nothing to draw (the target may have been idle \
+                      or the profile too short); profile for longer, or write .folded or .pprof output"
+                .to_string(),
+        });
+    }
+
+    let prefix = format!(".{}.", file_name.to_string_lossy());
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // tempfile's default is 0600; a profile is not a secret, and the
+        // mode given here is reduced by the umask like File::create's.
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut temp = builder
+        .tempfile_in(dir)
+        .map_err(|source| OutputError::Create {
+            path: path.to_path_buf(),
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+
+    let write_error = |source: io::Error| {
+        if format == Format::Svg && source.kind() == io::ErrorKind::InvalidData {
+            OutputError::Svg {
+                path: path.to_path_buf(),
+                message: source.to_string(),
+            }
+        } else {
+            OutputError::Write {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    };
+    {
+        let mut writer = BufWriter::new(temp.as_file_mut());
+        match format {
+            Format::Svg => svg::write_svg(profile, &options.svg, &mut writer),
+            Format::Folded => folded::write_folded(profile, &mut writer),
+            Format::Pprof => pprof::write_pprof(profile, &mut writer),
+        }
+        .and_then(|()| writer.flush())
+        .map_err(write_error)?;
+    }
+    temp.as_file().sync_all().map_err(write_error)?;
+    // On error the temporary file is dropped, which deletes it.
+    temp.persist(path).map_err(|e| OutputError::Persist {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_profile::demo_profile;
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn format_from_every_extension() {
+        for (name, format) in [
+            ("flame.svg", Format::Svg),
+            ("/tmp/x/FLAME.SVG", Format::Svg),
+            ("stacks.folded", Format::Folded),
+            ("stacks.txt", Format::Folded),
+            ("cpu.pb.gz", Format::Pprof),
+            ("cpu.pprof", Format::Pprof),
+            ("cpu.pb", Format::Pprof),
+            ("dir.svg/cpu.pb", Format::Pprof),
+        ] {
+            assert_eq!(
+                Format::from_path(Path::new(name)).unwrap(),
+                format,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_extension_is_an_error_naming_file_and_choices() {
+        for name in ["out.png", "out", "out.gz", "svg", ".svg", "out.svgz", "/"] {
+            let err = Format::from_path(Path::new(name)).unwrap_err();
+            assert!(
+                matches!(err, OutputError::UnknownExtension { .. }),
+                "{name}: {err:?}"
+            );
+            let message = err.to_string();
+            for part in [
+                ".svg", ".folded", ".txt", ".pb.gz", ".pprof", ".pb", "--format",
+            ] {
+                assert!(message.contains(part), "{message}");
+            }
+        }
+        let message = Format::from_path(Path::new("/tmp/out.png"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("/tmp/out.png"), "{message}");
+    }
+
+    #[test]
+    fn format_flag() {
+        assert_eq!("svg".parse::<Format>().unwrap(), Format::Svg);
+        assert_eq!("folded".parse::<Format>().unwrap(), Format::Folded);
+        assert_eq!("pprof".parse::<Format>().unwrap(), Format::Pprof);
+        assert_eq!("PPROF".parse::<Format>().unwrap(), Format::Pprof);
+        let err = "png".parse::<Format>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown output format \"png\": expected svg, folded or pprof"
+        );
+        for format in [Format::Svg, Format::Folded, Format::Pprof] {
+            assert_eq!(format.to_string().parse::<Format>().unwrap(), format);
+        }
+    }
+
+    #[test]
+    fn write_into_missing_directory_fails_and_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("missing/flame.svg");
+        let err = write(
+            &demo_profile(),
+            &path,
+            Format::Svg,
+            &OutputOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, OutputError::MissingDirectory { .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot write {}: directory {} does not exist; create it first or choose another output path",
+                path.display(),
+                tmp.path().join("missing").display()
+            )
+        );
+        assert!(!path.exists());
+        assert!(entries(tmp.path()).is_empty());
+    }
+
+    #[test]
+    fn write_each_format_leaves_only_the_target() {
+        let tmp = tempfile::tempdir().unwrap();
+        let profile = demo_profile();
+        for (name, format) in [
+            ("flame.svg", Format::Svg),
+            ("stacks.folded", Format::Folded),
+            ("cpu.pb.gz", Format::Pprof),
+        ] {
+            let path = tmp.path().join(name);
+            write(&profile, &path, format, &OutputOptions::default()).unwrap();
+            let written = std::fs::read(&path).unwrap();
+            let mut expected = Vec::new();
+            match format {
+                Format::Svg => {
+                    svg::write_svg(&profile, &SvgOptions::default(), &mut expected).unwrap()
+                }
+                Format::Folded => folded::write_folded(&profile, &mut expected).unwrap(),
+                Format::Pprof => {
+                    // gzip output is not compared byte for byte; the message is.
+                    assert_eq!(pprof::decode(&written).unwrap(), pprof::to_proto(&profile));
+                    continue;
+                }
+            }
+            assert_eq!(written, expected, "{name}");
+        }
+        assert_eq!(
+            entries(tmp.path()),
+            ["cpu.pb.gz", "flame.svg", "stacks.folded"]
+        );
+    }
+
+    #[test]
+    fn write_replaces_an_existing_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("stacks.txt");
+        std::fs::write(
+            &path,
+            "old contents that are longer than the new ones ".repeat(100),
+        )
+        .unwrap();
+        write(
+            &demo_profile(),
+            &path,
+            Format::Folded,
+            &OutputOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            folded::folded_lines(&demo_profile()).join("\n") + "\n"
+        );
+        assert_eq!(entries(tmp.path()), ["stacks.txt"]);
+    }
+
+    #[test]
+    fn failed_svg_keeps_the_old_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("flame.svg");
+        std::fs::write(&path, "old").unwrap();
+        let err = write(
+            &Profile::default(),
+            &path,
+            Format::Svg,
+            &OutputOptions::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, OutputError::Svg { .. }), "{err:?}");
+        assert!(err.to_string().contains("no samples"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        assert_eq!(entries(tmp.path()), ["flame.svg"]);
+    }
+
+    #[test]
+    fn write_to_a_directory_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("out.svg");
+        std::fs::create_dir(&dir).unwrap();
+        let err = write(
+            &demo_profile(),
+            &dir,
+            Format::Svg,
+            &OutputOptions::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, OutputError::IsDirectory { .. }), "{err:?}");
+        assert_eq!(entries(tmp.path()), ["out.svg"]);
+        assert!(entries(&dir).is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn written_file_has_the_mode_of_a_created_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("stacks.folded");
+        write(
+            &demo_profile(),
+            &path,
+            Format::Folded,
+            &OutputOptions::default(),
+        )
+        .unwrap();
+        let created = tmp.path().join("created");
+        std::fs::File::create(&created).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), mode(&created));
+    }
+}

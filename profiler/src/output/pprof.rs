@@ -1,0 +1,514 @@
+//! pprof's protobuf format (`profile.proto`), gzip-compressed, as `go tool
+//! pprof` and other pprof readers take it. Encoded with the prost types the
+//! `pprof` crate ships.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+
+use ::pprof::protos::{self, Message};
+use flate2::{Compression, read::GzDecoder, write::GzEncoder};
+
+use crate::profile::{FrameKind, Line, Location, Profile};
+
+/// The name of the pseudo-mapping kernel locations without a mapping get.
+pub const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
+
+/// Interns strings; index 0 is always "" as pprof requires.
+struct StringTable {
+    strings: Vec<String>,
+    index: HashMap<String, i64>,
+}
+
+impl StringTable {
+    fn new() -> Self {
+        StringTable {
+            strings: vec![String::new()],
+            index: HashMap::from([(String::new(), 0)]),
+        }
+    }
+
+    fn get(&mut self, s: &str) -> i64 {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        let i = self.strings.len() as i64;
+        self.strings.push(s.to_string());
+        self.index.insert(s.to_string(), i);
+        i
+    }
+}
+
+/// Whether a frame name is the symbolizer's fallback (`module+0xoffset`,
+/// `[unknown]+0xaddress`) rather than a function name.
+fn is_symbolized(line: &Line) -> bool {
+    if line.file.is_some() {
+        return true;
+    }
+    match line.function.rsplit_once("+0x") {
+        Some((_, hex)) => hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => true,
+    }
+}
+
+/// The `has_*` flags of a mapping, from the locations in it.
+fn set_symbol_flags<'a>(
+    mapping: &mut protos::Mapping,
+    locations: impl Iterator<Item = &'a Location>,
+) {
+    for location in locations {
+        mapping.has_functions |= location.lines.iter().any(is_symbolized);
+        mapping.has_filenames |= location.lines.iter().any(|l| l.file.is_some());
+        mapping.has_line_numbers |= location.lines.iter().any(|l| l.line.is_some());
+        mapping.has_inline_frames |= location.lines.len() > 1;
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The pprof message for `profile`.
+///
+/// Sample types are `samples/count` and `cpu/nanoseconds` (the last one is
+/// what pprof shows by default), every sample has `pid`, `tid` (numbers) and
+/// `comm` (string) labels; samples with count 0 are left out. Mapping and
+/// location ids are the indices in `profile` plus one; the kernel
+/// pseudo-mapping, if any, comes after the profile's mappings.
+pub fn to_proto(profile: &Profile) -> protos::Profile {
+    let mut strings = StringTable::new();
+    let period = to_i64(profile.period_nanos());
+
+    let mut value_type = |ty: &str, unit: &str| protos::ValueType {
+        ty: strings.get(ty),
+        unit: strings.get(unit),
+    };
+    let sample_type = vec![
+        value_type("samples", "count"),
+        value_type("cpu", "nanoseconds"),
+    ];
+    let period_type = Some(value_type("cpu", "nanoseconds"));
+
+    let mut mappings: Vec<protos::Mapping> = profile
+        .mappings
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut mapping = protos::Mapping {
+                id: i as u64 + 1,
+                memory_start: m.start,
+                memory_limit: m.end,
+                file_offset: m.file_offset,
+                filename: strings.get(&m.path),
+                build_id: m.build_id.as_deref().map_or(0, |b| strings.get(b)),
+                ..Default::default()
+            };
+            set_symbol_flags(
+                &mut mapping,
+                profile.locations.iter().filter(|l| l.mapping == Some(i)),
+            );
+            mapping
+        })
+        .collect();
+
+    let unmapped_kernel = || {
+        profile
+            .locations
+            .iter()
+            .filter(|l| l.kind == FrameKind::Kernel && l.mapping.is_none())
+    };
+    let kernel_mapping_id = if unmapped_kernel().next().is_some() {
+        let id = mappings.len() as u64 + 1;
+        let mut mapping = protos::Mapping {
+            id,
+            memory_start: unmapped_kernel().map(|l| l.address).min().unwrap_or(0),
+            memory_limit: unmapped_kernel()
+                .map(|l| l.address.saturating_add(1))
+                .max()
+                .unwrap_or(0),
+            filename: strings.get(KERNEL_MAPPING),
+            ..Default::default()
+        };
+        set_symbol_flags(&mut mapping, unmapped_kernel());
+        mappings.push(mapping);
+        id
+    } else {
+        0
+    };
+
+    let mut functions: Vec<protos::Function> = Vec::new();
+    let mut function_ids: HashMap<(&str, Option<&str>), u64> = HashMap::new();
+    let locations = profile
+        .locations
+        .iter()
+        .enumerate()
+        .map(|(i, location)| {
+            let mapping_id = match (location.kind, location.mapping) {
+                (FrameKind::Special, _) => 0,
+                (_, Some(m)) => m as u64 + 1,
+                (FrameKind::Kernel, None) => kernel_mapping_id,
+                (FrameKind::User, None) => 0,
+            };
+            let line = location
+                .lines
+                .iter()
+                .map(|line| {
+                    let key = (line.function.as_str(), line.file.as_deref());
+                    let function_id = *function_ids.entry(key).or_insert_with(|| {
+                        let name = strings.get(&line.function);
+                        functions.push(protos::Function {
+                            id: functions.len() as u64 + 1,
+                            name,
+                            system_name: name,
+                            filename: line.file.as_deref().map_or(0, |f| strings.get(f)),
+                            start_line: 0,
+                        });
+                        functions.len() as u64
+                    });
+                    protos::Line {
+                        function_id,
+                        line: line.line.map_or(0, i64::from),
+                    }
+                })
+                .collect();
+            protos::Location {
+                id: i as u64 + 1,
+                mapping_id,
+                address: location.address,
+                line,
+                is_folded: false,
+            }
+        })
+        .collect();
+
+    let (pid, tid, comm) = (strings.get("pid"), strings.get("tid"), strings.get("comm"));
+    let samples = profile
+        .samples
+        .iter()
+        .filter(|s| s.count > 0)
+        .map(|s| protos::Sample {
+            location_id: s.locations.iter().map(|&l| l as u64 + 1).collect(),
+            value: vec![to_i64(s.count), to_i64(s.count).saturating_mul(period)],
+            label: vec![
+                protos::Label {
+                    key: pid,
+                    num: s.pid.into(),
+                    ..Default::default()
+                },
+                protos::Label {
+                    key: tid,
+                    num: s.tid.into(),
+                    ..Default::default()
+                },
+                protos::Label {
+                    key: comm,
+                    str: strings.get(&s.comm),
+                    ..Default::default()
+                },
+            ],
+        })
+        .collect();
+
+    let comment = if profile.meta.target.is_empty() {
+        vec![]
+    } else {
+        vec![strings.get(&profile.meta.target)]
+    };
+
+    protos::Profile {
+        sample_type,
+        sample: samples,
+        mapping: mappings,
+        location: locations,
+        function: functions,
+        time_nanos: to_i64(profile.meta.start_unix_nanos),
+        duration_nanos: to_i64(profile.meta.duration_nanos),
+        period_type,
+        period,
+        comment,
+        string_table: strings.strings,
+        ..Default::default()
+    }
+}
+
+/// Writes `profile` as a gzip-compressed pprof protobuf.
+pub fn write_pprof<W: Write>(profile: &Profile, writer: W) -> io::Result<()> {
+    let bytes = to_proto(profile).encode_to_vec();
+    let mut gz = GzEncoder::new(writer, Compression::default());
+    gz.write_all(&bytes)?;
+    gz.finish()?.flush()
+}
+
+/// Reads a pprof profile: gzip-compressed (as [`write_pprof`] writes it) or,
+/// like pprof itself accepts, uncompressed.
+pub fn decode(bytes: &[u8]) -> io::Result<protos::Profile> {
+    let mut raw = Vec::new();
+    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+        GzDecoder::new(bytes).read_to_end(&mut raw)?;
+        &raw[..]
+    } else {
+        bytes
+    };
+    protos::Profile::decode(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::test_profile::{DEMO_BUILD_ID, LIBC_BUILD_ID, demo_profile, locs};
+
+    fn round_trip(profile: &Profile) -> protos::Profile {
+        let mut out = Vec::new();
+        write_pprof(profile, &mut out).unwrap();
+        assert_eq!(&out[..2], [0x1f, 0x8b], "not gzip");
+        decode(&out).unwrap()
+    }
+
+    fn s(p: &protos::Profile, i: i64) -> &str {
+        &p.string_table[i as usize]
+    }
+
+    fn function_names(p: &protos::Profile, location_id: u64) -> Vec<&str> {
+        let location = &p.location[location_id as usize - 1];
+        assert_eq!(location.id, location_id);
+        location
+            .line
+            .iter()
+            .map(|l| s(p, p.function[l.function_id as usize - 1].name))
+            .collect()
+    }
+
+    fn label<'a>(
+        p: &'a protos::Profile,
+        sample: &'a protos::Sample,
+        key: &str,
+    ) -> &'a protos::Label {
+        sample
+            .label
+            .iter()
+            .find(|l| s(p, l.key) == key)
+            .unwrap_or_else(|| panic!("no label {key}"))
+    }
+
+    #[test]
+    fn header_sample_types_and_period() {
+        let profile = demo_profile();
+        let p = round_trip(&profile);
+        assert_eq!(p.string_table[0], "");
+        let types: Vec<_> = p
+            .sample_type
+            .iter()
+            .map(|t| (s(&p, t.ty), s(&p, t.unit)))
+            .collect();
+        assert_eq!(types, [("samples", "count"), ("cpu", "nanoseconds")]);
+        let period_type = p.period_type.as_ref().unwrap();
+        assert_eq!(
+            (s(&p, period_type.ty), s(&p, period_type.unit)),
+            ("cpu", "nanoseconds")
+        );
+        assert_eq!(p.period, 1_000_000_000 / 99);
+        assert_eq!(p.time_nanos, 1_700_000_000_123_456_789);
+        assert_eq!(p.duration_nanos, 12_000_000_000);
+        assert_eq!(
+            p.comment.iter().map(|&c| s(&p, c)).collect::<Vec<_>>(),
+            ["pid 100 (demo)"]
+        );
+        // Strings are interned once.
+        let mut sorted = p.string_table.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), p.string_table.len());
+    }
+
+    #[test]
+    fn samples_values_labels_and_stacks() {
+        let profile = demo_profile();
+        let p = round_trip(&profile);
+        // The count-0 sample is left out, the others kept in order.
+        assert_eq!(p.sample.len(), profile.samples.len() - 1);
+        let period = 1_000_000_000 / 99;
+        for (sample, original) in p.sample.iter().zip(&profile.samples) {
+            let count = original.count as i64;
+            assert_eq!(sample.value, [count, count * period]);
+            assert_eq!(label(&p, sample, "pid").num, i64::from(original.pid));
+            assert_eq!(label(&p, sample, "tid").num, i64::from(original.tid));
+            assert_eq!(s(&p, label(&p, sample, "comm").str), original.comm);
+            assert_eq!(label(&p, sample, "comm").num, 0);
+            let ids: Vec<u64> = original.locations.iter().map(|&l| l as u64 + 1).collect();
+            assert_eq!(sample.location_id, ids, "leaf first, as in the profile");
+        }
+        let total: i64 = p.sample.iter().map(|s| s.value[0]).sum();
+        assert_eq!(total as u64, profile.total_samples());
+        // The syscall sample, leaf to root.
+        let stack: Vec<Vec<&str>> = p.sample[3]
+            .location_id
+            .iter()
+            .map(|&id| function_names(&p, id))
+            .collect();
+        assert_eq!(
+            stack,
+            [
+                vec!["vfs_write"],
+                vec!["ksys_write"],
+                vec!["do_syscall_64"],
+                vec!["entry_SYSCALL_64_after_hwframe"],
+                vec!["libc.so.6+0x11a2b3"],
+                vec!["main"],
+                vec!["__libc_start_call_main"],
+                vec!["_start"],
+            ]
+        );
+        let kworker = &p.sample[5];
+        assert_eq!(s(&p, label(&p, kworker, "comm").str), "kworker/0:1");
+        assert_eq!(label(&p, kworker, "pid").num, 7);
+    }
+
+    #[test]
+    fn locations_lines_and_function_dedup() {
+        let profile = demo_profile();
+        let p = round_trip(&profile);
+        assert_eq!(p.location.len(), profile.locations.len());
+        for (i, (location, original)) in p.location.iter().zip(&profile.locations).enumerate() {
+            assert_eq!(location.id, i as u64 + 1);
+            assert_eq!(location.address, original.address);
+            assert_eq!(location.line.len(), original.lines.len());
+            for (line, original) in location.line.iter().zip(&original.lines) {
+                let function = &p.function[line.function_id as usize - 1];
+                assert_eq!(function.id, line.function_id);
+                assert_eq!(s(&p, function.name), original.function);
+                assert_eq!(s(&p, function.system_name), original.function);
+                assert_eq!(
+                    s(&p, function.filename),
+                    original.file.as_deref().unwrap_or("")
+                );
+                assert_eq!(line.line, original.line.map_or(0, i64::from));
+            }
+        }
+        // Inlined: innermost first, the function it was inlined into last.
+        assert_eq!(
+            function_names(&p, locs::COMPUTE_MIX as u64 + 1),
+            ["demo::hash::mix", "demo::compute"]
+        );
+        let mix = &p.location[locs::COMPUTE_MIX].line;
+        assert_eq!((mix[0].line, mix[1].line), (7, 22));
+        // Two addresses in demo::fib (lines 30 and 31): one function.
+        let fib_1 = &p.location[locs::FIB].line[0];
+        let fib_2 = &p.location[locs::FIB_2].line[0];
+        assert_eq!(fib_1.function_id, fib_2.function_id);
+        assert_eq!((fib_1.line, fib_2.line), (30, 31));
+        let distinct: std::collections::HashSet<(&str, Option<&str>)> = profile
+            .locations
+            .iter()
+            .flat_map(|l| &l.lines)
+            .map(|l| (l.function.as_str(), l.file.as_deref()))
+            .collect();
+        assert_eq!(p.function.len(), distinct.len());
+        for (i, f) in p.function.iter().enumerate() {
+            assert_eq!(f.id, i as u64 + 1);
+        }
+    }
+
+    #[test]
+    fn functions_are_told_apart_by_file() {
+        let mut profile = demo_profile();
+        profile.locations[locs::FIB_2].lines[0].file = Some("src/other.rs".into());
+        let p = round_trip(&profile);
+        assert_ne!(
+            p.location[locs::FIB].line[0].function_id,
+            p.location[locs::FIB_2].line[0].function_id
+        );
+    }
+
+    #[test]
+    fn mappings_and_kernel_pseudo_mapping() {
+        let profile = demo_profile();
+        let p = round_trip(&profile);
+        assert_eq!(p.mapping.len(), profile.mappings.len() + 1);
+        for (i, (mapping, original)) in p.mapping.iter().zip(&profile.mappings).enumerate() {
+            assert_eq!(mapping.id, i as u64 + 1);
+            assert_eq!(s(&p, mapping.filename), original.path);
+            assert_eq!(
+                (mapping.memory_start, mapping.memory_limit),
+                (original.start, original.end)
+            );
+            assert_eq!(mapping.file_offset, original.file_offset);
+        }
+        let [demo, libc, unknown, kernel] = &p.mapping[..] else {
+            unreachable!()
+        };
+        assert_eq!(s(&p, demo.build_id), DEMO_BUILD_ID);
+        assert_eq!(s(&p, libc.build_id), LIBC_BUILD_ID);
+        assert_eq!(unknown.build_id, 0);
+        assert!(
+            demo.has_functions
+                && demo.has_filenames
+                && demo.has_line_numbers
+                && demo.has_inline_frames
+        );
+        assert!(libc.has_functions && !libc.has_filenames && !libc.has_inline_frames);
+        assert!(!unknown.has_functions, "only libunknown.so+0x1042 in it");
+        assert_eq!(s(&p, kernel.filename), KERNEL_MAPPING);
+        assert!(kernel.has_functions);
+        assert_eq!(kernel.memory_start, 0xffff_ffff_8100_2000);
+        assert_eq!(kernel.memory_limit, 0xffff_ffff_8200_009a);
+
+        let mapping_of = |i: usize| p.location[i].mapping_id;
+        assert_eq!(mapping_of(locs::MAIN), demo.id);
+        assert_eq!(mapping_of(locs::LIBC_WRITE), libc.id);
+        assert_eq!(mapping_of(locs::UNKNOWN_LIB), unknown.id);
+        for i in [
+            locs::VFS_WRITE,
+            locs::ENTRY_SYSCALL,
+            locs::WORKER_THREAD,
+            locs::RET_FROM_FORK,
+        ] {
+            assert_eq!(mapping_of(i), kernel.id);
+        }
+        assert_eq!(mapping_of(locs::LOST), 0, "special frames have no mapping");
+        assert_eq!(function_names(&p, locs::LOST as u64 + 1), ["[lost stack]"]);
+    }
+
+    #[test]
+    fn no_kernel_pseudo_mapping_without_kernel_frames() {
+        let mut profile = demo_profile();
+        profile.locations.retain(|l| l.kind != FrameKind::Kernel);
+        profile.samples.clear();
+        let p = round_trip(&profile);
+        assert_eq!(p.mapping.len(), profile.mappings.len());
+        assert!(p.string_table.iter().all(|s| s != KERNEL_MAPPING));
+    }
+
+    #[test]
+    fn empty_profile_round_trips() {
+        let p = round_trip(&Profile::default());
+        assert!(
+            p.sample.is_empty()
+                && p.location.is_empty()
+                && p.mapping.is_empty()
+                && p.function.is_empty()
+        );
+        assert_eq!(p.string_table[0], "");
+        assert_eq!(p.sample_type.len(), 2);
+    }
+
+    #[test]
+    fn decode_takes_uncompressed_and_rejects_garbage() {
+        let proto = to_proto(&demo_profile());
+        assert_eq!(decode(&proto.encode_to_vec()).unwrap(), proto);
+        assert!(decode(&[0x1f, 0x8b, 1, 2, 3]).is_err());
+        assert!(decode(b"\xff\xff\xff\xff").is_err());
+    }
+
+    #[test]
+    fn symbolized_heuristic() {
+        let line = |f: &str, file: Option<&str>| Line {
+            function: f.into(),
+            file: file.map(Into::into),
+            line: None,
+        };
+        assert!(!is_symbolized(&line("libc.so.6+0x11a2b3", None)));
+        assert!(!is_symbolized(&line("[unknown]+0xffff", None)));
+        assert!(is_symbolized(&line("main", None)));
+        assert!(is_symbolized(&line("operator+0xyz", None)));
+        assert!(is_symbolized(&line("f+0x10", Some("a.c"))));
+    }
+}
