@@ -3,8 +3,10 @@
 //! committed so that building the profiler needs stable Rust alone; `--check`
 //! rebuilds it and fails when the committed copy is stale.
 //!
-//! Build paths are remapped so that the same sources give the same bytes in any
-//! checkout directory.
+//! The sources are copied to a fixed staging directory and built there, with
+//! that path remapped: a path dependency's location and the rustflags both feed
+//! the crate hashes in symbol names, so building in place would make the
+//! bytes depend on where the checkout lives.
 
 use std::{
     fs,
@@ -44,15 +46,54 @@ fn rustflags(root: &Path) -> Result<String> {
     Ok(flags.join("\x1f"))
 }
 
+/// Where the eBPF crates are built; fixed so the object does not depend on the checkout path.
+fn staging_dir() -> PathBuf {
+    PathBuf::from("/tmp/profiler-ebpf-build")
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies the two crates the object is built from (sources and manifests, not targets).
+fn stage(root: &Path) -> Result<PathBuf> {
+    let stage = staging_dir();
+    for (krate, files) in [
+        ("profiler-ebpf", &["Cargo.toml", "Cargo.lock"][..]),
+        ("profiler-common", &["Cargo.toml"][..]),
+    ] {
+        let dir = stage.join(krate);
+        let _ = fs::remove_dir_all(dir.join("src"));
+        fs::create_dir_all(&dir)?;
+        for file in files {
+            fs::copy(root.join(krate).join(file), dir.join(file))
+                .with_context(|| format!("copying {krate}/{file}"))?;
+        }
+        copy_tree(&root.join(krate).join("src"), &dir.join("src"))?;
+    }
+    Ok(stage)
+}
+
 fn compile(root: &Path) -> Result<PathBuf> {
     tools::require_ebpf_toolchain()?;
-    let crate_dir = root.join("profiler-ebpf");
+    let stage = stage(root)?;
+    let crate_dir = stage.join("profiler-ebpf");
     let status = Command::new("cargo")
         .current_dir(&crate_dir)
         .env_remove("RUSTFLAGS")
         .env_remove("RUSTC")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env("CARGO_ENCODED_RUSTFLAGS", rustflags(root)?)
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags(&stage)?)
         .env("PATH", tools::path_with_llvm())
         .args([
             "+nightly",
