@@ -45,7 +45,7 @@ pub fn render(report: &RecordReport) -> String {
     if report.processes_missed > 0 {
         let _ = writeln!(
             out,
-            "  {:>8}  processes exited before their memory maps were read (frames shown as addresses)",
+            "  {:>8}  process(es) exited before their memory maps were read (frames shown as addresses)",
             report.processes_missed
         );
     }

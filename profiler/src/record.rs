@@ -86,6 +86,11 @@ pub enum RecordError {
     NoOutput,
     #[error("cannot write {path}: {reason}")]
     OutputPath { path: PathBuf, reason: String },
+    #[error(
+        "no samples in {secs:.1} s: the target never ran on a CPU while recording (idle, sleeping or \
+         blocked), so nothing was written. Record longer, or while it is busy"
+    )]
+    NoSamples { secs: f64 },
     #[error(transparent)]
     Tracer(#[from] TracerError),
     #[error(transparent)]
@@ -348,6 +353,9 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
     };
     let profile = aggregate(&raw, &mut Resolver { symbolizer: &mut symbolizer, processes: &processes }, meta);
 
+    if profile.total_samples() == 0 {
+        return Err(RecordError::NoSamples { secs: duration.as_secs_f64() });
+    }
     let mut written = Vec::new();
     for spec in &config.outputs {
         output::write(&profile, &spec.path, spec.format, &config.output_options)?;
