@@ -252,6 +252,23 @@ mod tests {
     }
 
     #[test]
+    fn names_vdso_functions() {
+        let mut cache = FileCache::default();
+        let maps = capture(std::process::id(), &mut cache).unwrap();
+        let vdso = maps.mappings.iter().find(|m| m.name == "[vdso]").expect("a vdso mapping");
+        assert!(vdso.object.is_some(), "the vdso copy failed");
+        // Find a named address by scanning the image's first pages.
+        let addrs: Vec<u64> = (vdso.start..vdso.end).step_by(16).collect();
+        let symbols = Symbolizer::new().symbolize_user(&maps, &addrs);
+        let names: Vec<&str> =
+            symbols.iter().filter(|s| s.symbolized).map(|s| s.frames[0].function.as_str()).collect();
+        assert!(
+            names.iter().any(|n| n.contains("clock_gettime") || n.contains("gettimeofday")),
+            "no vdso time function among {names:?}"
+        );
+    }
+
+    #[test]
     fn an_unmapped_address_stays_as_data() {
         let mut cache = FileCache::default();
         let maps = capture(std::process::id(), &mut cache).unwrap();

@@ -74,6 +74,38 @@ impl ProcessMaps {
 #[derive(Debug, Default)]
 pub struct FileCache {
     files: HashMap<(u32, u32, u64), Arc<ObjectFile>>,
+    /// The kernel's vDSO image; `Some(None)` once copying it failed.
+    vdso: Option<Option<Arc<ObjectFile>>>,
+}
+
+/// The key the vDSO copy is cached under (no real file has inode 0).
+const VDSO_KEY: (u32, u32, u64) = (0, 0, 0);
+
+/// Copies this process's vDSO into a memfd so it can be read as an ELF file.
+/// Every 64-bit process maps the same image, so ours names their frames too.
+fn copy_own_vdso() -> Option<ObjectFile> {
+    let maps = fs::read_to_string("/proc/self/maps").ok()?;
+    let entry = maps::parse(&maps).into_iter().find(|e| e.path == "[vdso]")?;
+    let len = (entry.end - entry.start) as usize;
+    // SAFETY: the range is our own vDSO mapping, readable for the life of the process.
+    let image = unsafe { std::slice::from_raw_parts(entry.start as *const u8, len) };
+    // SAFETY: a valid C string and flags; a non-negative result is a new fd we own.
+    let fd = unsafe { libc::memfd_create(c"vdso".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    std::io::Write::write_all(&mut file, image).ok()?;
+    let mut object = ObjectFile { path: "[vdso]".into(), build_id: None, key: VDSO_KEY, file };
+    object.build_id = read_build_id(&object);
+    Some(object)
+}
+
+fn read_build_id(object: &ObjectFile) -> Option<String> {
+    blazesym::helper::read_elf_build_id(&object.fd_path())
+        .ok()
+        .flatten()
+        .map(|id| id.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl FileCache {
@@ -85,9 +117,13 @@ impl FileCache {
         self.files.is_empty()
     }
 
-    /// Drops files no captured process refers to any more.
+    /// Drops files no captured process refers to any more (the vDSO copy stays).
     pub fn prune(&mut self) {
         self.files.retain(|_, file| Arc::strong_count(file) > 1);
+    }
+
+    fn vdso(&mut self) -> Option<Arc<ObjectFile>> {
+        self.vdso.get_or_insert_with(|| copy_own_vdso().map(Arc::new)).clone()
     }
 
     fn open(&mut self, pid: u32, entry: &maps::MapEntry) -> Option<Arc<ObjectFile>> {
@@ -99,10 +135,7 @@ impl FileCache {
         let by_root = format!("/proc/{pid}/root{}", entry.file_path());
         let file = File::open(&by_map_files).or_else(|_| File::open(&by_root)).ok()?;
         let mut object = ObjectFile { path: entry.file_path().to_string(), build_id: None, key, file };
-        object.build_id = blazesym::helper::read_elf_build_id(&object.fd_path())
-            .ok()
-            .flatten()
-            .map(|id| id.iter().map(|b| format!("{b:02x}")).collect());
+        object.build_id = read_build_id(&object);
         let object = Arc::new(object);
         self.files.insert(key, object.clone());
         Some(object)
@@ -123,7 +156,13 @@ pub fn capture(pid: u32, cache: &mut FileCache) -> Result<ProcessMaps, Error> {
             start: entry.start,
             end: entry.end,
             file_offset: entry.file_offset,
-            object: if entry.is_file() { cache.open(pid, &entry) } else { None },
+            object: if entry.is_file() {
+                cache.open(pid, &entry)
+            } else if entry.path == "[vdso]" {
+                cache.vdso()
+            } else {
+                None
+            },
             name: entry.file_path().to_string(),
         })
         .collect();
