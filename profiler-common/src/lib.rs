@@ -16,6 +16,7 @@ pub mod map_names {
     pub const TARGETS: &str = "TARGETS";
     pub const KNOWN: &str = "KNOWN";
     pub const STACKS: &str = "STACKS";
+    pub const STACK_SCRATCH: &str = "STACK_SCRATCH";
     pub const COUNTS: &str = "COUNTS";
     pub const STATS: &str = "STATS";
     pub const EVENTS: &str = "EVENTS";
@@ -51,18 +52,50 @@ pub struct Config {
 
 /// Key of the in-kernel on-CPU sample counts (`COUNTS` map).
 ///
-/// A stack id below zero is the negated errno `bpf_get_stackid` returned:
-/// `-EFAULT` means "no such stack" (a kernel thread has no user stack, a sample
-/// in user mode has no kernel stack); anything else is a failure, also counted
-/// in `STATS`, and the sample is kept with its stack marked lost.
+/// Stacks are referred to by a 64-bit hash of their addresses (the key of the
+/// `STACKS` map), not by a stack-trace-map id: such a map drops any stack
+/// whose bucket is taken, and that loss grows with the number of stacks.
+/// A stack of 0 with error 0 means "no such stack" (a kernel thread has no
+/// user stack, a sample in user mode has no kernel stack); a non-zero error is
+/// the negated errno of the failure (`-E2BIG`: the stack map was full), also
+/// counted in `STATS`, and the sample is kept with its stack marked lost.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SampleKey {
     pub tgid: u32,
     pub tid: u32,
-    pub user_stack_id: i32,
-    pub kernel_stack_id: i32,
+    pub user_stack: u64,
+    pub kernel_stack: u64,
+    pub user_error: i32,
+    pub kernel_error: i32,
     pub comm: [u8; COMM_LEN],
+}
+
+/// A stack as stored in the `STACKS` map: `len` addresses, innermost first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackTrace {
+    pub len: u64,
+    pub ips: [u64; MAX_STACK_DEPTH],
+}
+
+/// The hash that keys a stack in the `STACKS` map; never 0 (0 means "no stack").
+/// Shared so that user space can check what the kernel stored.
+#[inline(always)]
+pub fn stack_hash(ips: &[u64; MAX_STACK_DEPTH], len: usize) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ len as u64;
+    let mut i = 0;
+    while i < MAX_STACK_DEPTH {
+        if i >= len {
+            break;
+        }
+        hash = (hash ^ ips[i]).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
+        i += 1;
+    }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    if hash == 0 { 1 } else { hash }
 }
 
 /// Indices of the per-CPU counters in the `STATS` array.
@@ -71,14 +104,14 @@ pub mod stat {
     pub const SAMPLES: u32 = 0;
     /// Samples that hit the idle task; not profiled, counted for the expected-sample arithmetic.
     pub const IDLE: u32 = 1;
-    /// User stack lost: stack map bucket collision (`-EEXIST`).
-    pub const USER_STACK_COLLISION: u32 = 2;
-    /// User stack lost: any other `bpf_get_stackid` error but `-EFAULT`.
-    pub const USER_STACK_ERROR: u32 = 3;
-    /// Kernel stack lost: stack map bucket collision (`-EEXIST`).
-    pub const KERNEL_STACK_COLLISION: u32 = 4;
-    /// Kernel stack lost: any other `bpf_get_stackid` error but `-EFAULT`.
-    pub const KERNEL_STACK_ERROR: u32 = 5;
+    /// User stack lost: `bpf_get_stack` failed.
+    pub const USER_STACK_ERROR: u32 = 2;
+    /// Kernel stack lost: `bpf_get_stack` failed.
+    pub const KERNEL_STACK_ERROR: u32 = 3;
+    /// A stack lost: the `STACKS` map was full.
+    pub const STACKS_FULL: u32 = 4;
+    /// Stacks of `MAX_STACK_DEPTH` frames, which may have been cut at that depth.
+    pub const STACKS_TRUNCATED: u32 = 5;
     /// Sample dropped: the `COUNTS` map was full.
     pub const COUNTS_FULL: u32 = 6;
     /// A process event could not be sent: the ring buffer was full.
@@ -113,8 +146,10 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::SampleKey {}
     unsafe impl aya::Pod for super::ProcessEvent {}
+    unsafe impl aya::Pod for super::StackTrace {}
 }
 
 const _: () = assert!(core::mem::size_of::<Config>() == 16);
-const _: () = assert!(core::mem::size_of::<SampleKey>() == 16 + COMM_LEN);
+const _: () = assert!(core::mem::size_of::<SampleKey>() == 32 + COMM_LEN);
+const _: () = assert!(core::mem::size_of::<StackTrace>() == 8 * (1 + MAX_STACK_DEPTH));
 const _: () = assert!(core::mem::size_of::<ProcessEvent>() == 8);

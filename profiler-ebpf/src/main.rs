@@ -9,19 +9,23 @@
 #![no_main]
 
 use aya_ebpf::{
+    EbpfContext,
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+    cty::c_void,
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_stack},
     macros::{map, perf_event, tracepoint},
-    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{PerfEventContext, TracePointContext},
-    programs::tracing::StackIdContext,
 };
 use profiler_common::{
-    COMM_LEN, Config, EVENT_FORK, EVENT_NEW_PROCESS, FILTER_ALL, ProcessEvent, SampleKey, stat,
+    COMM_LEN, Config, EVENT_FORK, EVENT_NEW_PROCESS, FILTER_ALL, MAX_STACK_DEPTH, ProcessEvent,
+    SampleKey, StackTrace, stack_hash, stat,
 };
 
+const E2BIG: i32 = 7;
 const EFAULT: i32 = 14;
 const EEXIST: i32 = 17;
+const STACK_BYTES: u32 = (MAX_STACK_DEPTH * 8) as u32;
 
 #[map]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
@@ -34,9 +38,13 @@ static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
 #[map]
 static KNOWN: HashMap<u32, u8> = HashMap::with_max_entries(32768, 0);
 
-/// User and kernel stacks. User space may resize it at load time.
+/// User and kernel stacks by hash. User space may resize it at load time.
 #[map]
-static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
+static STACKS: HashMap<u64, StackTrace> = HashMap::with_max_entries(16384, 0);
+
+/// Where `bpf_get_stack` writes before the stack is hashed (too big for the BPF stack).
+#[map]
+static STACK_SCRATCH: PerCpuArray<StackTrace> = PerCpuArray::with_max_entries(1, 0);
 
 /// Sample counts aggregated in the kernel. User space may resize it at load time.
 #[map]
@@ -71,20 +79,46 @@ fn send_event(kind: u32, tgid: u32) {
     }
 }
 
-/// A stack id, or the negated errno, counting failures other than `-EFAULT`.
+/// Copies the current user (`BPF_F_USER_STACK`) or kernel stack into `STACKS`
+/// and returns `(hash, 0)`, `(0, 0)` when there is no such stack, or
+/// `(0, -errno)` when it was lost (counted).
 #[inline(always)]
-fn stack_id(ctx: &PerfEventContext, flags: u64, collision: u32, error: u32) -> i32 {
-    match ctx.get_stackid(&STACKS, flags) {
-        Ok(id) => id as i32,
-        Err(err) => {
-            if err == -EEXIST {
-                bump(collision);
-            } else if err != -EFAULT {
-                bump(error);
+fn record_stack(ctx: &PerfEventContext, flags: u64, error_stat: u32) -> (u64, i32) {
+    let Some(scratch) = STACK_SCRATCH.get_ptr_mut(0) else {
+        return (0, -E2BIG);
+    };
+    // SAFETY: the scratch slot is this CPU's, and holds STACK_BYTES of addresses.
+    let ret = unsafe {
+        bpf_get_stack(ctx.as_ptr(), (*scratch).ips.as_mut_ptr() as *mut c_void, STACK_BYTES, flags)
+    };
+    if ret == -(EFAULT as i64) || ret == 0 {
+        return (0, 0);
+    }
+    if ret < 0 {
+        bump(error_stat);
+        return (0, ret as i32);
+    }
+    let len = ret as usize / 8;
+    if len >= MAX_STACK_DEPTH {
+        bump(stat::STACKS_TRUNCATED);
+    }
+    // SAFETY: as above.
+    let trace = unsafe {
+        (*scratch).len = len as u64;
+        &*scratch
+    };
+    let hash = stack_hash(&trace.ips, len);
+    if STACKS.get_ptr(hash).is_none() {
+        match STACKS.insert(hash, trace, BPF_NOEXIST as u64) {
+            Ok(()) => {}
+            Err(err) if err == -EEXIST => {}
+            Err(_) => {
+                bump(stat::STACKS_FULL);
+                return (0, -E2BIG);
             }
-            err
         }
     }
+    (hash, 0)
 }
 
 #[perf_event]
@@ -115,21 +149,16 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
         }
     }
 
+    let (user_stack, user_error) =
+        record_stack(&ctx, BPF_F_USER_STACK as u64, stat::USER_STACK_ERROR);
+    let (kernel_stack, kernel_error) = record_stack(&ctx, 0, stat::KERNEL_STACK_ERROR);
     let key = SampleKey {
         tgid,
         tid,
-        user_stack_id: stack_id(
-            &ctx,
-            BPF_F_USER_STACK as u64,
-            stat::USER_STACK_COLLISION,
-            stat::USER_STACK_ERROR,
-        ),
-        kernel_stack_id: stack_id(
-            &ctx,
-            0,
-            stat::KERNEL_STACK_COLLISION,
-            stat::KERNEL_STACK_ERROR,
-        ),
+        user_stack,
+        kernel_stack,
+        user_error,
+        kernel_error,
         comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
     };
     count(&key);

@@ -32,7 +32,7 @@ fn lookup_address(addr: u64, depth: usize) -> u64 {
 
 fn lost_stack_name(side: &str, errno: i32) -> String {
     match errno {
-        17 => format!("[lost {side} stack: stack map collision]"),
+        7 => format!("[lost {side} stack: stack map full]"),
         _ => format!("[lost {side} stack: error {errno}]"),
     }
 }
@@ -239,8 +239,8 @@ mod tests {
     fn lost_stacks_stay_in_the_profile_and_equal_stacks_merge() {
         let raw = RawProfile {
             samples: vec![
-                sample(1, RawStack::Lost { errno: 17 }, RawStack::Absent, 2),
-                sample(1, RawStack::Lost { errno: 17 }, RawStack::Absent, 5),
+                sample(1, RawStack::Lost { errno: 7 }, RawStack::Absent, 2),
+                sample(1, RawStack::Lost { errno: 7 }, RawStack::Absent, 5),
                 sample(2, RawStack::Frames(vec![0x10]), RawStack::Lost { errno: 12 }, 1),
             ],
             ..Default::default()
@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(profile.total_samples(), 8);
         assert_eq!(profile.samples.len(), 2);
         assert_eq!(profile.samples[0].count, 7);
-        assert_eq!(profile.frame_names(&profile.samples[0]), ["app", "[lost user stack: stack map collision]"]);
+        assert_eq!(profile.frame_names(&profile.samples[0]), ["app", "[lost user stack: stack map full]"]);
         assert_eq!(profile.frame_names(&profile.samples[1]), ["app", "u10", "[lost kernel stack: error 12]"]);
     }
 

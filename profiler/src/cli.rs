@@ -54,7 +54,7 @@ pub struct RecordArgs {
     /// No live status line while recording.
     #[arg(long = "no-status")]
     pub no_status: bool,
-    /// Entries in the kernel's stack map; raise it when the summary reports collisions.
+    /// Unique stacks the kernel can hold; raise it when the summary reports the stack map full.
     #[arg(long = "stack-map-size", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
     pub stack_map_size: u32,
     /// The command to run and profile, after `--`.

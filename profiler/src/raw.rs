@@ -12,8 +12,8 @@ pub enum RawStack {
     /// There is no such stack (a kernel thread has no user stack; a sample in
     /// user mode has no kernel stack).
     Absent,
-    /// The stack was lost; `errno` is what `bpf_get_stackid` returned (17 =
-    /// EEXIST: a stack map bucket collision).
+    /// The stack was lost; `errno` says why (7 = E2BIG: the stack map was
+    /// full; otherwise what `bpf_get_stack` returned).
     Lost { errno: i32 },
 }
 
@@ -32,10 +32,10 @@ pub struct RawSample {
 pub struct KernelStats {
     pub samples: u64,
     pub idle: u64,
-    pub user_stack_collisions: u64,
     pub user_stack_errors: u64,
-    pub kernel_stack_collisions: u64,
     pub kernel_stack_errors: u64,
+    pub stacks_full: u64,
+    pub stacks_truncated: u64,
     pub counts_map_full: u64,
     pub events_lost: u64,
     pub targets_full: u64,
@@ -48,10 +48,10 @@ impl KernelStats {
         KernelStats {
             samples: at(stat::SAMPLES),
             idle: at(stat::IDLE),
-            user_stack_collisions: at(stat::USER_STACK_COLLISION),
             user_stack_errors: at(stat::USER_STACK_ERROR),
-            kernel_stack_collisions: at(stat::KERNEL_STACK_COLLISION),
             kernel_stack_errors: at(stat::KERNEL_STACK_ERROR),
+            stacks_full: at(stat::STACKS_FULL),
+            stacks_truncated: at(stat::STACKS_TRUNCATED),
             counts_map_full: at(stat::COUNTS_FULL),
             events_lost: at(stat::EVENTS_LOST),
             targets_full: at(stat::TARGETS_FULL),
@@ -63,10 +63,10 @@ impl KernelStats {
     pub fn failures(&self) -> Vec<(&'static str, u64)> {
         [
             ("samples dropped: in-kernel counts map full", self.counts_map_full),
-            ("user stacks lost: stack map collision", self.user_stack_collisions),
-            ("user stacks lost: other stack errors", self.user_stack_errors),
-            ("kernel stacks lost: stack map collision", self.kernel_stack_collisions),
-            ("kernel stacks lost: other stack errors", self.kernel_stack_errors),
+            ("stacks lost: stack map full (raise --stack-map-size)", self.stacks_full),
+            ("user stacks lost: bpf_get_stack failed", self.user_stack_errors),
+            ("kernel stacks lost: bpf_get_stack failed", self.kernel_stack_errors),
+            ("stacks cut at 127 frames (the kernel's limit)", self.stacks_truncated),
             ("process events lost: ring buffer full", self.events_lost),
             ("forked children not followed: targets map full", self.targets_full),
             ("new processes not announced: known map full", self.known_full),

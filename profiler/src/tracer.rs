@@ -7,7 +7,7 @@ use std::{fs, io, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         PerfEvent, TracePoint,
         perf_event::{PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent},
@@ -16,7 +16,8 @@ use aya::{
     util::online_cpus,
 };
 use profiler_common::{
-    COMM_LEN, Config, FILTER_ALL, FILTER_TARGETS, SampleKey, map_names, program_names, stat,
+    COMM_LEN, Config, FILTER_ALL, FILTER_TARGETS, SampleKey, StackTrace, map_names, program_names,
+    stat,
 };
 
 use crate::raw::{KernelStats, RawProfile, RawSample, RawStack};
@@ -25,7 +26,6 @@ use crate::raw::{KernelStats, RawProfile, RawSample, RawStack};
 /// profiler needs no eBPF toolchain).
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!("../ebpf/profiler.bpf.o");
 
-const EFAULT: i32 = 14;
 const TRACEFS: &str = "/sys/kernel/tracing";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -311,20 +311,25 @@ impl Tracer {
     pub fn drain(&self) -> Result<RawProfile, TracerError> {
         let counts: HashMap<_, SampleKey, u64> = HashMap::try_from(self.ebpf.map(map_names::COUNTS).unwrap())
             .map_err(|e| ebpf_error("open the COUNTS map", e))?;
-        let stacks = StackTraceMap::try_from(self.ebpf.map(map_names::STACKS).unwrap())
+        let stacks: HashMap<_, u64, StackTrace> = HashMap::try_from(self.ebpf.map(map_names::STACKS).unwrap())
             .map_err(|e| ebpf_error("open the STACKS map", e))?;
-        let mut stack_cache: std::collections::HashMap<i32, RawStack> = std::collections::HashMap::new();
-        let mut read_stack = |id: i32| -> RawStack {
+        let mut stack_cache: std::collections::HashMap<(u64, i32), RawStack> = std::collections::HashMap::new();
+        let mut read_stack = |hash: u64, error: i32| -> RawStack {
             stack_cache
-                .entry(id)
+                .entry((hash, error))
                 .or_insert_with(|| {
-                    if id == -EFAULT {
+                    if error != 0 {
+                        RawStack::Lost { errno: -error }
+                    } else if hash == 0 {
                         RawStack::Absent
-                    } else if id < 0 {
-                        RawStack::Lost { errno: -id }
                     } else {
-                        match stacks.get(&(id as u32), 0) {
-                            Ok(trace) => RawStack::Frames(trace.frames().iter().map(|f| f.ip).collect()),
+                        match stacks.get(&hash, 0) {
+                            Ok(trace) => {
+                                let len = (trace.len as usize).min(trace.ips.len());
+                                RawStack::Frames(trace.ips[..len].to_vec())
+                            }
+                            // ENOENT: the kernel wrote the count but not the stack (cannot happen
+                            // while the stack is inserted first; kept as a visible loss).
                             Err(_) => RawStack::Lost { errno: 2 },
                         }
                     }
@@ -338,8 +343,8 @@ impl Tracer {
                 tgid: key.tgid,
                 tid: key.tid,
                 comm: comm_to_string(&key.comm),
-                user_stack: read_stack(key.user_stack_id),
-                kernel_stack: read_stack(key.kernel_stack_id),
+                user_stack: read_stack(key.user_stack, key.user_error),
+                kernel_stack: read_stack(key.kernel_stack, key.kernel_error),
                 count,
             });
         }
