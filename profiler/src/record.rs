@@ -247,6 +247,24 @@ fn handle_events(ring: &mut RingBuf<MapData>, processes: &mut ProcessTable) {
     }
 }
 
+/// SIGTERM, then SIGKILL if the command has not exited within two seconds.
+async fn end_command(child: &mut tokio::process::Child) -> Option<ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    if let Some(pid) = child.id() {
+        // SAFETY: signalling our own child, which has not been reaped yet.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    }
+    match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+        Ok(status) => status.ok(),
+        Err(_) => {
+            let _ = child.kill().await;
+            child.try_wait().ok().flatten()
+        }
+    }
+}
+
 fn status_line(start: Instant, samples: u64) {
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "\r\x1b[2Krecording: {:.1} s, {samples} samples (Ctrl-C to stop)", start.elapsed().as_secs_f64());
@@ -330,6 +348,13 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
     };
     let duration = start.elapsed();
     tracer.stop();
+    // A command the profiler started ends with the recording, rather than
+    // living on, orphaned and unprofiled.
+    if let Some(child) = child.as_mut() {
+        if stop != StopReason::CommandExited {
+            command_status = end_command(child).await;
+        }
+    }
     if live {
         eprint!("\r\x1b[2K");
     }
