@@ -14,7 +14,15 @@
 //! page cache. `warm` repeats the lookup on one primed `Symbolizer`: every
 //! address is a hit in the profiler's own cache. Throughput is addresses.
 
-use std::{collections::BTreeMap, hint::black_box, sync::Arc};
+use std::{collections::BTreeMap, hint::black_box, ops::ControlFlow, sync::Arc};
+
+use blazesym::{
+    SymType,
+    inspect::{
+        Inspector,
+        source::{Elf, Source},
+    },
+};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use profiler_benches::XorShift;
@@ -26,89 +34,32 @@ const ADDRESSES: usize = 1000;
 /// rest are spread over the shared libraries.
 const FROM_EXECUTABLE: usize = 800;
 
-/// `(file offset, size)` of the defined functions in the symbol tables
-/// (`.symtab` and `.dynsym`) of a little-endian ELF64 file; empty if it is
-/// anything else. Just enough ELF to pick inputs, kept here so the benches
-/// need no ELF crate.
-fn elf_functions(data: &[u8]) -> Vec<(u64, u64)> {
-    const SHT_SYMTAB: u32 = 2;
-    const SHT_DYNSYM: u32 = 11;
-    const STT_FUNC: u8 = 2;
-    let u16_at = |at: usize| {
-        data.get(at..at + 2)
-            .map(|b| u16::from_le_bytes(b.try_into().unwrap()))
-    };
-    let u32_at = |at: usize| {
-        data.get(at..at + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-    };
-    let u64_at = |at: usize| {
-        data.get(at..at + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-    };
-    // ELF magic, 64-bit, little-endian.
-    if !data.starts_with(b"\x7fELF\x02\x01") {
-        return Vec::new();
-    }
-    let (Some(shoff), Some(shentsize), Some(shnum)) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c))
-    else {
-        return Vec::new();
-    };
-    // (type, address, file offset, size) of each section header.
-    let sections: Vec<(u32, u64, u64, u64)> = (0..shnum as usize)
-        .filter_map(|i| {
-            let at = shoff as usize + i * shentsize as usize;
-            Some((
-                u32_at(at + 4)?,
-                u64_at(at + 0x10)?,
-                u64_at(at + 0x18)?,
-                u64_at(at + 0x20)?,
-            ))
-        })
-        .collect();
+/// `(file offset, size)` of the functions in a file's ELF symbol tables,
+/// listed by blazesym's inspector.
+fn elf_functions(object: &ObjectFile) -> Vec<(u64, u64)> {
+    let mut elf = Elf::new(object.fd_path());
+    elf.debug_syms = false;
     let mut functions = Vec::new();
-    for &(kind, _, offset, size) in &sections {
-        if kind != SHT_SYMTAB && kind != SHT_DYNSYM {
-            continue;
-        }
-        for at in (offset as usize..(offset + size) as usize).step_by(24) {
-            let (Some(info), Some(shndx), Some(value), Some(sym_size)) = (
-                data.get(at + 4),
-                u16_at(at + 6),
-                u64_at(at + 8),
-                u64_at(at + 16),
-            ) else {
-                break;
-            };
-            // Defined (in a real section, not SHN_UNDEF or the reserved range) functions with code.
-            let Some(&(_, sec_addr, sec_offset, sec_size)) = sections.get(shndx as usize) else {
-                continue;
-            };
-            if info & 0xf != STT_FUNC
-                || shndx == 0
-                || sym_size == 0
-                || value < sec_addr
-                || value >= sec_addr + sec_size
-            {
-                continue;
+    let listed = Inspector::new().for_each(&Source::Elf(elf), |sym| {
+        if let (SymType::Function, Some(offset), Some(size)) =
+            (sym.sym_type, sym.file_offset, sym.size)
+        {
+            if size > 0 {
+                functions.push((offset, size as u64));
             }
-            functions.push((value - sec_addr + sec_offset, sym_size));
         }
+        ControlFlow::Continue(())
+    });
+    if let Err(e) = listed {
+        eprintln!("note: cannot list the symbols of {}: {e}", object.path);
     }
     functions
 }
 
 /// Runtime start and size of the functions of one mapped file, by address.
 fn functions_of(maps: &ProcessMaps, object: &Arc<ObjectFile>) -> Vec<(u64, u64)> {
-    let data = match std::fs::read(object.fd_path()) {
-        Ok(data) => data,
-        Err(e) => {
-            eprintln!("note: cannot read {}: {e}", object.path);
-            return Vec::new();
-        }
-    };
     let mut functions = BTreeMap::new();
-    for (offset, size) in elf_functions(&data) {
+    for (offset, size) in elf_functions(object) {
         // The mapping of this file that holds that offset gives the address.
         for m in maps
             .mappings
