@@ -89,22 +89,42 @@ impl Profile {
     /// suffixes `perf script | stackcollapse` uses, which inferno colours).
     /// The process's command name is the root frame.
     pub fn frame_names(&self, sample: &Sample) -> Vec<String> {
-        let mut names = Vec::with_capacity(sample.locations.len() + 1);
-        names.push(sanitize(&sample.comm));
+        let mut names = vec![sanitize(&sample.comm)];
         for &loc in sample.locations.iter().rev() {
-            let location = &self.locations[loc];
-            let last = location.lines.len().saturating_sub(1);
-            for (i, line) in location.lines.iter().enumerate().rev() {
-                let suffix = match (location.kind, i == last) {
-                    (FrameKind::Kernel, _) => "_[k]",
-                    (_, false) => "_[i]",
-                    _ => "",
-                };
-                names.push(format!("{}{suffix}", sanitize(&line.function)));
-            }
+            names.extend(location_frame_names(&self.locations[loc]));
         }
         names
     }
+
+    /// The frame names of every location (indexed like `locations`),
+    /// outermost first, as [`Profile::frame_names`] gives them. Outputs that
+    /// walk many samples name each location once with this.
+    pub fn location_frame_names(&self) -> Vec<Vec<String>> {
+        self.locations.iter().map(location_frame_names).collect()
+    }
+
+    /// The command name as the root frame.
+    pub fn root_frame_name(sample: &Sample) -> String {
+        sanitize(&sample.comm)
+    }
+}
+
+fn location_frame_names(location: &Location) -> Vec<String> {
+    let last = location.lines.len().saturating_sub(1);
+    location
+        .lines
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, line)| {
+            let suffix = match (location.kind, i == last) {
+                (FrameKind::Kernel, _) => "_[k]",
+                (_, false) => "_[i]",
+                _ => "",
+            };
+            format!("{}{suffix}", sanitize(&line.function))
+        })
+        .collect()
 }
 
 /// Frame names may not hold the folded format's separators.

@@ -24,22 +24,24 @@ pub struct FunctionShare {
 /// name (the root of [`Profile::frame_names`]) is not a function and is not
 /// counted.
 pub fn top_functions(profile: &Profile, n: usize) -> (Vec<FunctionShare>, Vec<FunctionShare>) {
-    let mut counts: HashMap<String, (u64, u64)> = HashMap::new();
+    let location_names = profile.location_frame_names();
+    let mut counts: HashMap<&str, (u64, u64)> = HashMap::new();
     for sample in profile.samples.iter().filter(|s| s.count > 0) {
-        let names = profile.frame_names(sample);
-        let frames = &names[1..];
-        if let Some(leaf) = frames.last() {
-            counts.entry(leaf.clone()).or_default().0 += sample.count;
+        // Leaf first: the first name of the leaf location's innermost line.
+        let mut frames = sample.locations.iter().flat_map(|&loc| location_names[loc].iter().rev());
+        if let Some(leaf) = frames.next() {
+            counts.entry(leaf).or_default().0 += sample.count;
         }
-        let distinct: HashSet<&String> = frames.iter().collect();
+        let distinct: HashSet<&str> =
+            sample.locations.iter().flat_map(|&loc| location_names[loc].iter().map(String::as_str)).collect();
         for name in distinct {
-            counts.entry(name.clone()).or_default().1 += sample.count;
+            counts.entry(name).or_default().1 += sample.count;
         }
     }
     let shares: Vec<FunctionShare> = counts
         .into_iter()
         .map(|(name, (self_count, total_count))| FunctionShare {
-            name,
+            name: name.to_string(),
             self_count,
             total_count,
         })

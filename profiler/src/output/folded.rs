@@ -12,9 +12,17 @@ use crate::profile::Profile;
 /// root, see [`Profile::frame_names`]), equal stacks summed, samples with
 /// count 0 left out, lines sorted lexicographically.
 pub fn folded_lines(profile: &Profile) -> Vec<String> {
+    // Each location is named once; samples only join the names.
+    let segments: Vec<String> = profile.location_frame_names().into_iter().map(|names| names.join(";")).collect();
     let mut counts: HashMap<String, u64> = HashMap::new();
     for sample in profile.samples.iter().filter(|s| s.count > 0) {
-        let stack = profile.frame_names(sample).join(";");
+        let mut stack = Profile::root_frame_name(sample);
+        for &loc in sample.locations.iter().rev() {
+            if !segments[loc].is_empty() {
+                stack.push(';');
+                stack.push_str(&segments[loc]);
+            }
+        }
         *counts.entry(stack).or_default() += sample.count;
     }
     let mut lines: Vec<String> = counts
