@@ -43,10 +43,9 @@ fn elf_functions(object: &ObjectFile) -> Vec<(u64, u64)> {
     let listed = Inspector::new().for_each(&Source::Elf(elf), |sym| {
         if let (SymType::Function, Some(offset), Some(size)) =
             (sym.sym_type, sym.file_offset, sym.size)
+            && size > 0
         {
-            if size > 0 {
-                functions.push((offset, size as u64));
-            }
+            functions.push((offset, size as u64));
         }
         ControlFlow::Continue(())
     });

@@ -89,7 +89,9 @@ pub fn stack_hash(ips: &[u64; MAX_STACK_DEPTH], len: usize) -> u64 {
         if i >= len {
             break;
         }
-        hash = (hash ^ ips[i]).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
+        hash = (hash ^ ips[i])
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(31);
         i += 1;
     }
     hash ^= hash >> 33;

@@ -27,7 +27,11 @@ type Space = Option<u32>;
 
 /// The address to look up for the frame at `depth` (0 = innermost).
 fn lookup_address(addr: u64, depth: usize) -> u64 {
-    if depth == 0 { addr } else { addr.saturating_sub(1) }
+    if depth == 0 {
+        addr
+    } else {
+        addr.saturating_sub(1)
+    }
 }
 
 fn lost_stack_name(side: &str, errno: i32) -> String {
@@ -55,7 +59,11 @@ impl Builder {
             kind: FrameKind::Special,
             address: 0,
             mapping: None,
-            lines: vec![Line { function: name.clone(), file: None, line: None }],
+            lines: vec![Line {
+                function: name.clone(),
+                file: None,
+                line: None,
+            }],
         });
         self.special.insert(name, index);
         index
@@ -86,13 +94,21 @@ impl Builder {
             };
             let index = self.profile.locations.len();
             self.profile.locations.push(Location {
-                kind: if space.is_some() { FrameKind::User } else { FrameKind::Kernel },
+                kind: if space.is_some() {
+                    FrameKind::User
+                } else {
+                    FrameKind::Kernel
+                },
                 address,
                 mapping,
                 lines: symbol
                     .frames
                     .into_iter()
-                    .map(|f| Line { function: f.function, file: f.file, line: f.line })
+                    .map(|f| Line {
+                        function: f.function,
+                        file: f.file,
+                        line: f.line,
+                    })
                     .collect(),
             });
             self.locations.insert((space, lookup), index);
@@ -157,16 +173,28 @@ pub fn aggregate(raw: &RawProfile, resolver: &mut dyn Resolve, meta: Meta) -> Pr
                     }
                 }
                 RawStack::Absent => {}
-                RawStack::Lost { errno } => locations.push(builder.special(lost_stack_name(side, *errno))),
+                RawStack::Lost { errno } => {
+                    locations.push(builder.special(lost_stack_name(side, *errno)))
+                }
             }
         }
-        *merged.entry((sample.tgid, sample.tid, sample.comm.clone(), locations)).or_default() += sample.count;
+        *merged
+            .entry((sample.tgid, sample.tid, sample.comm.clone(), locations))
+            .or_default() += sample.count;
     }
     let mut samples: Vec<Sample> = merged
         .into_iter()
-        .map(|((pid, tid, comm, locations), count)| Sample { pid, tid, comm, locations, count })
+        .map(|((pid, tid, comm, locations), count)| Sample {
+            pid,
+            tid,
+            comm,
+            locations,
+            count,
+        })
         .collect();
-    samples.sort_by(|a, b| (a.pid, a.tid, &a.comm, &a.locations).cmp(&(b.pid, b.tid, &b.comm, &b.locations)));
+    samples.sort_by(|a, b| {
+        (a.pid, a.tid, &a.comm, &a.locations).cmp(&(b.pid, b.tid, &b.comm, &b.locations))
+    });
     builder.profile.samples = samples;
     builder.profile
 }
@@ -186,7 +214,11 @@ mod tests {
 
     fn named(prefix: &str, addr: u64, mapping: Option<usize>) -> Symbol {
         Symbol {
-            frames: vec![Frame { function: format!("{prefix}{addr:x}"), file: None, line: None }],
+            frames: vec![Frame {
+                function: format!("{prefix}{addr:x}"),
+                file: None,
+                line: None,
+            }],
             symbolized: true,
             mapping,
         }
@@ -202,12 +234,25 @@ mod tests {
             addrs.iter().map(|&a| named("k", a, None)).collect()
         }
         fn mapping(&self, pid: u32, _index: usize) -> Option<Mapping> {
-            Some(Mapping { start: 0, end: 0x1000, file_offset: 0, path: format!("/bin/p{pid}"), build_id: None })
+            Some(Mapping {
+                start: 0,
+                end: 0x1000,
+                file_offset: 0,
+                path: format!("/bin/p{pid}"),
+                build_id: None,
+            })
         }
     }
 
     fn sample(tgid: u32, user: RawStack, kernel: RawStack, count: u64) -> RawSample {
-        RawSample { tgid, tid: tgid, comm: "app".into(), user_stack: user, kernel_stack: kernel, count }
+        RawSample {
+            tgid,
+            tid: tgid,
+            comm: "app".into(),
+            user_stack: user,
+            kernel_stack: kernel,
+            count,
+        }
     }
 
     #[test]
@@ -227,10 +272,16 @@ mod tests {
         assert_eq!(resolver.kernel_calls, vec![vec![0xa00, 0xb00]]);
         assert_eq!(profile.samples.len(), 1);
         let names = profile.frame_names(&profile.samples[0]);
-        assert_eq!(names, ["app", "u300", "u200", "u100", "kb00_[k]", "ka00_[k]"]);
+        assert_eq!(
+            names,
+            ["app", "u300", "u200", "u100", "kb00_[k]", "ka00_[k]"]
+        );
         assert_eq!(profile.samples[0].count, 3);
         // The sampled address is kept, not the lookup address.
-        assert_eq!(profile.locations[profile.samples[0].locations[1]].address, 0xb01);
+        assert_eq!(
+            profile.locations[profile.samples[0].locations[1]].address,
+            0xb01
+        );
         assert_eq!(profile.mappings.len(), 1);
         assert_eq!(profile.mappings[0].path, "/bin/p7");
     }
@@ -241,7 +292,12 @@ mod tests {
             samples: vec![
                 sample(1, RawStack::Lost { errno: 7 }, RawStack::Absent, 2),
                 sample(1, RawStack::Lost { errno: 7 }, RawStack::Absent, 5),
-                sample(2, RawStack::Frames(vec![0x10]), RawStack::Lost { errno: 12 }, 1),
+                sample(
+                    2,
+                    RawStack::Frames(vec![0x10]),
+                    RawStack::Lost { errno: 12 },
+                    1,
+                ),
             ],
             ..Default::default()
         };
@@ -249,8 +305,14 @@ mod tests {
         assert_eq!(profile.total_samples(), 8);
         assert_eq!(profile.samples.len(), 2);
         assert_eq!(profile.samples[0].count, 7);
-        assert_eq!(profile.frame_names(&profile.samples[0]), ["app", "[lost user stack: stack map full]"]);
-        assert_eq!(profile.frame_names(&profile.samples[1]), ["app", "u10", "[lost kernel stack: error 12]"]);
+        assert_eq!(
+            profile.frame_names(&profile.samples[0]),
+            ["app", "[lost user stack: stack map full]"]
+        );
+        assert_eq!(
+            profile.frame_names(&profile.samples[1]),
+            ["app", "u10", "[lost kernel stack: error 12]"]
+        );
     }
 
     #[test]

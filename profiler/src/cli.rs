@@ -11,7 +11,11 @@ use profiler::{
 };
 
 #[derive(Parser, Debug)]
-#[command(name = "profiler", version, about = "A CPU profiler for Linux on eBPF: flame graphs, folded stacks and pprof")]
+#[command(
+    name = "profiler",
+    version,
+    about = "A CPU profiler for Linux on eBPF: flame graphs, folded stacks and pprof"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -31,7 +35,12 @@ pub enum Command {
     profiler record -o out.pb.gz -- ./my-program args")]
 pub struct RecordArgs {
     /// Processes to profile (comma-separated or repeated); their children are followed.
-    #[arg(short = 'p', long = "pid", value_delimiter = ',', conflicts_with = "all")]
+    #[arg(
+        short = 'p',
+        long = "pid",
+        value_delimiter = ',',
+        conflicts_with = "all"
+    )]
     pub pids: Vec<u32>,
     /// Profile every process on the system.
     #[arg(short = 'a', long = "all-cpus")]
@@ -81,7 +90,9 @@ impl RecordArgs {
             (false, false, true) => RecordTarget::Pids(self.pids),
             (true, true, true) => RecordTarget::All,
             (true, false, false) => RecordTarget::Command(self.command),
-            (true, false, true) => bail!("nothing to profile: give -p PID, -a, or a command after --"),
+            (true, false, true) => {
+                bail!("nothing to profile: give -p PID, -a, or a command after --")
+            }
             _ => bail!("give only one of -p PID, -a, or a command after --"),
         };
         let outputs = self
@@ -121,7 +132,11 @@ mod tests {
 
     #[test]
     fn pids_frequency_duration_and_outputs() {
-        let config = parse(&["profiler", "record", "-p", "1,2", "-p", "3", "-F", "999", "-d", "1.5", "-o", "a.svg", "-o", "b.pb.gz"]).unwrap();
+        let config = parse(&[
+            "profiler", "record", "-p", "1,2", "-p", "3", "-F", "999", "-d", "1.5", "-o", "a.svg",
+            "-o", "b.pb.gz",
+        ])
+        .unwrap();
         assert_eq!(config.target, RecordTarget::Pids(vec![1, 2, 3]));
         assert_eq!(config.frequency_hz, 999);
         assert_eq!(config.duration, Some(Duration::from_millis(1500)));
@@ -131,21 +146,35 @@ mod tests {
 
     #[test]
     fn command_after_double_dash_and_durations_with_units() {
-        let config = parse(&["profiler", "record", "-d", "500ms", "-o", "x.folded", "--", "./prog", "-v", "arg"]).unwrap();
-        assert_eq!(config.target, RecordTarget::Command(vec!["./prog".into(), "-v".into(), "arg".into()]));
+        let config = parse(&[
+            "profiler", "record", "-d", "500ms", "-o", "x.folded", "--", "./prog", "-v", "arg",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.target,
+            RecordTarget::Command(vec!["./prog".into(), "-v".into(), "arg".into()])
+        );
         assert_eq!(config.duration, Some(Duration::from_millis(500)));
         assert_eq!(config.outputs[0].format, Format::Folded);
     }
 
     #[test]
     fn rejects_bad_combinations_and_values() {
-        assert!(parse(&["profiler", "record", "-o", "x.svg"]).unwrap_err().to_string().contains("nothing to profile"));
+        assert!(
+            parse(&["profiler", "record", "-o", "x.svg"])
+                .unwrap_err()
+                .to_string()
+                .contains("nothing to profile")
+        );
         assert!(parse(&["profiler", "record", "-p", "1", "-o", "x.svg", "--", "ls"]).is_err());
         assert!(parse(&["profiler", "record", "-p", "1", "-a", "-o", "x.svg"]).is_err());
         assert!(parse(&["profiler", "record", "-p", "1", "-o", "x.png"]).is_err());
         assert!(parse(&["profiler", "record", "-p", "1", "-d", "0", "-o", "x.svg"]).is_err());
         assert!(parse(&["profiler", "record", "-p", "1", "-d", "soon", "-o", "x.svg"]).is_err());
-        let config = parse(&["profiler", "record", "-a", "--format", "folded", "-o", "x.png"]).unwrap();
+        let config = parse(&[
+            "profiler", "record", "-a", "--format", "folded", "-o", "x.png",
+        ])
+        .unwrap();
         assert_eq!(config.outputs[0].format, Format::Folded);
     }
 }

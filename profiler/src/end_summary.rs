@@ -19,7 +19,11 @@ pub fn render(report: &RecordReport) -> String {
         StopReason::CommandExited => "command exited",
         StopReason::TargetsExited => "all target processes exited",
     };
-    let _ = writeln!(out, "Recorded {} for {secs:.1} s at {} Hz ({why})", profile.meta.target, profile.meta.frequency_hz);
+    let _ = writeln!(
+        out,
+        "Recorded {} for {secs:.1} s at {} Hz ({why})",
+        profile.meta.target, profile.meta.frequency_hz
+    );
     if let Some(status) = report.command_status {
         let _ = writeln!(out, "Command {status}");
     }
@@ -59,8 +63,18 @@ pub fn render(report: &RecordReport) -> String {
     }
     if total > 0 {
         let (by_self, by_total) = top_functions(profile, 10);
-        out.push_str(&format_table("Top functions by self time", &by_self, total, true));
-        out.push_str(&format_table("Top functions by total time", &by_total, total, false));
+        out.push_str(&format_table(
+            "Top functions by self time",
+            &by_self,
+            total,
+            true,
+        ));
+        out.push_str(&format_table(
+            "Top functions by total time",
+            &by_total,
+            total,
+            false,
+        ));
     }
     for path in &report.written {
         let _ = writeln!(out, "Wrote {}", path.display());

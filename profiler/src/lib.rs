@@ -3,11 +3,11 @@
 //! manager (captures maps of processes while they live), aggregation and
 //! symbolization into a [`profile::Profile`], and the outputs.
 
-pub mod output;
-pub mod profile;
-pub mod summary;
 pub mod aggregate;
+pub mod output;
 pub mod processes;
+pub mod profile;
 pub mod raw;
-pub mod tracer;
 pub mod record;
+pub mod summary;
+pub mod tracer;

@@ -68,7 +68,10 @@ impl Resolve for Resolver<'_> {
         match self.processes.get(pid) {
             Some(maps) => self.symbolizer.symbolize_user(maps, addrs),
             None => {
-                let empty = ProcessMaps { pid, mappings: Vec::new() };
+                let empty = ProcessMaps {
+                    pid,
+                    mappings: Vec::new(),
+                };
                 self.symbolizer.symbolize_user(&empty, addrs)
             }
         }
@@ -84,7 +87,10 @@ impl Resolve for Resolver<'_> {
             start: mapping.start,
             end: mapping.end,
             file_offset: mapping.file_offset,
-            path: mapping.object.as_ref().map_or_else(|| mapping.name.clone(), |o| o.path.clone()),
+            path: mapping
+                .object
+                .as_ref()
+                .map_or_else(|| mapping.name.clone(), |o| o.path.clone()),
             build_id: mapping.object.as_ref().and_then(|o| o.build_id.clone()),
         })
     }

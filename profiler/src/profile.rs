@@ -140,20 +140,48 @@ mod tests {
     use super::*;
 
     fn line(name: &str) -> Line {
-        Line { function: name.into(), file: None, line: None }
+        Line {
+            function: name.into(),
+            file: None,
+            line: None,
+        }
     }
 
     #[test]
     fn frame_names_are_root_first_with_kernel_and_inline_suffixes() {
         let profile = Profile {
             locations: vec![
-                Location { kind: FrameKind::Kernel, address: 1, mapping: None, lines: vec![line("do_sys")] },
-                Location { kind: FrameKind::User, address: 2, mapping: None, lines: vec![line("inl"), line("outer")] },
-                Location { kind: FrameKind::User, address: 3, mapping: None, lines: vec![line("main")] },
+                Location {
+                    kind: FrameKind::Kernel,
+                    address: 1,
+                    mapping: None,
+                    lines: vec![line("do_sys")],
+                },
+                Location {
+                    kind: FrameKind::User,
+                    address: 2,
+                    mapping: None,
+                    lines: vec![line("inl"), line("outer")],
+                },
+                Location {
+                    kind: FrameKind::User,
+                    address: 3,
+                    mapping: None,
+                    lines: vec![line("main")],
+                },
             ],
             ..Default::default()
         };
-        let sample = Sample { pid: 1, tid: 1, comm: "a;b".into(), locations: vec![0, 1, 2], count: 1 };
-        assert_eq!(profile.frame_names(&sample), ["a_b", "main", "outer", "inl_[i]", "do_sys_[k]"]);
+        let sample = Sample {
+            pid: 1,
+            tid: 1,
+            comm: "a;b".into(),
+            locations: vec![0, 1, 2],
+            count: 1,
+        };
+        assert_eq!(
+            profile.frame_names(&sample),
+            ["a_b", "main", "outer", "inl_[i]", "do_sys_[k]"]
+        );
     }
 }

@@ -62,14 +62,35 @@ impl KernelStats {
     /// Every failure, by cause, for the end-of-run report; zero counts left out.
     pub fn failures(&self) -> Vec<(&'static str, u64)> {
         [
-            ("samples dropped: in-kernel counts map full", self.counts_map_full),
-            ("stacks lost: stack map full (raise --stack-map-size)", self.stacks_full),
-            ("user stacks lost: bpf_get_stack failed", self.user_stack_errors),
-            ("kernel stacks lost: bpf_get_stack failed", self.kernel_stack_errors),
-            ("stacks cut at 127 frames (the kernel's limit)", self.stacks_truncated),
+            (
+                "samples dropped: in-kernel counts map full",
+                self.counts_map_full,
+            ),
+            (
+                "stacks lost: stack map full (raise --stack-map-size)",
+                self.stacks_full,
+            ),
+            (
+                "user stacks lost: bpf_get_stack failed",
+                self.user_stack_errors,
+            ),
+            (
+                "kernel stacks lost: bpf_get_stack failed",
+                self.kernel_stack_errors,
+            ),
+            (
+                "stacks cut at 127 frames (the kernel's limit)",
+                self.stacks_truncated,
+            ),
             ("process events lost: ring buffer full", self.events_lost),
-            ("forked children not followed: targets map full", self.targets_full),
-            ("new processes not announced: known map full", self.known_full),
+            (
+                "forked children not followed: targets map full",
+                self.targets_full,
+            ),
+            (
+                "new processes not announced: known map full",
+                self.known_full,
+            ),
         ]
         .into_iter()
         .filter(|(_, n)| *n > 0)

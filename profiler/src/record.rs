@@ -76,7 +76,9 @@ impl Default for RecordConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("invalid frequency {hz} Hz: give -F between 1 and {max} (the kernel's perf_event_max_sample_rate)")]
+    #[error(
+        "invalid frequency {hz} Hz: give -F between 1 and {max} (the kernel's perf_event_max_sample_rate)"
+    )]
     Frequency { hz: u64, max: u64 },
     #[error("no process with pid {pid}: check the pid (ps -p {pid})")]
     NoSuchProcess { pid: u32 },
@@ -123,7 +125,10 @@ pub struct RecordReport {
 fn validate(config: &RecordConfig) -> Result<(), RecordError> {
     let max = max_sample_rate().unwrap_or(100_000);
     if config.frequency_hz == 0 || config.frequency_hz > max {
-        return Err(RecordError::Frequency { hz: config.frequency_hz, max });
+        return Err(RecordError::Frequency {
+            hz: config.frequency_hz,
+            max,
+        });
     }
     if config.outputs.is_empty() {
         return Err(RecordError::NoOutput);
@@ -147,7 +152,8 @@ fn validate(config: &RecordConfig) -> Result<(), RecordError> {
             if find_executable(Path::new(program)).is_none() {
                 return Err(RecordError::Command {
                     command: program.to_string_lossy().into_owned(),
-                    reason: "no such executable file (not found, or not executable, in PATH)".into(),
+                    reason: "no such executable file (not found, or not executable, in PATH)"
+                        .into(),
                 });
             }
         }
@@ -168,11 +174,16 @@ fn check_writable(path: &Path) -> Result<(), RecordError> {
         });
     }
     if path.is_dir() {
-        return Err(RecordError::OutputPath { path: path.to_path_buf(), reason: "it is a directory".into() });
+        return Err(RecordError::OutputPath {
+            path: path.to_path_buf(),
+            reason: "it is a directory".into(),
+        });
     }
-    let c_dir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| RecordError::OutputPath {
-        path: path.to_path_buf(),
-        reason: "the path holds a NUL byte".into(),
+    let c_dir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| {
+        RecordError::OutputPath {
+            path: path.to_path_buf(),
+            reason: "the path holds a NUL byte".into(),
+        }
     })?;
     // SAFETY: a valid C string; access has no other preconditions.
     if unsafe { libc::access(c_dir.as_ptr(), libc::W_OK) } != 0 {
@@ -186,7 +197,10 @@ fn check_writable(path: &Path) -> Result<(), RecordError> {
 
 fn find_executable(program: &Path) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let is_exec = |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let is_exec = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
     if program.components().count() > 1 || program.is_absolute() {
         return is_exec(program).then(|| program.to_path_buf());
     }
@@ -204,15 +218,18 @@ fn describe(target: &RecordTarget) -> String {
             let parts: Vec<String> = pids
                 .iter()
                 .map(|pid| {
-                    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                    let comm =
+                        std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
                     format!("pid {pid} ({})", comm.trim())
                 })
                 .collect();
             parts.join(", ")
         }
-        RecordTarget::Command(argv) => {
-            argv.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
-        }
+        RecordTarget::Command(argv) => argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 
@@ -267,7 +284,11 @@ async fn end_command(child: &mut tokio::process::Child) -> Option<ExitStatus> {
 
 fn status_line(start: Instant, samples: u64) {
     let mut err = std::io::stderr().lock();
-    let _ = write!(err, "\r\x1b[2Krecording: {:.1} s, {samples} samples (Ctrl-C to stop)", start.elapsed().as_secs_f64());
+    let _ = write!(
+        err,
+        "\r\x1b[2Krecording: {:.1} s, {samples} samples (Ctrl-C to stop)",
+        start.elapsed().as_secs_f64()
+    );
     let _ = err.flush();
 }
 
@@ -292,7 +313,9 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
     let mut processes = ProcessTable::default();
     let mut ring = match tracer.take_events() {
         // SAFETY: the AsyncFd owns the ring buffer and so its fd.
-        Some(ring) => Some(unsafe { AsyncFd::register(ring) }.map_err(|e| std::io::Error::other(e.to_string()))?),
+        Some(ring) => Some(
+            unsafe { AsyncFd::register(ring) }.map_err(|e| std::io::Error::other(e.to_string()))?,
+        ),
         None => None,
     };
 
@@ -300,7 +323,9 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
     let mut pidfds = Vec::new();
     match &config.target {
         RecordTarget::Command(argv) => {
-            let spawned = tokio::process::Command::new(&argv[0]).args(&argv[1..]).spawn();
+            let spawned = tokio::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .spawn();
             tracer.remove_target(self_pid)?;
             let spawned = spawned.map_err(|e| RecordError::Command {
                 command: argv[0].to_string_lossy().into_owned(),
@@ -350,10 +375,10 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
     tracer.stop();
     // A command the profiler started ends with the recording, rather than
     // living on, orphaned and unprofiled.
-    if let Some(child) = child.as_mut() {
-        if stop != StopReason::CommandExited {
-            command_status = end_command(child).await;
-        }
+    if let Some(child) = child.as_mut()
+        && stop != StopReason::CommandExited
+    {
+        command_status = end_command(child).await;
     }
     if live {
         eprint!("\r\x1b[2K");
@@ -367,19 +392,34 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
     pids.sort_unstable();
     pids.dedup();
     // Live processes are read again for libraries loaded since they were first seen.
-    processes.refresh(pids.iter().copied().filter(|pid| Path::new(&format!("/proc/{pid}")).exists()));
+    processes.refresh(
+        pids.iter()
+            .copied()
+            .filter(|pid| Path::new(&format!("/proc/{pid}")).exists()),
+    );
 
     let mut symbolizer = Symbolizer::new();
     let meta = Meta {
         target: describe(&config.target),
-        start_unix_nanos: start_wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
+        start_unix_nanos: start_wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
         duration_nanos: duration.as_nanos() as u64,
         frequency_hz: config.frequency_hz,
     };
-    let profile = aggregate(&raw, &mut Resolver { symbolizer: &mut symbolizer, processes: &processes }, meta);
+    let profile = aggregate(
+        &raw,
+        &mut Resolver {
+            symbolizer: &mut symbolizer,
+            processes: &processes,
+        },
+        meta,
+    );
 
     if profile.total_samples() == 0 {
-        return Err(RecordError::NoSamples { secs: duration.as_secs_f64() });
+        return Err(RecordError::NoSamples {
+            secs: duration.as_secs_f64(),
+        });
     }
     let mut written = Vec::new();
     for spec in &config.outputs {
@@ -387,7 +427,10 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
         written.push(spec.path.clone());
     }
     Ok(RecordReport {
-        processes_missed: pids.iter().filter(|&&pid| processes.get(pid).is_none()).count(),
+        processes_missed: pids
+            .iter()
+            .filter(|&&pid| processes.get(pid).is_none())
+            .count(),
         profile,
         kernel: raw.stats,
         symbolizer: symbolizer.stats(),

@@ -28,12 +28,18 @@ pub fn top_functions(profile: &Profile, n: usize) -> (Vec<FunctionShare>, Vec<Fu
     let mut counts: HashMap<&str, (u64, u64)> = HashMap::new();
     for sample in profile.samples.iter().filter(|s| s.count > 0) {
         // Leaf first: the first name of the leaf location's innermost line.
-        let mut frames = sample.locations.iter().flat_map(|&loc| location_names[loc].iter().rev());
+        let mut frames = sample
+            .locations
+            .iter()
+            .flat_map(|&loc| location_names[loc].iter().rev());
         if let Some(leaf) = frames.next() {
             counts.entry(leaf).or_default().0 += sample.count;
         }
-        let distinct: HashSet<&str> =
-            sample.locations.iter().flat_map(|&loc| location_names[loc].iter().map(String::as_str)).collect();
+        let distinct: HashSet<&str> = sample
+            .locations
+            .iter()
+            .flat_map(|&loc| location_names[loc].iter().map(String::as_str))
+            .collect();
         for name in distinct {
             counts.entry(name).or_default().1 += sample.count;
         }

@@ -10,7 +10,9 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         PerfEvent, TracePoint,
-        perf_event::{PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent},
+        perf_event::{
+            PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent,
+        },
         trace_point::TracePointLinkId,
     },
     util::online_cpus,
@@ -84,10 +86,18 @@ pub enum TracerError {
 fn ebpf_error(action: &str, err: impl std::fmt::Display + std::fmt::Debug) -> TracerError {
     let message = format!("{err}");
     let debug = format!("{err:?}");
-    if debug.contains("PermissionDenied") || debug.contains("EPERM") || message.contains("Operation not permitted") {
-        TracerError::PermissionDenied { action: action.to_string() }
+    if debug.contains("PermissionDenied")
+        || debug.contains("EPERM")
+        || message.contains("Operation not permitted")
+    {
+        TracerError::PermissionDenied {
+            action: action.to_string(),
+        }
     } else {
-        TracerError::Ebpf { action: action.to_string(), message: format!("{message} ({debug})") }
+        TracerError::Ebpf {
+            action: action.to_string(),
+            message: format!("{message} ({debug})"),
+        }
     }
 }
 
@@ -97,7 +107,9 @@ const CAP_BPF: u32 = 39;
 
 /// Whether this process may load the programs: root, CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON.
 fn has_privileges() -> bool {
-    let Ok(status) = fs::read_to_string("/proc/self/status") else { return true };
+    let Ok(status) = fs::read_to_string("/proc/self/status") else {
+        return true;
+    };
     let Some(caps) = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
@@ -111,7 +123,9 @@ fn has_privileges() -> bool {
 
 /// Mounts tracefs when it is not mounted (attaching tracepoints needs it).
 fn ensure_tracefs() -> Result<(), TracerError> {
-    if Path::new(TRACEFS).join("events").exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
+    if Path::new(TRACEFS).join("events").exists()
+        || Path::new("/sys/kernel/debug/tracing/events").exists()
+    {
         return Ok(());
     }
     let ret = unsafe {
@@ -126,9 +140,14 @@ fn ensure_tracefs() -> Result<(), TracerError> {
     if ret != 0 {
         let err = io::Error::last_os_error();
         if err.kind() == io::ErrorKind::PermissionDenied {
-            return Err(TracerError::PermissionDenied { action: "mounting tracefs".into() });
+            return Err(TracerError::PermissionDenied {
+                action: "mounting tracefs".into(),
+            });
         }
-        return Err(TracerError::Read { path: format!("{TRACEFS} (mount tracefs)"), source: err });
+        return Err(TracerError::Read {
+            path: format!("{TRACEFS} (mount tracefs)"),
+            source: err,
+        });
     }
     Ok(())
 }
@@ -167,7 +186,11 @@ pub fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
 
 /// The highest sampling frequency the kernel allows.
 pub fn max_sample_rate() -> Option<u64> {
-    fs::read_to_string("/proc/sys/kernel/perf_event_max_sample_rate").ok()?.trim().parse().ok()
+    fs::read_to_string("/proc/sys/kernel/perf_event_max_sample_rate")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 pub struct Tracer {
@@ -181,13 +204,19 @@ impl Tracer {
     /// Loads the programs, configures them and starts sampling.
     pub fn start(options: TracerOptions) -> Result<Tracer, TracerError> {
         if !has_privileges() {
-            return Err(TracerError::PermissionDenied { action: "starting: not root, and no CAP_BPF+CAP_PERFMON".into() });
+            return Err(TracerError::PermissionDenied {
+                action: "starting: not root, and no CAP_BPF+CAP_PERFMON".into(),
+            });
         }
         if !Path::new("/sys/kernel/btf/vmlinux").exists() {
             return Err(TracerError::NoBtf);
         }
         ensure_tracefs()?;
-        let child_pid_offset = if options.follow_forks { fork_child_pid_offset()? } else { 0 };
+        let child_pid_offset = if options.follow_forks {
+            fork_child_pid_offset()?
+        } else {
+            0
+        };
 
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(map_names::STACKS, options.stack_map_entries)
@@ -196,16 +225,28 @@ impl Tracer {
             .map_err(|e| ebpf_error("load the eBPF object", e))?;
 
         let config = Config {
-            filter: if options.targets == Targets::All { FILTER_ALL } else { FILTER_TARGETS },
+            filter: if options.targets == Targets::All {
+                FILTER_ALL
+            } else {
+                FILTER_TARGETS
+            },
             self_tgid: std::process::id(),
             fork_child_pid_offset: child_pid_offset,
             follow_forks: options.follow_forks as u32,
         };
-        let mut config_map: Array<_, Config> = Array::try_from(ebpf.map_mut(map_names::CONFIG).unwrap())
-            .map_err(|e| ebpf_error("open the CONFIG map", e))?;
-        config_map.set(0, config, 0).map_err(|e| ebpf_error("write the CONFIG map", e))?;
+        let mut config_map: Array<_, Config> =
+            Array::try_from(ebpf.map_mut(map_names::CONFIG).unwrap())
+                .map_err(|e| ebpf_error("open the CONFIG map", e))?;
+        config_map
+            .set(0, config, 0)
+            .map_err(|e| ebpf_error("write the CONFIG map", e))?;
 
-        let mut tracer = Tracer { ebpf, options, perf_links: Vec::new(), tracepoint_links: Vec::new() };
+        let mut tracer = Tracer {
+            ebpf,
+            options,
+            perf_links: Vec::new(),
+            tracepoint_links: Vec::new(),
+        };
         if let Targets::Pids(pids) = tracer.options.targets.clone() {
             for pid in pids {
                 tracer.add_target(pid)?;
@@ -223,10 +264,12 @@ impl Tracer {
                 .expect("program in the object")
                 .try_into()
                 .map_err(|e| ebpf_error(name, e))?;
-            program.load().map_err(|e| ebpf_error(&format!("load {name}"), e))?;
-            let link = program
-                .attach(category, event)
-                .map_err(|e| ebpf_error(&format!("attach to the {category}/{event} tracepoint"), e))?;
+            program
+                .load()
+                .map_err(|e| ebpf_error(&format!("load {name}"), e))?;
+            let link = program.attach(category, event).map_err(|e| {
+                ebpf_error(&format!("attach to the {category}/{event} tracepoint"), e)
+            })?;
             tracer.tracepoint_links.push((name, link));
         }
 
@@ -236,8 +279,13 @@ impl Tracer {
             .expect("program in the object")
             .try_into()
             .map_err(|e| ebpf_error(program_names::ON_CPU, e))?;
-        program.load().map_err(|e| ebpf_error("load the perf_event program", e))?;
-        let cpus = online_cpus().map_err(|(what, source)| TracerError::Read { path: what.to_string(), source })?;
+        program
+            .load()
+            .map_err(|e| ebpf_error("load the perf_event program", e))?;
+        let cpus = online_cpus().map_err(|(what, source)| TracerError::Read {
+            path: what.to_string(),
+            source,
+        })?;
         for cpu in cpus {
             let link = program
                 .attach(
@@ -249,9 +297,14 @@ impl Tracer {
                 .map_err(|e| {
                     let debug = format!("{e:?}");
                     if debug.contains("PermissionDenied") {
-                        TracerError::PermissionDenied { action: "opening perf events".into() }
+                        TracerError::PermissionDenied {
+                            action: "opening perf events".into(),
+                        }
                     } else {
-                        TracerError::PerfEvent { cpu, source: io::Error::other(format!("{e}")) }
+                        TracerError::PerfEvent {
+                            cpu,
+                            source: io::Error::other(format!("{e}")),
+                        }
                     }
                 })?;
             tracer.perf_links.push(link);
@@ -261,16 +314,22 @@ impl Tracer {
 
     /// Starts sampling one more process.
     pub fn add_target(&mut self, pid: u32) -> Result<(), TracerError> {
-        let mut targets: HashMap<_, u32, u8> = HashMap::try_from(self.ebpf.map_mut(map_names::TARGETS).unwrap())
-            .map_err(|e| ebpf_error("open the TARGETS map", e))?;
-        targets.insert(pid, 1, 0).map_err(|e| ebpf_error("add a target pid", e))
+        let mut targets: HashMap<_, u32, u8> =
+            HashMap::try_from(self.ebpf.map_mut(map_names::TARGETS).unwrap())
+                .map_err(|e| ebpf_error("open the TARGETS map", e))?;
+        targets
+            .insert(pid, 1, 0)
+            .map_err(|e| ebpf_error("add a target pid", e))
     }
 
     /// Stops sampling a process (its already-followed children stay).
     pub fn remove_target(&mut self, pid: u32) -> Result<(), TracerError> {
-        let mut targets: HashMap<_, u32, u8> = HashMap::try_from(self.ebpf.map_mut(map_names::TARGETS).unwrap())
-            .map_err(|e| ebpf_error("open the TARGETS map", e))?;
-        targets.remove(&pid).map_err(|e| ebpf_error("remove a target pid", e))
+        let mut targets: HashMap<_, u32, u8> =
+            HashMap::try_from(self.ebpf.map_mut(map_names::TARGETS).unwrap())
+                .map_err(|e| ebpf_error("open the TARGETS map", e))?;
+        targets
+            .remove(&pid)
+            .map_err(|e| ebpf_error("remove a target pid", e))
     }
 
     /// The ring buffer of process events, for the process manager to poll.
@@ -290,18 +349,22 @@ impl Tracer {
             }
         }
         for (name, link) in self.tracepoint_links.drain(..) {
-            if let Some(Ok(program)) = self.ebpf.program_mut(name).map(<&mut TracePoint>::try_from) {
+            if let Some(Ok(program)) = self.ebpf.program_mut(name).map(<&mut TracePoint>::try_from)
+            {
                 let _ = program.detach(link);
             }
         }
     }
 
     pub fn stats(&self) -> Result<KernelStats, TracerError> {
-        let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(self.ebpf.map(map_names::STATS).unwrap())
-            .map_err(|e| ebpf_error("open the STATS map", e))?;
+        let stats: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map(map_names::STATS).unwrap())
+                .map_err(|e| ebpf_error("open the STATS map", e))?;
         let mut values = [0u64; stat::COUNT as usize];
         for (index, value) in values.iter_mut().enumerate() {
-            let per_cpu = stats.get(&(index as u32), 0).map_err(|e| ebpf_error("read the STATS map", e))?;
+            let per_cpu = stats
+                .get(&(index as u32), 0)
+                .map_err(|e| ebpf_error("read the STATS map", e))?;
             *value = per_cpu.iter().sum();
         }
         Ok(KernelStats::from_counters(&values))
@@ -309,11 +372,14 @@ impl Tracer {
 
     /// Reads every count and its stacks.
     pub fn drain(&self) -> Result<RawProfile, TracerError> {
-        let counts: HashMap<_, SampleKey, u64> = HashMap::try_from(self.ebpf.map(map_names::COUNTS).unwrap())
-            .map_err(|e| ebpf_error("open the COUNTS map", e))?;
-        let stacks: HashMap<_, u64, StackTrace> = HashMap::try_from(self.ebpf.map(map_names::STACKS).unwrap())
-            .map_err(|e| ebpf_error("open the STACKS map", e))?;
-        let mut stack_cache: std::collections::HashMap<(u64, i32), RawStack> = std::collections::HashMap::new();
+        let counts: HashMap<_, SampleKey, u64> =
+            HashMap::try_from(self.ebpf.map(map_names::COUNTS).unwrap())
+                .map_err(|e| ebpf_error("open the COUNTS map", e))?;
+        let stacks: HashMap<_, u64, StackTrace> =
+            HashMap::try_from(self.ebpf.map(map_names::STACKS).unwrap())
+                .map_err(|e| ebpf_error("open the STACKS map", e))?;
+        let mut stack_cache: std::collections::HashMap<(u64, i32), RawStack> =
+            std::collections::HashMap::new();
         let mut read_stack = |hash: u64, error: i32| -> RawStack {
             stack_cache
                 .entry((hash, error))
@@ -348,7 +414,10 @@ impl Tracer {
                 count,
             });
         }
-        Ok(RawProfile { samples, stats: self.stats()? })
+        Ok(RawProfile {
+            samples,
+            stats: self.stats()?,
+        })
     }
 }
 

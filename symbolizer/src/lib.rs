@@ -13,9 +13,8 @@ pub mod process;
 use std::{collections::HashMap, path::Path};
 
 use blazesym::symbolize::{
-    Symbolizer as Blazesym,
+    CodeInfo, Input, Sym, Symbolized, Symbolizer as Blazesym,
     source::{Elf, Kernel, Source},
-    CodeInfo, Input, Sym, Symbolized,
 };
 pub use process::{FileCache, Mapping, ObjectFile, ProcessMaps, capture};
 
@@ -48,7 +47,15 @@ pub struct Symbol {
 
 impl Symbol {
     fn unknown(name: String, mapping: Option<usize>) -> Self {
-        Symbol { frames: vec![Frame { function: name, file: None, line: None }], symbolized: false, mapping }
+        Symbol {
+            frames: vec![Frame {
+                function: name,
+                file: None,
+                line: None,
+            }],
+            symbolized: false,
+            mapping,
+        }
     }
 }
 
@@ -63,12 +70,15 @@ pub struct Stats {
     pub failed_lookups: u64,
 }
 
+/// A file's identity: device major and minor, inode.
+type FileKey = (u32, u32, u64);
+
 pub struct Symbolizer {
     blazesym: Blazesym,
     kernel: HashMap<u64, Symbol>,
     /// Keyed by file identity and file offset, so every process mapping a
     /// library shares the names looked up once.
-    user: HashMap<((u32, u32, u64), u64), (Vec<Frame>, bool)>,
+    user: HashMap<(FileKey, u64), (Vec<Frame>, bool)>,
     stats: Stats,
 }
 
@@ -85,7 +95,12 @@ impl Symbolizer {
             .enable_inlined_fns(true)
             .enable_demangling(true)
             .build();
-        Symbolizer { blazesym, kernel: HashMap::new(), user: HashMap::new(), stats: Stats::default() }
+        Symbolizer {
+            blazesym,
+            kernel: HashMap::new(),
+            user: HashMap::new(),
+            stats: Stats::default(),
+        }
     }
 
     pub fn stats(&self) -> Stats {
@@ -101,7 +116,11 @@ impl Symbolizer {
     /// Kernel addresses, as looked up (callers adjust return addresses).
     pub fn symbolize_kernel(&mut self, addrs: &[u64]) -> Vec<Symbol> {
         let missing: Vec<u64> = {
-            let mut seen: Vec<u64> = addrs.iter().copied().filter(|a| !self.kernel.contains_key(a)).collect();
+            let mut seen: Vec<u64> = addrs
+                .iter()
+                .copied()
+                .filter(|a| !self.kernel.contains_key(a))
+                .collect();
             seen.sort_unstable();
             seen.dedup();
             seen
@@ -120,7 +139,11 @@ impl Symbolizer {
             };
             for (addr, frames) in missing.iter().zip(results) {
                 let symbol = match frames {
-                    Some(frames) => Symbol { frames, symbolized: true, mapping: None },
+                    Some(frames) => Symbol {
+                        frames,
+                        symbolized: true,
+                        mapping: None,
+                    },
                     None => {
                         self.stats.unknown += 1;
                         Symbol::unknown(format!("[kernel]+0x{addr:x}"), None)
@@ -137,13 +160,21 @@ impl Symbolizer {
         // Batch the misses per file, as blazesym works best with one call per source.
         let mut misses: HashMap<(u32, u32, u64), (&ObjectFile, Vec<u64>)> = HashMap::new();
         for &addr in addrs {
-            let Some((_, mapping)) = process.find(addr) else { continue };
-            let Some(object) = &mapping.object else { continue };
+            let Some((_, mapping)) = process.find(addr) else {
+                continue;
+            };
+            let Some(object) = &mapping.object else {
+                continue;
+            };
             let offset = addr - mapping.start + mapping.file_offset;
             if self.user.contains_key(&(object.key, offset)) {
                 self.stats.cache_hits += 1;
             } else {
-                misses.entry(object.key).or_insert_with(|| (object, Vec::new())).1.push(offset);
+                misses
+                    .entry(object.key)
+                    .or_insert_with(|| (object, Vec::new()))
+                    .1
+                    .push(offset);
             }
         }
         for (key, (object, mut offsets)) in misses {
@@ -153,7 +184,10 @@ impl Symbolizer {
             self.stats.cache_misses += offsets.len() as u64;
             self.stats.cache_hits += (queued - offsets.len()) as u64;
             let source = Source::Elf(Elf::new(object.fd_path()));
-            let results = match self.blazesym.symbolize(&source, Input::FileOffset(&offsets)) {
+            let results = match self
+                .blazesym
+                .symbolize(&source, Input::FileOffset(&offsets))
+            {
                 Ok(results) => results.into_iter().map(|r| to_frames(&r)).collect(),
                 Err(_) => {
                     self.stats.failed_lookups += offsets.len() as u64;
@@ -166,7 +200,14 @@ impl Symbolizer {
                     None => {
                         self.stats.unknown += 1;
                         let name = format!("{}+0x{offset:x}", basename(&object.path));
-                        (vec![Frame { function: name, file: None, line: None }], false)
+                        (
+                            vec![Frame {
+                                function: name,
+                                file: None,
+                                line: None,
+                            }],
+                            false,
+                        )
                     }
                 };
                 self.user.insert((key, offset), entry);
@@ -181,11 +222,22 @@ impl Symbolizer {
                     match &mapping.object {
                         Some(object) => {
                             let (frames, symbolized) = self.user[&(object.key, offset)].clone();
-                            Symbol { frames, symbolized, mapping: Some(index) }
+                            Symbol {
+                                frames,
+                                symbolized,
+                                mapping: Some(index),
+                            }
                         }
                         None => {
-                            let name = if mapping.name.is_empty() { "[anon]" } else { &mapping.name };
-                            Symbol::unknown(format!("{name}+0x{:x}", addr - mapping.start), Some(index))
+                            let name = if mapping.name.is_empty() {
+                                "[anon]"
+                            } else {
+                                &mapping.name
+                            };
+                            Symbol::unknown(
+                                format!("{name}+0x{:x}", addr - mapping.start),
+                                Some(index),
+                            )
                         }
                     }
                 }
@@ -195,7 +247,10 @@ impl Symbolizer {
 }
 
 fn basename(path: &str) -> &str {
-    Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or(path)
+    Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(path)
 }
 
 fn code_location(info: Option<&CodeInfo<'_>>) -> (Option<String>, Option<u32>) {
@@ -214,16 +269,30 @@ fn code_location(info: Option<&CodeInfo<'_>>) -> (Option<String>, Option<u32>) {
 /// blazesym's answer as frames, innermost first. blazesym lists inlined
 /// functions outermost first, each with the line inside that function.
 fn to_frames(result: &Symbolized<'_>) -> Option<Vec<Frame>> {
-    let Symbolized::Sym(Sym { name, code_info, inlined, .. }) = result else {
+    let Symbolized::Sym(Sym {
+        name,
+        code_info,
+        inlined,
+        ..
+    }) = result
+    else {
         return None;
     };
     let mut frames = Vec::with_capacity(inlined.len() + 1);
     for inline in inlined.iter().rev() {
         let (file, line) = code_location(inline.code_info.as_ref());
-        frames.push(Frame { function: inline.name.to_string(), file, line });
+        frames.push(Frame {
+            function: inline.name.to_string(),
+            file,
+            line,
+        });
     }
     let (file, line) = code_location(code_info.as_deref());
-    frames.push(Frame { function: name.to_string(), file, line });
+    frames.push(Frame {
+        function: name.to_string(),
+        file,
+        line,
+    });
     Some(frames)
 }
 
@@ -255,15 +324,24 @@ mod tests {
     fn names_vdso_functions() {
         let mut cache = FileCache::default();
         let maps = capture(std::process::id(), &mut cache).unwrap();
-        let vdso = maps.mappings.iter().find(|m| m.name == "[vdso]").expect("a vdso mapping");
+        let vdso = maps
+            .mappings
+            .iter()
+            .find(|m| m.name == "[vdso]")
+            .expect("a vdso mapping");
         assert!(vdso.object.is_some(), "the vdso copy failed");
         // Find a named address by scanning the image's first pages.
         let addrs: Vec<u64> = (vdso.start..vdso.end).step_by(16).collect();
         let symbols = Symbolizer::new().symbolize_user(&maps, &addrs);
-        let names: Vec<&str> =
-            symbols.iter().filter(|s| s.symbolized).map(|s| s.frames[0].function.as_str()).collect();
+        let names: Vec<&str> = symbols
+            .iter()
+            .filter(|s| s.symbolized)
+            .map(|s| s.frames[0].function.as_str())
+            .collect();
         assert!(
-            names.iter().any(|n| n.contains("clock_gettime") || n.contains("gettimeofday")),
+            names
+                .iter()
+                .any(|n| n.contains("clock_gettime") || n.contains("gettimeofday")),
             "no vdso time function among {names:?}"
         );
     }

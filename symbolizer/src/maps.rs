@@ -47,7 +47,10 @@ pub fn parse_line(line: &str) -> Option<MapEntry> {
         readable: perms[0] == b'r',
         executable: perms[2] == b'x',
         file_offset: u64::from_str_radix(offset, 16).ok()?,
-        dev: (u32::from_str_radix(major, 16).ok()?, u32::from_str_radix(minor, 16).ok()?),
+        dev: (
+            u32::from_str_radix(major, 16).ok()?,
+            u32::from_str_radix(minor, 16).ok()?,
+        ),
         inode: inode.parse().ok()?,
         path,
     })

@@ -85,7 +85,9 @@ const VDSO_KEY: (u32, u32, u64) = (0, 0, 0);
 /// Every 64-bit process maps the same image, so ours names their frames too.
 fn copy_own_vdso() -> Option<ObjectFile> {
     let maps = fs::read_to_string("/proc/self/maps").ok()?;
-    let entry = maps::parse(&maps).into_iter().find(|e| e.path == "[vdso]")?;
+    let entry = maps::parse(&maps)
+        .into_iter()
+        .find(|e| e.path == "[vdso]")?;
     let len = (entry.end - entry.start) as usize;
     // SAFETY: the range is our own vDSO mapping, readable for the life of the process.
     let image = unsafe { std::slice::from_raw_parts(entry.start as *const u8, len) };
@@ -96,7 +98,12 @@ fn copy_own_vdso() -> Option<ObjectFile> {
     }
     let mut file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     std::io::Write::write_all(&mut file, image).ok()?;
-    let mut object = ObjectFile { path: "[vdso]".into(), build_id: None, key: VDSO_KEY, file };
+    let mut object = ObjectFile {
+        path: "[vdso]".into(),
+        build_id: None,
+        key: VDSO_KEY,
+        file,
+    };
     object.build_id = read_build_id(&object);
     Some(object)
 }
@@ -123,7 +130,9 @@ impl FileCache {
     }
 
     fn vdso(&mut self) -> Option<Arc<ObjectFile>> {
-        self.vdso.get_or_insert_with(|| copy_own_vdso().map(Arc::new)).clone()
+        self.vdso
+            .get_or_insert_with(|| copy_own_vdso().map(Arc::new))
+            .clone()
     }
 
     fn open(&mut self, pid: u32, entry: &maps::MapEntry) -> Option<Arc<ObjectFile>> {
@@ -133,8 +142,15 @@ impl FileCache {
         }
         let by_map_files = format!("/proc/{pid}/map_files/{:x}-{:x}", entry.start, entry.end);
         let by_root = format!("/proc/{pid}/root{}", entry.file_path());
-        let file = File::open(&by_map_files).or_else(|_| File::open(&by_root)).ok()?;
-        let mut object = ObjectFile { path: entry.file_path().to_string(), build_id: None, key, file };
+        let file = File::open(&by_map_files)
+            .or_else(|_| File::open(&by_root))
+            .ok()?;
+        let mut object = ObjectFile {
+            path: entry.file_path().to_string(),
+            build_id: None,
+            key,
+            file,
+        };
         object.build_id = read_build_id(&object);
         let object = Arc::new(object);
         self.files.insert(key, object.clone());

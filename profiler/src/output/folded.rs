@@ -13,7 +13,11 @@ use crate::profile::Profile;
 /// count 0 left out, lines sorted lexicographically.
 pub fn folded_lines(profile: &Profile) -> Vec<String> {
     // Each location is named once; samples only join the names.
-    let segments: Vec<String> = profile.location_frame_names().into_iter().map(|names| names.join(";")).collect();
+    let segments: Vec<String> = profile
+        .location_frame_names()
+        .into_iter()
+        .map(|names| names.join(";"))
+        .collect();
     let mut counts: HashMap<String, u64> = HashMap::new();
     for sample in profile.samples.iter().filter(|s| s.count > 0) {
         let mut stack = Profile::root_frame_name(sample);
