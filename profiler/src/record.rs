@@ -162,6 +162,30 @@ fn validate(config: &RecordConfig) -> Result<(), RecordError> {
     Ok(())
 }
 
+/// The process a pid belongs to: a thread id given with `-p` means its process.
+fn tgid_of(pid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|t| t.trim().parse().ok())
+        })
+        .unwrap_or(pid)
+}
+
+/// `-p` pids as processes, each once, in the order given.
+fn target_processes(pids: &[u32]) -> Vec<u32> {
+    let mut tgids: Vec<u32> = Vec::with_capacity(pids.len());
+    for tgid in pids.iter().map(|&pid| tgid_of(pid)) {
+        if !tgids.contains(&tgid) {
+            tgids.push(tgid);
+        }
+    }
+    tgids
+}
+
 fn check_writable(path: &Path) -> Result<(), RecordError> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -295,6 +319,10 @@ fn status_line(start: Instant, samples: u64) {
 pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
     validate(&config)?;
     let self_pid = std::process::id();
+    let mut config = config;
+    if let RecordTarget::Pids(pids) = &config.target {
+        config.target = RecordTarget::Pids(target_processes(pids));
+    }
     let targets = match &config.target {
         RecordTarget::All => Targets::All,
         RecordTarget::Pids(pids) => Targets::Pids(pids.clone()),
@@ -438,4 +466,28 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
         command_status,
         written,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_id_means_its_process() {
+        let me = std::process::id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let live = std::thread::spawn(move || {
+            tx.send(unsafe { libc::gettid() } as u32).unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = rx.recv().unwrap();
+        assert_ne!(tid, me);
+        assert_eq!(target_processes(&[tid, me, tid]), vec![me]);
+        done_tx.send(()).unwrap();
+        live.join().unwrap();
+        // A pid with no /proc entry (pid_max is at most 2^22) is kept as given;
+        // validation reports it.
+        assert_eq!(tgid_of(5_000_000), 5_000_000);
+    }
 }
