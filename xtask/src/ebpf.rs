@@ -1,7 +1,12 @@
 //! Builds `profiler-ebpf` for bpfel-unknown-none and stores the object at
 //! `profiler/ebpf/profiler.bpf.o`, where the profiler embeds it. The object is
-//! committed so that building the profiler needs stable Rust alone; `--check`
-//! rebuilds it and fails when the committed copy is stale.
+//! committed so that building the profiler needs stable Rust alone.
+//!
+//! Beside it, `profiler.bpf.o.meta` records a hash of the sources it was built
+//! from and the toolchain that built it. `--check` fails when the sources hash
+//! differs (the object is stale), and rebuilds: with the same toolchain the
+//! bytes must match; with another one (the pinned nightly could not be
+//! installed) it says so and only the sources hash is compared.
 //!
 //! The sources are copied to a fixed staging directory and built there, with
 //! that path remapped: a path dependency's location and the rustflags both feed
@@ -15,10 +20,12 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
 
 use crate::tools;
 
 pub const OBJECT: &str = "profiler/ebpf/profiler.bpf.o";
+pub const META: &str = "profiler/ebpf/profiler.bpf.o.meta";
 const TARGET: &str = "bpfel-unknown-none";
 
 pub fn workspace_root() -> PathBuf {
@@ -28,13 +35,17 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn rustflags(root: &Path) -> Result<String> {
+fn rustflags(root: &Path, toolchain: &str) -> Result<String> {
     let cargo_home = std::env::var("CARGO_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
             PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
         });
-    let sysroot = tools::output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let sysroot = tools::output(
+        Command::new("rustc")
+            .arg(format!("+{toolchain}"))
+            .args(["--print", "sysroot"]),
+    )?;
     let flags = [
         "--cfg=bpf_target_arch=\"x86_64\"".to_string(),
         "-Cdebuginfo=2".to_string(),
@@ -84,8 +95,7 @@ fn stage(root: &Path) -> Result<PathBuf> {
     Ok(stage)
 }
 
-fn compile(root: &Path) -> Result<PathBuf> {
-    tools::require_ebpf_toolchain()?;
+fn compile(root: &Path, toolchain: &str) -> Result<PathBuf> {
     let stage = stage(root)?;
     let crate_dir = stage.join("profiler-ebpf");
     let status = Command::new("cargo")
@@ -93,10 +103,10 @@ fn compile(root: &Path) -> Result<PathBuf> {
         .env_remove("RUSTFLAGS")
         .env_remove("RUSTC")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env("CARGO_ENCODED_RUSTFLAGS", rustflags(&stage)?)
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags(&stage, toolchain)?)
         .env("PATH", tools::path_with_llvm())
         .args([
-            "+nightly",
+            &format!("+{toolchain}"),
             "build",
             "--release",
             "--bins",
@@ -105,7 +115,7 @@ fn compile(root: &Path) -> Result<PathBuf> {
         ])
         .args(["-Z", "build-std=core"])
         .status()
-        .context("running cargo +nightly build for profiler-ebpf")?;
+        .with_context(|| format!("running cargo +{toolchain} build for profiler-ebpf"))?;
     if !status.success() {
         bail!("building profiler-ebpf failed ({status})");
     }
@@ -116,30 +126,185 @@ fn compile(root: &Path) -> Result<PathBuf> {
         .join("profiler-ebpf"))
 }
 
+/// The files the object is built from, relative to the workspace root, sorted.
+fn source_files(root: &Path) -> Result<Vec<PathBuf>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        for entry in fs::read_dir(root.join(dir))? {
+            let entry = entry?;
+            let rel = dir.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                walk(root, &rel, out)?;
+            } else {
+                out.push(rel);
+            }
+        }
+        Ok(())
+    }
+    let mut files = vec![
+        PathBuf::from("profiler-ebpf/Cargo.toml"),
+        PathBuf::from("profiler-ebpf/Cargo.lock"),
+        PathBuf::from("profiler-common/Cargo.toml"),
+    ];
+    walk(root, Path::new("profiler-ebpf/src"), &mut files)?;
+    walk(root, Path::new("profiler-common/src"), &mut files)?;
+    files.sort();
+    Ok(files)
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn sources_hash(root: &Path) -> Result<String> {
+    let mut hasher = Sha256::new();
+    for file in source_files(root)? {
+        let bytes =
+            fs::read(root.join(&file)).with_context(|| format!("reading {}", file.display()))?;
+        hasher.update(file.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// What `profiler.bpf.o.meta` records, one `key value` per line.
+#[derive(Debug, PartialEq, Eq)]
+struct Meta {
+    sources: String,
+    toolchain: String,
+    rustc: String,
+    bpf_linker: String,
+    object: String,
+}
+
+impl Meta {
+    fn render(&self) -> String {
+        format!(
+            "sources-sha256 {}\ntoolchain {}\nrustc {}\nbpf-linker {}\nobject-sha256 {}\n",
+            self.sources, self.toolchain, self.rustc, self.bpf_linker, self.object
+        )
+    }
+
+    fn parse(text: &str) -> Option<Meta> {
+        let get = |key: &str| {
+            text.lines().find_map(|l| {
+                l.strip_prefix(key)
+                    .and_then(|v| v.strip_prefix(' '))
+                    .map(str::to_string)
+            })
+        };
+        Some(Meta {
+            sources: get("sources-sha256")?,
+            toolchain: get("toolchain")?,
+            rustc: get("rustc")?,
+            bpf_linker: get("bpf-linker")?,
+            object: get("object-sha256")?,
+        })
+    }
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, data)?;
+    fs::rename(&tmp, path)?;
+    Ok(())
+}
+
 pub fn build(check: bool) -> Result<()> {
     let root = workspace_root();
-    let built = compile(&root)?;
-    let committed = root.join(OBJECT);
+    let toolchain = tools::ebpf_toolchain()?;
+    let built = compile(&root, &toolchain)?;
     let new = fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
+    let meta = Meta {
+        sources: sources_hash(&root)?,
+        rustc: tools::output(Command::new("rustc").arg(format!("+{toolchain}")).arg("-V"))?
+            .trim()
+            .to_string(),
+        bpf_linker: tools::output(Command::new("bpf-linker").arg("--version"))?
+            .trim()
+            .to_string(),
+        toolchain,
+        object: sha256_hex(&new),
+    };
+    let committed = root.join(OBJECT);
     if check {
-        let old = fs::read(&committed)
-            .with_context(|| format!("reading the committed object {}", committed.display()))?;
-        if old != new {
-            bail!(
-                "{} is stale: it differs from a fresh build of profiler-ebpf ({} vs {} bytes). \
-                 Run `cargo xtask build-ebpf` and commit the result.",
-                OBJECT,
-                old.len(),
-                new.len()
-            );
-        }
-        println!("{OBJECT} matches a fresh build ({} bytes)", new.len());
-        return Ok(());
+        return check_committed(&root, &meta, &new);
     }
     fs::create_dir_all(committed.parent().unwrap())?;
-    let tmp = committed.with_extension("o.tmp");
-    fs::write(&tmp, &new)?;
-    fs::rename(&tmp, &committed)?;
-    println!("wrote {OBJECT} ({} bytes)", new.len());
+    write_atomic(&committed, &new)?;
+    write_atomic(&root.join(META), meta.render().as_bytes())?;
+    println!("wrote {OBJECT} ({} bytes) and {META}", new.len());
     Ok(())
+}
+
+fn check_committed(root: &Path, fresh: &Meta, new: &[u8]) -> Result<()> {
+    let old = fs::read(root.join(OBJECT))
+        .with_context(|| format!("reading the committed object {OBJECT}"))?;
+    let text = fs::read_to_string(root.join(META)).with_context(|| format!("reading {META}"))?;
+    let recorded = Meta::parse(&text).with_context(|| format!("{META} is malformed"))?;
+    let fix = "Run `cargo xtask build-ebpf` and commit both files.";
+    if sha256_hex(&old) != recorded.object {
+        bail!(
+            "{OBJECT} does not match the hash in {META}: one was changed without the other. {fix}"
+        );
+    }
+    if fresh.sources != recorded.sources {
+        bail!("{OBJECT} is stale: the eBPF sources changed since it was built. {fix}");
+    }
+    let same_tools = (&fresh.toolchain, &fresh.rustc, &fresh.bpf_linker)
+        == (&recorded.toolchain, &recorded.rustc, &recorded.bpf_linker);
+    if !same_tools {
+        println!(
+            "note: built with {} / {} / {}, the committed object with {} / {} / {}: \
+             bytes not compared; the sources match",
+            fresh.toolchain,
+            fresh.rustc,
+            fresh.bpf_linker,
+            recorded.toolchain,
+            recorded.rustc,
+            recorded.bpf_linker
+        );
+        return Ok(());
+    }
+    if old != new {
+        bail!(
+            "{OBJECT} differs from a fresh build of the same sources with the same toolchain \
+             ({} vs {} bytes): the build is not reproducible, or the object was built from \
+             uncommitted changes. {fix}",
+            old.len(),
+            new.len()
+        );
+    }
+    println!(
+        "{OBJECT} matches a fresh build ({} bytes, {})",
+        new.len(),
+        fresh.rustc
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_round_trips() {
+        let meta = Meta {
+            sources: "ab".into(),
+            toolchain: "nightly-2026-05-20".into(),
+            rustc: "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)".into(),
+            bpf_linker: "bpf-linker 0.13.0".into(),
+            object: "cd".into(),
+        };
+        assert_eq!(Meta::parse(&meta.render()), Some(meta));
+        assert_eq!(Meta::parse("sources-sha256 ab\n"), None);
+    }
 }

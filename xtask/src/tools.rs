@@ -5,6 +5,9 @@ use std::{path::Path, process::Command};
 use anyhow::{Context, Result, bail};
 
 pub const LLVM_DIR: &str = "/usr/lib/llvm-22";
+/// The nightly that builds the eBPF object: the one these machines ship as
+/// `nightly`, pinned by date so that a rustup update cannot change the bytes.
+pub const PINNED_NIGHTLY: &str = "nightly-2026-05-20";
 /// Pinned so that every machine links the eBPF object the same way.
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -70,9 +73,48 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
         .args(&missing))
 }
 
+fn rustc_version(toolchain: &str) -> Option<String> {
+    output(Command::new("rustc").arg(format!("+{toolchain}")).arg("-V"))
+        .ok()
+        .map(|v| v.trim().to_string())
+}
+
+/// The toolchain to build the eBPF object with: the pinned nightly if
+/// installed, else `nightly` (a note says the bytes may then differ).
+pub fn ebpf_toolchain() -> Result<String> {
+    require_ebpf_toolchain()?;
+    if rustc_version(PINNED_NIGHTLY).is_some() {
+        return Ok(PINNED_NIGHTLY.to_string());
+    }
+    if let Some(version) = rustc_version("nightly") {
+        eprintln!("xtask: {PINNED_NIGHTLY} is not installed; building with nightly ({version})");
+        return Ok("nightly".to_string());
+    }
+    bail!("no nightly toolchain: run `cargo xtask install-ebpf-toolchain` first")
+}
+
 pub fn install_ebpf_toolchain() -> Result<()> {
-    run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
-    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    // Never `rustup update` the machine's nightly: install the pinned one beside it.
+    let toolchain = if rustc_version(PINNED_NIGHTLY).is_some()
+        || run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            PINNED_NIGHTLY,
+            "--profile",
+            "minimal",
+        ]))
+        .is_ok()
+    {
+        PINNED_NIGHTLY
+    } else if rustc_version("nightly").is_some() {
+        eprintln!(
+            "xtask: cannot install {PINNED_NIGHTLY}; the machine's nightly will build the object"
+        );
+        "nightly"
+    } else {
+        bail!("no nightly toolchain and {PINNED_NIGHTLY} cannot be installed");
+    };
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", toolchain]))?;
     apt_install(&[
         "llvm-22-dev",
         "libpolly-22-dev",
