@@ -86,8 +86,6 @@ pub enum RecordError {
     Command { command: String, reason: String },
     #[error("no output file given: add -o FILE (.svg, .folded or .pb.gz)")]
     NoOutput,
-    #[error("cannot write {path}: {reason}")]
-    OutputPath { path: PathBuf, reason: String },
     #[error(
         "no samples in {secs:.1} s: the target never ran on a CPU while recording (idle, sleeping or \
          blocked), so nothing was written. Record longer, or while it is busy"
@@ -134,7 +132,7 @@ fn validate(config: &RecordConfig) -> Result<(), RecordError> {
         return Err(RecordError::NoOutput);
     }
     for output in &config.outputs {
-        check_writable(&output.path)?;
+        output::check_destination(&output.path)?;
     }
     match &config.target {
         RecordTarget::Pids(pids) => {
@@ -184,39 +182,6 @@ fn target_processes(pids: &[u32]) -> Vec<u32> {
         }
     }
     tgids
-}
-
-fn check_writable(path: &Path) -> Result<(), RecordError> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        return Err(RecordError::OutputPath {
-            path: path.to_path_buf(),
-            reason: format!("directory {} does not exist", dir.display()),
-        });
-    }
-    if path.is_dir() {
-        return Err(RecordError::OutputPath {
-            path: path.to_path_buf(),
-            reason: "it is a directory".into(),
-        });
-    }
-    let c_dir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| {
-        RecordError::OutputPath {
-            path: path.to_path_buf(),
-            reason: "the path holds a NUL byte".into(),
-        }
-    })?;
-    // SAFETY: a valid C string; access has no other preconditions.
-    if unsafe { libc::access(c_dir.as_ptr(), libc::W_OK) } != 0 {
-        return Err(RecordError::OutputPath {
-            path: path.to_path_buf(),
-            reason: format!("directory {} is not writable", dir.display()),
-        });
-    }
-    Ok(())
 }
 
 fn find_executable(program: &Path) -> Option<PathBuf> {

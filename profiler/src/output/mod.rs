@@ -111,6 +111,8 @@ pub enum OutputError {
     MissingDirectory { path: PathBuf, dir: PathBuf },
     #[error("cannot write {}: it is a directory; give a file name, such as {}", .path.display(), .path.join("profile.svg").display())]
     IsDirectory { path: PathBuf },
+    #[error("cannot write {}: directory {} is not writable; choose another output path", .path.display(), .dir.display())]
+    NotWritable { path: PathBuf, dir: PathBuf },
     #[error(
         "cannot write {}: cannot create a file in {}: {source}; check that the directory is writable",
         .path.display(), .dir.display()
@@ -128,6 +130,44 @@ pub enum OutputError {
     Svg { path: PathBuf, message: String },
 }
 
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Checks that a file can be written at `path` (a file name, in an existing,
+/// writable directory), so that a recording can refuse a bad `-o` before it
+/// starts rather than after. Returns the file name.
+pub fn check_destination(path: &Path) -> Result<&std::ffi::OsStr, OutputError> {
+    let is_directory = || OutputError::IsDirectory {
+        path: path.to_path_buf(),
+    };
+    let file_name = path.file_name().ok_or_else(is_directory)?;
+    if path.is_dir() {
+        return Err(is_directory());
+    }
+    let dir = parent_dir(path);
+    if !dir.is_dir() {
+        return Err(OutputError::MissingDirectory {
+            path: path.to_path_buf(),
+            dir: dir.to_path_buf(),
+        });
+    }
+    let not_writable = || OutputError::NotWritable {
+        path: path.to_path_buf(),
+        dir: dir.to_path_buf(),
+    };
+    let c_dir =
+        std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| not_writable())?;
+    // SAFETY: a valid C string; access has no other preconditions.
+    if unsafe { libc::access(c_dir.as_ptr(), libc::W_OK) } != 0 {
+        return Err(not_writable());
+    }
+    Ok(file_name)
+}
+
 /// Writes `profile` to `path` in `format`.
 ///
 /// The output goes to a temporary file in the same directory (named
@@ -140,26 +180,8 @@ pub fn write(
     format: Format,
     options: &OutputOptions,
 ) -> Result<(), OutputError> {
-    let Some(file_name) = path.file_name() else {
-        return Err(OutputError::IsDirectory {
-            path: path.to_path_buf(),
-        });
-    };
-    if path.is_dir() {
-        return Err(OutputError::IsDirectory {
-            path: path.to_path_buf(),
-        });
-    }
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    if !dir.exists() {
-        return Err(OutputError::MissingDirectory {
-            path: path.to_path_buf(),
-            dir: dir.to_path_buf(),
-        });
-    }
+    let file_name = check_destination(path)?;
+    let dir = parent_dir(path);
     if format == Format::Svg && profile.total_samples() == 0 {
         return Err(OutputError::Svg {
             path: path.to_path_buf(),
