@@ -24,8 +24,14 @@ pub fn render(report: &RecordReport) -> String {
         "Recorded {} for {secs:.1} s at {} Hz ({why})",
         profile.meta.target, profile.meta.frequency_hz
     );
-    if let Some(status) = report.command_status {
-        let _ = writeln!(out, "Command {status}");
+    match (report.command_status, report.stop) {
+        (Some(status), StopReason::CommandExited) => {
+            let _ = writeln!(out, "Command {status}");
+        }
+        (Some(status), _) => {
+            let _ = writeln!(out, "Command stopped at the end of the recording ({status})");
+        }
+        (None, _) => {}
     }
     let mut pids: Vec<u32> = profile.samples.iter().map(|s| s.pid).collect();
     pids.sort_unstable();
