@@ -351,11 +351,15 @@ impl Proc {
         }
     }
 
-    /// Starts a workload from `tests/workloads/` with `args`.
+    /// Starts a workload from `tests/workloads/` with `args` and waits (at
+    /// most 5 s) until it has exec'ed, so that `-p PID` finds the workload and
+    /// not the test process it was forked from.
     pub fn workload(name: &str, args: &[&str]) -> Proc {
         let mut cmd = Command::new(workload(name));
         cmd.args(args);
-        Proc::spawn(cmd)
+        let proc = Proc::spawn(cmd);
+        wait_for_comm(proc.pid, name, Duration::from_secs(5));
+        proc
     }
 
     /// Sends `signal` (e.g. `libc::SIGINT`).
@@ -463,6 +467,110 @@ pub fn run_profiler_ok<S: AsRef<std::ffi::OsStr>>(args: &[S], timeout: Duration)
         run.stderr
     );
     run
+}
+
+/// The arguments of a `profiler record` run, built in the order given:
+/// `record().freq(499).pid(pid).duration("3").output(&out).run_ok(TIMEOUT)`.
+/// Always starts with `record --no-status`; displays as the argument list.
+#[derive(Debug)]
+pub struct Record {
+    args: Vec<String>,
+}
+
+/// `profiler record --no-status` (see [`Record`]).
+pub fn record() -> Record {
+    Record {
+        args: vec!["record".into(), "--no-status".into()],
+    }
+}
+
+impl Record {
+    fn option(mut self, flag: &str, value: impl std::fmt::Display) -> Self {
+        self.args.push(flag.into());
+        self.args.push(value.to_string());
+        self
+    }
+
+    /// `-F HZ`.
+    pub fn freq(self, hz: impl std::fmt::Display) -> Self {
+        self.option("-F", hz)
+    }
+
+    /// `-p PID` (or a comma-separated list of pids).
+    pub fn pid(self, pid: impl std::fmt::Display) -> Self {
+        self.option("-p", pid)
+    }
+
+    /// `-a`.
+    pub fn all_cpus(mut self) -> Self {
+        self.args.push("-a".into());
+        self
+    }
+
+    /// `-d DURATION`, e.g. `"3"` or `"1500ms"`.
+    pub fn duration(self, duration: &str) -> Self {
+        self.option("-d", duration)
+    }
+
+    /// `-o PATH`.
+    pub fn output(self, path: impl AsRef<Path>) -> Self {
+        self.option("-o", utf8(path.as_ref()))
+    }
+
+    /// `-- EXE ARGS...`: the command to start and record (last).
+    pub fn command(mut self, exe: impl AsRef<Path>, args: &[&str]) -> Self {
+        self.args.push("--".into());
+        self.args.push(utf8(exe.as_ref()).into());
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Starts the profiler in the background.
+    pub fn spawn(&self) -> Proc {
+        spawn_profiler(&self.args)
+    }
+
+    /// Runs the profiler to completion (see [`run_profiler`]).
+    pub fn run(&self, timeout: Duration) -> Finished {
+        run_profiler(&self.args, timeout)
+    }
+
+    /// Runs the profiler and panics unless it exits 0 (see [`run_profiler_ok`]).
+    pub fn run_ok(&self, timeout: Duration) -> Finished {
+        run_profiler_ok(&self.args, timeout)
+    }
+}
+
+fn utf8(path: &Path) -> &str {
+    path.to_str()
+        .unwrap_or_else(|| panic!("non-UTF-8 path {}", path.display()))
+}
+
+impl std::fmt::Display for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.args.join(" "))
+    }
+}
+
+/// Asserts that `what` (a profiler run) failed cleanly: a non-zero exit
+/// status, not a signal, and an `error:` message on stderr.
+pub fn assert_failed_cleanly(run: &Finished, what: &str) {
+    assert!(
+        !run.status.success(),
+        "{what} succeeded\n--- stderr ---\n{}",
+        run.stderr
+    );
+    assert!(
+        run.status.code().is_some(),
+        "{what} was killed by a signal: {}\n--- stderr ---\n{}",
+        run.status,
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("error:"),
+        "{what}: no `error:` on stderr\n--- stderr ---\n{}",
+        run.stderr
+    );
 }
 
 /// One line of a folded file: frames root first (the command name is the

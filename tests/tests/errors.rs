@@ -10,47 +10,24 @@ use profiler_tests::*;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs the profiler and checks that it fails cleanly: exit status non-zero
-/// (not a signal), `error:` on stderr holding every string of `mentions`,
-/// and none of `must_not_exist` created. Returns stderr.
-fn expect_failure(args: &[&str], mentions: &[&str], must_not_exist: &[&Path]) -> String {
-    let run = run_profiler(args, TIMEOUT);
-    let shown = args.join(" ");
-    assert!(
-        !run.status.success(),
-        "profiler {shown} succeeded\n--- stderr ---\n{}",
-        run.stderr
-    );
-    assert!(
-        run.status.code().is_some(),
-        "profiler {shown} was killed by a signal: {}\n{}",
-        run.status,
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("error:"),
-        "profiler {shown}: no `error:` on stderr\n--- stderr ---\n{}",
-        run.stderr
-    );
+/// Runs the profiler and checks that it fails cleanly (see
+/// [`assert_failed_cleanly`]) with every string of `mentions` on stderr, and
+/// none of `must_not_exist` created. Returns stderr.
+fn expect_failure(record: Record, mentions: &[&str], must_not_exist: &[&Path]) -> String {
+    let run = record.run(TIMEOUT);
+    let shown = format!("profiler {record}");
+    assert_failed_cleanly(&run, &shown);
     for m in mentions {
         assert!(
             run.stderr.contains(m),
-            "profiler {shown}: the error does not mention {m:?}\n--- stderr ---\n{}",
+            "{shown}: the error does not mention {m:?}\n--- stderr ---\n{}",
             run.stderr
         );
     }
     for path in must_not_exist {
-        assert!(
-            !path.exists(),
-            "profiler {shown} failed but left {}",
-            path.display()
-        );
+        assert!(!path.exists(), "{shown} failed but left {}", path.display());
     }
-    eprintln!(
-        "profiler {shown}\n  -> {}: {}",
-        run.status,
-        run.stderr.trim()
-    );
+    eprintln!("{shown}\n  -> {}: {}", run.status, run.stderr.trim());
     run.stderr
 }
 
@@ -71,13 +48,14 @@ fn live_pid() -> String {
     std::process::id().to_string()
 }
 
-/// Every file in `dir` (to check nothing, not even a temporary, was left).
-fn files_in(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
+/// Asserts that nothing, not even a temporary, was left in `dir`.
+fn assert_nothing_left(dir: &Path) {
+    let files: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect()
+        .collect();
+    assert!(files.is_empty(), "left {files:?}");
 }
 
 #[test]
@@ -86,40 +64,18 @@ fn nonexistent_pid() {
     let out = dir.path().join("out.folded");
     let pid = free_pid().to_string();
     expect_failure(
-        &[
-            "record",
-            "--no-status",
-            "-p",
-            &pid,
-            "-d",
-            "1",
-            "-o",
-            s(&out),
-        ],
+        record().pid(&pid).duration("1").output(&out),
         &[&pid],
         &[&out],
     );
     // One bad pid among good ones is still an error.
     let both = format!("{},{pid}", live_pid());
     expect_failure(
-        &[
-            "record",
-            "--no-status",
-            "-p",
-            &both,
-            "-d",
-            "1",
-            "-o",
-            s(&out),
-        ],
+        record().pid(&both).duration("1").output(&out),
         &[&pid],
         &[&out],
     );
-    assert!(
-        files_in(dir.path()).is_empty(),
-        "left {:?}",
-        files_in(dir.path())
-    );
+    assert_nothing_left(dir.path());
 }
 
 #[test]
@@ -129,18 +85,7 @@ fn bad_frequency() {
     let pid = live_pid();
     for hz in ["0", "100000000"] {
         let err = expect_failure(
-            &[
-                "record",
-                "--no-status",
-                "-F",
-                hz,
-                "-p",
-                &pid,
-                "-d",
-                "1",
-                "-o",
-                s(&out),
-            ],
+            record().freq(hz).pid(&pid).duration("1").output(&out),
             &[],
             &[&out],
         );
@@ -149,11 +94,7 @@ fn bad_frequency() {
             "-F {hz}: the error does not mention the frequency\n{err}"
         );
     }
-    assert!(
-        files_in(dir.path()).is_empty(),
-        "left {:?}",
-        files_in(dir.path())
-    );
+    assert_nothing_left(dir.path());
 }
 
 #[test]
@@ -161,40 +102,18 @@ fn unknown_output_extension() {
     let dir = temp_dir("bad_ext");
     let out = dir.path().join("out.png");
     expect_failure(
-        &[
-            "record",
-            "--no-status",
-            "-p",
-            &live_pid(),
-            "-d",
-            "1",
-            "-o",
-            s(&out),
-        ],
+        record().pid(live_pid()).duration("1").output(&out),
         &[".svg"],
         &[&out],
     );
-    assert!(
-        files_in(dir.path()).is_empty(),
-        "left {:?}",
-        files_in(dir.path())
-    );
+    assert_nothing_left(dir.path());
 }
 
 #[test]
 fn nonexistent_output_directory() {
     let out = Path::new("/nonexistent/dir/x.svg");
     expect_failure(
-        &[
-            "record",
-            "--no-status",
-            "-p",
-            &live_pid(),
-            "-d",
-            "1",
-            "-o",
-            s(out),
-        ],
+        record().pid(live_pid()).duration("1").output(out),
         &["/nonexistent/dir"],
         &[out],
     );
@@ -206,16 +125,7 @@ fn output_is_a_directory() {
     let out = dir.path().join("x.svg");
     std::fs::create_dir(&out).unwrap();
     expect_failure(
-        &[
-            "record",
-            "--no-status",
-            "-p",
-            &live_pid(),
-            "-d",
-            "1",
-            "-o",
-            s(&out),
-        ],
+        record().pid(live_pid()).duration("1").output(&out),
         &[s(&out)],
         &[],
     );
@@ -227,39 +137,22 @@ fn nonexistent_command() {
     let dir = temp_dir("bad_cmd");
     let out = dir.path().join("out.folded");
     expect_failure(
-        &[
-            "record",
-            "--no-status",
-            "-d",
-            "1",
-            "-o",
-            s(&out),
-            "--",
-            "/no/such/cmd",
-            "arg",
-        ],
+        record()
+            .duration("1")
+            .output(&out)
+            .command("/no/such/cmd", &["arg"]),
         &["/no/such/cmd"],
         &[&out],
     );
     expect_failure(
-        &[
-            "record",
-            "--no-status",
-            "-d",
-            "1",
-            "-o",
-            s(&out),
-            "--",
-            "no-such-cmd-in-path-xyz",
-        ],
+        record()
+            .duration("1")
+            .output(&out)
+            .command("no-such-cmd-in-path-xyz", &[]),
         &["no-such-cmd-in-path-xyz"],
         &[&out],
     );
-    assert!(
-        files_in(dir.path()).is_empty(),
-        "left {:?}",
-        files_in(dir.path())
-    );
+    assert_nothing_left(dir.path());
 }
 
 #[test]
@@ -268,45 +161,26 @@ fn one_bad_output_means_no_output_at_all() {
     let (folded, svg) = (dir.path().join("good.folded"), dir.path().join("good.svg"));
     let pid = live_pid();
     expect_failure(
-        &[
-            "record",
-            "--no-status",
-            "-p",
-            &pid,
-            "-d",
-            "1",
-            "-o",
-            s(&folded),
-            "-o",
-            s(&svg),
-            "-o",
-            "/nonexistent/dir/x.svg",
-        ],
+        record()
+            .pid(&pid)
+            .duration("1")
+            .output(&folded)
+            .output(&svg)
+            .output("/nonexistent/dir/x.svg"),
         &["/nonexistent/dir"],
         &[&folded, &svg],
     );
     let png = dir.path().join("bad.png");
     expect_failure(
-        &[
-            "record",
-            "--no-status",
-            "-p",
-            &pid,
-            "-d",
-            "1",
-            "-o",
-            s(&folded),
-            "-o",
-            s(&png),
-        ],
+        record()
+            .pid(&pid)
+            .duration("1")
+            .output(&folded)
+            .output(&png),
         &[".svg"],
         &[&folded, &png],
     );
-    assert!(
-        files_in(dir.path()).is_empty(),
-        "left {:?}",
-        files_in(dir.path())
-    );
+    assert_nothing_left(dir.path());
 }
 
 #[test]
@@ -315,15 +189,11 @@ fn bad_usage() {
     let out = dir.path().join("out.folded");
     let pid = live_pid();
     // Nothing to profile.
-    expect_failure(&["record", "--no-status", "-o", s(&out)], &[], &[&out]);
+    expect_failure(record().output(&out), &[], &[&out]);
     // Two targets at once.
-    expect_failure(
-        &["record", "--no-status", "-p", &pid, "-a", "-o", s(&out)],
-        &[],
-        &[&out],
-    );
+    expect_failure(record().pid(&pid).all_cpus().output(&out), &[], &[&out]);
     // No output.
-    let run = run_profiler(&["record", "--no-status", "-p", &pid, "-d", "1"], TIMEOUT);
+    let run = record().pid(&pid).duration("1").run(TIMEOUT);
     assert!(
         !run.status.success() && run.status.code().is_some(),
         "no -o: {}\n{}",
@@ -332,36 +202,10 @@ fn bad_usage() {
     );
     // Bad duration.
     expect_failure(
-        &[
-            "record",
-            "--no-status",
-            "-p",
-            &pid,
-            "-d",
-            "soon",
-            "-o",
-            s(&out),
-        ],
+        record().pid(&pid).duration("soon").output(&out),
         &["soon"],
         &[&out],
     );
-    expect_failure(
-        &[
-            "record",
-            "--no-status",
-            "-p",
-            &pid,
-            "-d",
-            "0",
-            "-o",
-            s(&out),
-        ],
-        &[],
-        &[&out],
-    );
-    assert!(
-        files_in(dir.path()).is_empty(),
-        "left {:?}",
-        files_in(dir.path())
-    );
+    expect_failure(record().pid(&pid).duration("0").output(&out), &[], &[&out]);
+    assert_nothing_left(dir.path());
 }

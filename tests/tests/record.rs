@@ -35,14 +35,28 @@ fn diag(run: &Finished, stacks: &[FoldedStack]) -> String {
     )
 }
 
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
+/// A finished profiler run and the stacks of its folded output.
+struct Recording {
+    run: Finished,
+    stacks: Vec<FoldedStack>,
+    /// The end of failure messages: see [`diag`].
+    d: String,
+}
+
+impl Recording {
+    /// Reads the folded output `folded` of `run`, and logs the run as `name`.
+    fn read(name: &str, run: Finished, folded: &Path) -> Recording {
+        let stacks = read_folded(folded);
+        let d = diag(&run, &stacks);
+        eprintln!("{name} run: {:.1} s{d}", run.elapsed.as_secs_f64());
+        Recording { run, stacks, d }
+    }
 }
 
 /// One recording of `cpu_ratio 4` at 499 Hz into folded, pprof and SVG,
 /// shared by the tests that check those outputs.
 struct CpuRatioRun {
-    run: Finished,
+    recording: Recording,
     folded: PathBuf,
     pprof: PathBuf,
     svg: PathBuf,
@@ -60,30 +74,15 @@ fn cpu_ratio_run() -> &'static CpuRatioRun {
             dir.join("out.pb.gz"),
             dir.join("out.svg"),
         );
-        let exe = workload("cpu_ratio");
-        let args = [
-            "record",
-            "--no-status",
-            "-F",
-            "499",
-            "-o",
-            path_str(&folded),
-            "-o",
-            path_str(&pprof),
-            "-o",
-            path_str(&svg),
-            "--",
-            path_str(&exe),
-            "4",
-        ];
-        let run = run_profiler_ok(&args, TIMEOUT);
-        eprintln!(
-            "cpu_ratio run: {:.1} s\n{}",
-            run.elapsed.as_secs_f64(),
-            run.stderr
-        );
+        let run = record()
+            .freq(499)
+            .output(&folded)
+            .output(&pprof)
+            .output(&svg)
+            .command(workload("cpu_ratio"), &["4"])
+            .run_ok(TIMEOUT);
         CpuRatioRun {
-            run,
+            recording: Recording::read("cpu_ratio", run, &folded),
             folded,
             pprof,
             svg,
@@ -97,13 +96,11 @@ fn cpu_ratio_stacks_and_shares() {
         return;
     }
     let CpuRatioRun {
-        run,
+        recording: Recording { run, stacks, d },
         folded,
         pprof,
         svg,
     } = cpu_ratio_run();
-    let stacks = read_folded(folded);
-    let d = diag(run, &stacks);
 
     // The summary.
     for path in [folded, pprof, svg] {
@@ -250,10 +247,10 @@ fn go_tool_pprof_reads_it() {
         return;
     }
     let CpuRatioRun {
-        run, folded, pprof, ..
+        recording: Recording { stacks, d, .. },
+        pprof,
+        ..
     } = cpu_ratio_run();
-    let stacks = read_folded(folded);
-    let d = diag(run, &stacks);
 
     let top = go_pprof(&["-top"], pprof);
     let rows = parse_pprof_top(&top);
@@ -305,27 +302,14 @@ fn syscalls_show_kernel_frames() {
     let dir = temp_dir("syscalls");
     let out = dir.path().join("out.folded");
     let target = Proc::workload("syscalls", &["15"]);
-    wait_for_comm(target.pid, "syscalls", Duration::from_secs(5));
-    let pid = target.pid.to_string();
-    let run = run_profiler_ok(
-        &[
-            "record",
-            "--no-status",
-            "-F",
-            "499",
-            "-p",
-            &pid,
-            "-d",
-            "3",
-            "-o",
-            path_str(&out),
-        ],
-        TIMEOUT,
-    );
+    let run = record()
+        .freq(499)
+        .pid(target.pid)
+        .duration("3")
+        .output(&out)
+        .run_ok(TIMEOUT);
     drop(target);
-    let stacks = read_folded(&out);
-    let d = diag(&run, &stacks);
-    eprintln!("syscalls run: {:.1} s{d}", run.elapsed.as_secs_f64());
+    let Recording { run, stacks, d } = Recording::read("syscalls", run, &out);
     assert!(
         run.elapsed >= Duration::from_millis(2900),
         "-d 3 stopped after {:?}{d}",
@@ -380,22 +364,12 @@ fn pid_mode_target_exits_mid_recording() {
     let dir = temp_dir("pid_exit");
     let out = dir.path().join("out.folded");
     let target = Proc::workload("cpu_ratio", &["2"]);
-    wait_for_comm(target.pid, "cpu_ratio", Duration::from_secs(5));
-    let pid = target.pid.to_string();
     let started = Instant::now();
-    let run = run_profiler(
-        &[
-            "record",
-            "--no-status",
-            "-p",
-            &pid,
-            "-d",
-            "30",
-            "-o",
-            path_str(&out),
-        ],
-        TIMEOUT,
-    );
+    let run = record()
+        .pid(target.pid)
+        .duration("30")
+        .output(&out)
+        .run(TIMEOUT);
     let elapsed = started.elapsed();
     let target_status = target.wait(Duration::from_secs(10));
     assert!(
@@ -404,12 +378,8 @@ fn pid_mode_target_exits_mid_recording() {
         run.status,
         run.stderr
     );
-    let stacks = read_folded(&out);
-    let d = diag(&run, &stacks);
-    eprintln!(
-        "pid_mode_target_exits_mid_recording: profiler ran {:.1} s{d}",
-        elapsed.as_secs_f64()
-    );
+    let Recording { stacks, d, .. } =
+        Recording::read("pid_mode_target_exits_mid_recording", run, &out);
     assert!(
         target_status.status.success(),
         "cpu_ratio failed: {:?}",
@@ -441,28 +411,15 @@ fn several_pids() {
     let out = dir.path().join("out.folded");
     let a = Proc::workload("cpu_ratio", &["15"]);
     let b = Proc::workload("threads", &["15", "1"]);
-    wait_for_comm(a.pid, "cpu_ratio", Duration::from_secs(5));
-    wait_for_comm(b.pid, "threads", Duration::from_secs(5));
     let pids = format!("{},{}", a.pid, b.pid);
-    let run = run_profiler_ok(
-        &[
-            "record",
-            "--no-status",
-            "-F",
-            "199",
-            "-p",
-            &pids,
-            "-d",
-            "3",
-            "-o",
-            path_str(&out),
-        ],
-        TIMEOUT,
-    );
+    let run = record()
+        .freq(199)
+        .pid(&pids)
+        .duration("3")
+        .output(&out)
+        .run_ok(TIMEOUT);
     drop((a, b));
-    let stacks = read_folded(&out);
-    let d = diag(&run, &stacks);
-    eprintln!("several_pids run: {:.1} s{d}", run.elapsed.as_secs_f64());
+    let Recording { stacks, d, .. } = Recording::read("several_pids", run, &out);
     let from = |comm: &str, func: &str| -> u64 {
         stacks
             .iter()
@@ -498,29 +455,21 @@ fn all_cpus_mode() {
     let dir = temp_dir("all_cpus");
     let (out, pb) = (dir.path().join("out.folded"), dir.path().join("out.pb.gz"));
     let target = Proc::workload("cpu_ratio", &["15"]);
-    wait_for_comm(target.pid, "cpu_ratio", Duration::from_secs(5));
-    let profiler = spawn_profiler(&[
-        "record",
-        "--no-status",
-        "-a",
-        "-d",
-        "3",
-        "-o",
-        path_str(&out),
-        "-o",
-        path_str(&pb),
-    ]);
+    let profiler = record()
+        .all_cpus()
+        .duration("3")
+        .output(&out)
+        .output(&pb)
+        .spawn();
     let profiler_pid = profiler.pid as i64;
     let run = profiler.wait(TIMEOUT);
     drop(target);
-    let stacks = read_folded(&out);
-    let d = diag(&run, &stacks);
+    let Recording { run, stacks, d } = Recording::read("all_cpus_mode", run, &out);
     assert!(
         run.status.success(),
         "profiler -a failed: {}{d}",
         run.status
     );
-    eprintln!("all_cpus_mode run: {:.1} s{d}", run.elapsed.as_secs_f64());
     assert!(
         stacks
             .iter()
@@ -582,27 +531,12 @@ fn command_mode_follows_forks() {
     let _guard = shared_recording();
     let dir = temp_dir("forks");
     let out = dir.path().join("out.folded");
-    let exe = workload("forker");
-    let run = run_profiler_ok(
-        &[
-            "record",
-            "--no-status",
-            "-F",
-            "199",
-            "-o",
-            path_str(&out),
-            "--",
-            path_str(&exe),
-            "3",
-        ],
-        TIMEOUT,
-    );
-    let stacks = read_folded(&out);
-    let d = diag(&run, &stacks);
-    eprintln!(
-        "command_mode_follows_forks run: {:.1} s{d}",
-        run.elapsed.as_secs_f64()
-    );
+    let run = record()
+        .freq(199)
+        .output(&out)
+        .command(workload("forker"), &["3"])
+        .run_ok(TIMEOUT);
+    let Recording { stacks, d, .. } = Recording::read("command_mode_follows_forks", run, &out);
     let child = samples_with(&stacks, "child_work");
     let total = total_samples(&stacks);
     assert!(
@@ -632,30 +566,15 @@ fn pid_mode_follows_forks() {
     // .txt is folded too.
     let out = dir.path().join("out.txt");
     let target = Proc::workload("forker", &["15"]);
-    wait_for_comm(target.pid, "forker", Duration::from_secs(5));
-    let pid = target.pid.to_string();
-    let run = run_profiler_ok(
-        &[
-            "record",
-            "--no-status",
-            "-F",
-            "199",
-            "-p",
-            &pid,
-            "-d",
-            "3",
-            "-o",
-            path_str(&out),
-        ],
-        TIMEOUT,
-    );
+    let pid = target.pid;
+    let run = record()
+        .freq(199)
+        .pid(pid)
+        .duration("3")
+        .output(&out)
+        .run_ok(TIMEOUT);
     drop(target);
-    let stacks = read_folded(&out);
-    let d = diag(&run, &stacks);
-    eprintln!(
-        "pid_mode_follows_forks run: {:.1} s{d}",
-        run.elapsed.as_secs_f64()
-    );
+    let Recording { stacks, d, .. } = Recording::read("pid_mode_follows_forks", run, &out);
     // The parent only forks and waits: all the CPU is in its children.
     assert!(
         stacks
@@ -674,29 +593,14 @@ fn duration_with_units_stops_a_longer_command() {
     let dir = temp_dir("duration");
     let out = dir.path().join("out.folded");
     let pprof = dir.path().join("out.pb.gz");
-    let exe = workload("cpu_ratio");
-    let run = run_profiler_ok(
-        &[
-            "record",
-            "--no-status",
-            "-d",
-            "1500ms",
-            "-o",
-            path_str(&out),
-            "-o",
-            path_str(&pprof),
-            "--",
-            path_str(&exe),
-            "30",
-        ],
-        TIMEOUT,
-    );
-    let stacks = read_folded(&out);
-    let d = diag(&run, &stacks);
-    eprintln!(
-        "duration_with_units_stops_a_longer_command run: {:.1} s{d}",
-        run.elapsed.as_secs_f64()
-    );
+    let run = record()
+        .duration("1500ms")
+        .output(&out)
+        .output(&pprof)
+        .command(workload("cpu_ratio"), &["30"])
+        .run_ok(TIMEOUT);
+    let Recording { run, stacks, d } =
+        Recording::read("duration_with_units_stops_a_longer_command", run, &out);
     assert!(
         run.elapsed < Duration::from_secs(7),
         "-d 1500ms ran {:?}{d}",
@@ -716,15 +620,12 @@ fn signal_test(name: &str, signal: i32, outputs: &[&str]) {
     let _guard = shared_recording();
     let dir = temp_dir(name);
     let target = Proc::workload("cpu_ratio", &["30"]);
-    wait_for_comm(target.pid, "cpu_ratio", Duration::from_secs(5));
-    let pid = target.pid.to_string();
     let paths: Vec<PathBuf> = outputs.iter().map(|o| dir.path().join(o)).collect();
-    let mut args = vec!["record".to_string(), "--no-status".into(), "-p".into(), pid];
-    for p in &paths {
-        args.push("-o".into());
-        args.push(path_str(p).into());
+    let mut args = record().pid(target.pid);
+    for path in &paths {
+        args = args.output(path);
     }
-    let mut profiler = spawn_profiler(&args);
+    let mut profiler = args.spawn();
     std::thread::sleep(Duration::from_millis(2500));
     assert!(
         profiler.is_running(),
@@ -807,18 +708,8 @@ fn output_dir_removed_during_recording_fails_cleanly() {
     std::fs::create_dir(&sub).unwrap();
     let out = sub.join("out.folded");
     let target = Proc::workload("cpu_ratio", &["15"]);
-    wait_for_comm(target.pid, "cpu_ratio", Duration::from_secs(5));
-    let pid = target.pid.to_string();
-    let profiler = spawn_profiler(&[
-        "record",
-        "--no-status",
-        "-p",
-        &pid,
-        "-d",
-        "3",
-        "-o",
-        path_str(&out),
-    ]);
+    let args = record().pid(target.pid).duration("3").output(&out);
+    let profiler = args.spawn();
     std::thread::sleep(Duration::from_millis(1000));
     std::fs::remove_dir(&sub).unwrap();
     let run = profiler.wait(TIMEOUT);
@@ -827,24 +718,12 @@ fn output_dir_removed_during_recording_fails_cleanly() {
         "output_dir_removed_during_recording: {}\n{}",
         run.status, run.stderr
     );
-    assert!(
-        !run.status.success(),
-        "exit 0 though the output could not be written\n{}",
-        run.stderr
+    assert_failed_cleanly(
+        &run,
+        &format!("profiler {args} (output directory removed while recording)"),
     );
     assert!(
-        run.status.code().is_some(),
-        "killed by a signal: {}\n{}",
-        run.status,
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("error:"),
-        "no `error:` message\n{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains(path_str(&sub)),
+        run.stderr.contains(sub.to_str().unwrap()),
         "the error does not name the path\n{}",
         run.stderr
     );
