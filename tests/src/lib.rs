@@ -239,6 +239,7 @@ pub fn workload_source(name: &str) -> &'static str {
         "syscalls" => include_str!("../workloads/syscalls.c"),
         "forker" => include_str!("../workloads/forker.c"),
         "threads" => include_str!("../workloads/threads.c"),
+        "manystacks" => include_str!("../workloads/manystacks.c"),
         _ => panic!("no workload named {name}"),
     }
 }
@@ -494,6 +495,11 @@ impl Record {
     /// `-F HZ`.
     pub fn freq(self, hz: impl std::fmt::Display) -> Self {
         self.option("-F", hz)
+    }
+
+    /// `--stack-map-size N`.
+    pub fn stack_map_size(self, entries: impl std::fmt::Display) -> Self {
+        self.option("--stack-map-size", entries)
     }
 
     /// `-p PID` (or a comma-separated list of pids).

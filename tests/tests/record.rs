@@ -729,3 +729,69 @@ fn output_dir_removed_during_recording_fails_cleanly() {
     );
     assert!(!out.exists() && !sub.exists(), "output appeared anyway");
 }
+
+/// Thousands of distinct stacks (random call paths): the default stack map
+/// holds them all, and a deliberately small one loses stacks visibly: every
+/// sample is still counted, the loss is reported by cause, and the samples
+/// keep a `[lost ... stack: stack map full]` frame.
+#[test]
+fn a_full_stack_map_is_counted_not_silent() {
+    if !require_root("a_full_stack_map_is_counted_not_silent") {
+        return;
+    }
+    let _guard = shared_recording();
+    let dir = temp_dir("manystacks");
+    let exe = workload("manystacks");
+
+    let small = dir.path().join("small.folded");
+    let run = record()
+        .freq(999)
+        .stack_map_size(256)
+        .output(&small)
+        .command(&exe, &["2"])
+        .run_ok(TIMEOUT);
+    let Recording { run, stacks, d } = Recording::read("manystacks, small map", run, &small);
+    let (counted, taken) =
+        summary_samples(&run.stderr).unwrap_or_else(|| panic!("no sample counts{d}"));
+    assert_eq!(
+        counted, taken,
+        "samples were dropped, not kept with a lost stack{d}"
+    );
+    assert_eq!(
+        total_samples(&stacks),
+        counted,
+        "folded total differs from the summary{d}"
+    );
+    assert!(
+        run.stderr.contains("stack map full"),
+        "the loss is not reported by cause{d}"
+    );
+    let lost = samples_with(&stacks, "[lost user stack: stack map full]");
+    assert!(
+        lost > counted / 2,
+        "only {lost} of {counted} samples marked as lost stacks{d}"
+    );
+
+    let default = dir.path().join("default.folded");
+    let run = record()
+        .freq(999)
+        .output(&default)
+        .command(&exe, &["2"])
+        .run_ok(TIMEOUT);
+    let Recording { run, stacks, d } = Recording::read("manystacks, default map", run, &default);
+    assert!(
+        run.stderr.contains("Lost: none"),
+        "stacks lost with the default map{d}"
+    );
+    assert!(
+        stacks.len() > 1000,
+        "only {} distinct stacks; the workload should give thousands{d}",
+        stacks.len()
+    );
+    assert!(
+        stacks
+            .iter()
+            .all(|(frames, _)| !frames.iter().any(|f| f.starts_with("[lost"))),
+        "a lost-stack frame with the default map{d}"
+    );
+}
