@@ -29,7 +29,10 @@ pub fn render(report: &RecordReport) -> String {
             let _ = writeln!(out, "Command {status}");
         }
         (Some(status), _) => {
-            let _ = writeln!(out, "Command stopped at the end of the recording ({status})");
+            let _ = writeln!(
+                out,
+                "Command stopped at the end of the recording ({status})"
+            );
         }
         (None, _) => {}
     }

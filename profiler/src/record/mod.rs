@@ -1,0 +1,357 @@
+//! `profiler record`: validate, start the tracer, follow the targets until the
+//! duration, Ctrl-C/SIGTERM, the command's exit or every target's exit; then
+//! drain, symbolize and write every output. Validation happens before any
+//! sampling, so a bad flag never costs a recording.
+
+mod validate;
+mod watch;
+
+use std::{
+    ffi::OsString,
+    io::IsTerminal,
+    os::fd::OwnedFd,
+    path::{Path, PathBuf},
+    process::ExitStatus,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use aya::maps::{MapData, RingBuf};
+use symbolizer::Symbolizer;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+};
+
+use validate::{target_processes, validate};
+use watch::{all_exited, end_command, handle_events, pidfd_open, status_line};
+
+use crate::{
+    aggregate::aggregate,
+    output::{self, Format, OutputError, OutputOptions},
+    processes::{ProcessTable, Resolver},
+    profile::{Meta, Profile},
+    raw::KernelStats,
+    tracer::{Targets, Tracer, TracerError, TracerOptions},
+};
+
+/// What to profile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordTarget {
+    Pids(Vec<u32>),
+    All,
+    /// A command to start; it and its children are profiled.
+    Command(Vec<OsString>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub path: PathBuf,
+    pub format: Format,
+}
+
+#[derive(Clone, Debug)]
+pub struct RecordConfig {
+    pub target: RecordTarget,
+    pub frequency_hz: u64,
+    /// `None`: until interrupted or the targets exit.
+    pub duration: Option<Duration>,
+    pub outputs: Vec<OutputSpec>,
+    /// Print a live status line on stderr (when it is a terminal).
+    pub live_status: bool,
+    pub stack_map_entries: u32,
+    pub counts_map_entries: u32,
+    pub output_options: OutputOptions,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        let tracer = TracerOptions::default();
+        RecordConfig {
+            target: RecordTarget::All,
+            frequency_hz: tracer.frequency_hz,
+            duration: None,
+            outputs: Vec::new(),
+            live_status: true,
+            stack_map_entries: tracer.stack_map_entries,
+            counts_map_entries: tracer.counts_map_entries,
+            output_options: OutputOptions::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(
+        "invalid frequency {hz} Hz: give -F between 1 and {max} (the kernel's perf_event_max_sample_rate)"
+    )]
+    Frequency { hz: u64, max: u64 },
+    #[error("no process with pid {pid}: check the pid (ps -p {pid})")]
+    NoSuchProcess { pid: u32 },
+    #[error("cannot run `{command}`: {reason}")]
+    Command { command: String, reason: String },
+    #[error("no output file given: add -o FILE (.svg, .folded or .pb.gz)")]
+    NoOutput,
+    #[error(
+        "no samples in {secs:.1} s: the target never ran on a CPU while recording (idle, sleeping or \
+         blocked), so nothing was written. Record longer, or while it is busy"
+    )]
+    NoSamples { secs: f64 },
+    #[error(transparent)]
+    Tracer(#[from] TracerError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why recording stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    Duration,
+    Interrupted,
+    CommandExited,
+    TargetsExited,
+}
+
+/// Everything the end-of-run summary shows.
+pub struct RecordReport {
+    pub profile: Profile,
+    pub kernel: KernelStats,
+    pub symbolizer: symbolizer::Stats,
+    /// Processes with samples whose maps could not be read before they exited.
+    pub processes_missed: usize,
+    pub stop: StopReason,
+    pub command_status: Option<ExitStatus>,
+    pub written: Vec<PathBuf>,
+}
+
+fn describe(target: &RecordTarget) -> String {
+    match target {
+        RecordTarget::All => "all processes".into(),
+        RecordTarget::Pids(pids) => {
+            let parts: Vec<String> = pids
+                .iter()
+                .map(|pid| {
+                    let comm =
+                        std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                    format!("pid {pid} ({})", comm.trim())
+                })
+                .collect();
+            parts.join(", ")
+        }
+        RecordTarget::Command(argv) => argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// How the watched part of a recording ended.
+struct Watched {
+    stop: StopReason,
+    command_status: Option<ExitStatus>,
+    /// From the start of sampling to the stop, before any teardown.
+    duration: Duration,
+}
+
+/// What a recording watches once sampling has started.
+struct Session {
+    tracer: Tracer,
+    processes: ProcessTable,
+    ring: Option<AsyncFd<RingBuf<MapData>>>,
+    child: Option<tokio::process::Child>,
+    pidfds: Vec<AsyncFd<OwnedFd>>,
+    start: Instant,
+    start_wall: SystemTime,
+}
+
+impl Session {
+    /// Starts sampling, then the command if there is one, and captures the
+    /// targets' maps.
+    fn start(config: &RecordConfig) -> Result<Session, RecordError> {
+        let self_pid = std::process::id();
+        let targets = match &config.target {
+            RecordTarget::All => Targets::All,
+            RecordTarget::Pids(pids) => Targets::Pids(pids.clone()),
+            // Following our own fork puts the child in the targets before it execs.
+            RecordTarget::Command(_) => Targets::Pids(vec![self_pid]),
+        };
+        let mut tracer = Tracer::start(TracerOptions {
+            frequency_hz: config.frequency_hz,
+            targets,
+            follow_forks: true,
+            stack_map_entries: config.stack_map_entries,
+            counts_map_entries: config.counts_map_entries,
+        })?;
+        let ring = match tracer.take_events() {
+            // SAFETY: the AsyncFd owns the ring buffer and so its fd.
+            Some(ring) => Some(
+                unsafe { AsyncFd::register(ring) }
+                    .map_err(|e| std::io::Error::other(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let mut session = Session {
+            tracer,
+            processes: ProcessTable::default(),
+            ring,
+            child: None,
+            pidfds: Vec::new(),
+            start: Instant::now(),
+            start_wall: SystemTime::now(),
+        };
+        match &config.target {
+            RecordTarget::Command(argv) => {
+                let spawned = tokio::process::Command::new(&argv[0])
+                    .args(&argv[1..])
+                    .spawn();
+                session.tracer.remove_target(self_pid)?;
+                let spawned = spawned.map_err(|e| RecordError::Command {
+                    command: argv[0].to_string_lossy().into_owned(),
+                    reason: e.to_string(),
+                })?;
+                if let Some(pid) = spawned.id() {
+                    session.processes.capture(pid);
+                }
+                session.child = Some(spawned);
+            }
+            RecordTarget::Pids(pids) => {
+                for &pid in pids {
+                    session.processes.capture(pid);
+                    session.pidfds.extend(pidfd_open(pid));
+                }
+            }
+            RecordTarget::All => {}
+        }
+        Ok(session)
+    }
+
+    /// Follows the targets until the recording should stop, then stops
+    /// sampling (and a command the profiler started).
+    async fn watch(&mut self, config: &RecordConfig) -> Result<Watched, RecordError> {
+        let live = config.live_status && std::io::stderr().is_terminal();
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
+        let mut command_status = None;
+        let stop = loop {
+            tokio::select! {
+                _ = sigint.recv() => break StopReason::Interrupted,
+                _ = sigterm.recv() => break StopReason::Interrupted,
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                    break StopReason::Duration
+                }
+                status = async { self.child.as_mut().unwrap().wait().await }, if self.child.is_some() => {
+                    command_status = status.ok();
+                    break StopReason::CommandExited;
+                }
+                _ = all_exited(&self.pidfds), if !self.pidfds.is_empty() => break StopReason::TargetsExited,
+                guard = async { self.ring.as_mut().unwrap().readable_mut().await }, if self.ring.is_some() => {
+                    let mut guard = guard?;
+                    handle_events(guard.get_inner_mut(), &mut self.processes);
+                    guard.clear_ready();
+                }
+                _ = tick.tick(), if live => {
+                    status_line(self.start, self.tracer.stats().map(|s| s.samples).unwrap_or(0))
+                }
+            }
+        };
+        let duration = self.start.elapsed();
+        self.tracer.stop();
+        // A command the profiler started ends with the recording, rather than
+        // living on, orphaned and unprofiled.
+        if let Some(child) = self.child.as_mut()
+            && stop != StopReason::CommandExited
+        {
+            command_status = end_command(child).await;
+        }
+        if live {
+            eprint!("\r\x1b[2K");
+        }
+        if let Some(ring) = self.ring.as_mut() {
+            handle_events(ring.get_mut(), &mut self.processes);
+        }
+        Ok(Watched {
+            stop,
+            command_status,
+            duration,
+        })
+    }
+
+    /// Drains the maps and symbolizes what they hold.
+    fn profile(
+        &mut self,
+        config: &RecordConfig,
+        duration: Duration,
+    ) -> Result<(Profile, KernelStats, symbolizer::Stats, usize), RecordError> {
+        let raw = self.tracer.drain()?;
+        let mut pids: Vec<u32> = raw.samples.iter().map(|s| s.tgid).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        // Live processes are read again for libraries loaded since they were first seen.
+        self.processes.refresh(
+            pids.iter()
+                .copied()
+                .filter(|pid| Path::new(&format!("/proc/{pid}")).exists()),
+        );
+        let meta = Meta {
+            target: describe(&config.target),
+            start_unix_nanos: self
+                .start_wall
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            duration_nanos: duration.as_nanos() as u64,
+            frequency_hz: config.frequency_hz,
+        };
+        let mut symbolizer = Symbolizer::new();
+        let profile = aggregate(
+            &raw,
+            &mut Resolver {
+                symbolizer: &mut symbolizer,
+                processes: &self.processes,
+            },
+            meta,
+        );
+        let missed = pids
+            .iter()
+            .filter(|&&pid| self.processes.get(pid).is_none())
+            .count();
+        Ok((profile, raw.stats, symbolizer.stats(), missed))
+    }
+}
+
+pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
+    validate(&config)?;
+    let mut config = config;
+    if let RecordTarget::Pids(pids) = &config.target {
+        config.target = RecordTarget::Pids(target_processes(pids));
+    }
+    let mut session = Session::start(&config)?;
+    let Watched {
+        stop,
+        command_status,
+        duration,
+    } = session.watch(&config).await?;
+    let (profile, kernel, symbolizer, processes_missed) = session.profile(&config, duration)?;
+    if profile.total_samples() == 0 {
+        return Err(RecordError::NoSamples {
+            secs: duration.as_secs_f64(),
+        });
+    }
+    let mut written = Vec::new();
+    for spec in &config.outputs {
+        output::write(&profile, &spec.path, spec.format, &config.output_options)?;
+        written.push(spec.path.clone());
+    }
+    Ok(RecordReport {
+        profile,
+        kernel,
+        symbolizer,
+        processes_missed,
+        stop,
+        command_status,
+        written,
+    })
+}

@@ -1,0 +1,75 @@
+//! What `record` watches while it records: the targets' exits (pidfds), the
+//! kernel's process events (to capture maps while processes live), the live
+//! status line, and ending a command the profiler started.
+
+use std::{
+    io::Write,
+    os::fd::{FromRawFd, OwnedFd},
+    process::ExitStatus,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+use profiler_common::ProcessEvent;
+use tokio::io::unix::AsyncFd;
+
+use crate::processes::ProcessTable;
+
+pub(super) fn pidfd_open(pid: u32) -> Option<AsyncFd<OwnedFd>> {
+    // SAFETY: pidfd_open takes a pid and flags; a non-negative result is a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return None;
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: the AsyncFd owns the fd, so it stays open while registered.
+    unsafe { AsyncFd::register(fd) }.ok()
+}
+
+pub(super) async fn all_exited(pidfds: &[AsyncFd<OwnedFd>]) {
+    if pidfds.is_empty() {
+        return std::future::pending().await;
+    }
+    for fd in pidfds {
+        // A pidfd becomes readable when its process exits, and stays so.
+        let _ = fd.readable().await;
+    }
+}
+
+pub(super) fn handle_events(ring: &mut RingBuf<MapData>, processes: &mut ProcessTable) {
+    while let Some(item) = ring.next() {
+        if item.len() >= size_of::<ProcessEvent>() {
+            // SAFETY: the kernel side writes exactly a ProcessEvent; read unaligned to be safe.
+            let event: ProcessEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            processes.capture(event.tgid);
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL if the command has not exited within two seconds.
+pub(super) async fn end_command(child: &mut tokio::process::Child) -> Option<ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    if let Some(pid) = child.id() {
+        // SAFETY: signalling our own child, which has not been reaped yet.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    }
+    match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+        Ok(status) => status.ok(),
+        Err(_) => {
+            let _ = child.kill().await;
+            child.try_wait().ok().flatten()
+        }
+    }
+}
+
+pub(super) fn status_line(start: Instant, samples: u64) {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(
+        err,
+        "\r\x1b[2Krecording: {:.1} s, {samples} samples (Ctrl-C to stop)",
+        start.elapsed().as_secs_f64()
+    );
+    let _ = err.flush();
+}
