@@ -110,7 +110,7 @@ fn cpu_ratio_stacks_and_shares() {
             path.display()
         );
     }
-    let total = total_samples(&stacks);
+    let total = total_samples(stacks);
     let (counted, taken) = summary_samples(&run.stderr)
         .unwrap_or_else(|| panic!("no `Samples: N counted of M taken`{d}"));
     assert_eq!(
@@ -152,8 +152,8 @@ fn cpu_ratio_stacks_and_shares() {
 
     // hot_a does 3x the work of hot_b: 75% of their samples.
     let (a, b) = (
-        samples_with(&stacks, "hot_a"),
-        samples_with(&stacks, "hot_b"),
+        samples_with(stacks, "hot_a"),
+        samples_with(stacks, "hot_b"),
     );
     assert!(
         a + b >= total / 2,
@@ -259,9 +259,9 @@ fn go_tool_pprof_reads_it() {
         .take(5)
         .find(|r| r.name == "hot_a")
         .unwrap_or_else(|| panic!("hot_a not in the first lines of go tool pprof -top:\n{top}{d}"));
-    let total = total_samples(&stacks) as f64;
-    let folded_cum = samples_with(&stacks, "hot_a") as f64 / total * 100.0;
-    let folded_flat = samples_with_leaf(&stacks, "hot_a") as f64 / total * 100.0;
+    let total = total_samples(stacks) as f64;
+    let folded_cum = samples_with(stacks, "hot_a") as f64 / total * 100.0;
+    let folded_flat = samples_with_leaf(stacks, "hot_a") as f64 / total * 100.0;
     eprintln!(
         "pprof -top hot_a: flat {:.2}% cum {:.2}%; folded: leaf {folded_flat:.2}% anywhere {folded_cum:.2}%",
         hot_a.flat_percent, hot_a.cum_percent
