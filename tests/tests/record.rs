@@ -151,10 +151,7 @@ fn cpu_ratio_stacks_and_shares() {
     }
 
     // hot_a does 3x the work of hot_b: 75% of their samples.
-    let (a, b) = (
-        samples_with(stacks, "hot_a"),
-        samples_with(stacks, "hot_b"),
-    );
+    let (a, b) = (samples_with(stacks, "hot_a"), samples_with(stacks, "hot_b"));
     assert!(
         a + b >= total / 2,
         "hot_a + hot_b = {} of {total} samples: expected most of them{d}",
