@@ -246,6 +246,11 @@ mod tests {
     use super::*;
     use test_profile::demo_profile;
 
+    /// Writes the demo profile with default options.
+    fn write_demo(path: &Path, format: Format) -> Result<(), OutputError> {
+        write(&demo_profile(), path, format, &OutputOptions::default())
+    }
+
     fn entries(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
@@ -316,13 +321,7 @@ mod tests {
     fn write_into_missing_directory_fails_and_leaves_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("missing/flame.svg");
-        let err = write(
-            &demo_profile(),
-            &path,
-            Format::Svg,
-            &OutputOptions::default(),
-        )
-        .unwrap_err();
+        let err = write_demo(&path, Format::Svg).unwrap_err();
         assert!(
             matches!(err, OutputError::MissingDirectory { .. }),
             "{err:?}"
@@ -380,13 +379,7 @@ mod tests {
             "old contents that are longer than the new ones ".repeat(100),
         )
         .unwrap();
-        write(
-            &demo_profile(),
-            &path,
-            Format::Folded,
-            &OutputOptions::default(),
-        )
-        .unwrap();
+        write_demo(&path, Format::Folded).unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             folded::folded_lines(&demo_profile()).join("\n") + "\n"
@@ -417,13 +410,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("out.svg");
         std::fs::create_dir(&dir).unwrap();
-        let err = write(
-            &demo_profile(),
-            &dir,
-            Format::Svg,
-            &OutputOptions::default(),
-        )
-        .unwrap_err();
+        let err = write_demo(&dir, Format::Svg).unwrap_err();
         assert!(matches!(err, OutputError::IsDirectory { .. }), "{err:?}");
         assert_eq!(entries(tmp.path()), ["out.svg"]);
         assert!(entries(&dir).is_empty());
@@ -435,13 +422,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("stacks.folded");
-        write(
-            &demo_profile(),
-            &path,
-            Format::Folded,
-            &OutputOptions::default(),
-        )
-        .unwrap();
+        write_demo(&path, Format::Folded).unwrap();
         let created = tmp.path().join("created");
         std::fs::File::create(&created).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
