@@ -240,6 +240,7 @@ pub fn workload_source(name: &str) -> &'static str {
         "forker" => include_str!("../workloads/forker.c"),
         "threads" => include_str!("../workloads/threads.c"),
         "manystacks" => include_str!("../workloads/manystacks.c"),
+        "vdso_time" => include_str!("../workloads/vdso_time.c"),
         _ => panic!("no workload named {name}"),
     }
 }

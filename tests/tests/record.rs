@@ -792,3 +792,73 @@ fn a_full_stack_map_is_counted_not_silent() {
         "a lost-stack frame with the default map{d}"
     );
 }
+
+/// Time read through the vDSO (no system call) is named after the vDSO's
+/// functions, not left as `[vdso]+0x…` addresses.
+#[test]
+fn vdso_frames_are_named() {
+    if !require_root("vdso_frames_are_named") {
+        return;
+    }
+    let _guard = shared_recording();
+    let dir = temp_dir("vdso");
+    let out = dir.path().join("out.folded");
+    let exe = workload("vdso_time");
+    let run = record()
+        .freq(499)
+        .output(&out)
+        .command(&exe, &["2"])
+        .run_ok(TIMEOUT);
+    let Recording { stacks, d, .. } = Recording::read("vdso_frames_are_named", run, &out);
+    let in_loop = samples_with(&stacks, "time_loop");
+    let in_vdso = samples_with_leaf(&stacks, "clock_gettime");
+    let unnamed: u64 = stacks
+        .iter()
+        .filter(|(f, _)| f.iter().any(|x| x.starts_with("[vdso]+")))
+        .map(|(_, n)| n)
+        .sum();
+    // The loop spends most of its time inside the vDSO's clock_gettime.
+    assert!(
+        in_vdso * 2 > in_loop,
+        "only {in_vdso} of {in_loop} time_loop samples end in clock_gettime{d}"
+    );
+    assert!(
+        unnamed * 10 < in_loop,
+        "{unnamed} of {in_loop} samples have unnamed [vdso] frames{d}"
+    );
+}
+
+/// A binary deleted while it runs (an upgrade, a build that replaces its
+/// output) is still symbolized: its mapped file is read through
+/// /proc/PID/map_files, which keeps the original bytes.
+#[test]
+fn deleted_binary_is_still_symbolized() {
+    if !require_root("deleted_binary_is_still_symbolized") {
+        return;
+    }
+    let _guard = shared_recording();
+    let dir = temp_dir("deleted");
+    let out = dir.path().join("out.folded");
+    let copy = dir.path().join("cpu_ratio_copy");
+    std::fs::copy(workload("cpu_ratio"), &copy).expect("copy the workload");
+    let mut cmd = std::process::Command::new(&copy);
+    cmd.arg("2");
+    let target = Proc::spawn(cmd);
+    wait_for_comm(target.pid, "cpu_ratio_copy", Duration::from_secs(5));
+    std::fs::remove_file(&copy).expect("delete the running binary");
+    let run = record()
+        .freq(499)
+        .pid(target.pid)
+        .duration("30")
+        .output(&out)
+        .run_ok(TIMEOUT);
+    drop(target);
+    let Recording { stacks, d, .. } =
+        Recording::read("deleted_binary_is_still_symbolized", run, &out);
+    assert!(
+        stacks
+            .iter()
+            .any(|(f, _)| f.ends_with(&["main".into(), "outer".into(), "hot_a".into()])),
+        "no main;outer;hot_a stack from the deleted binary{d}"
+    );
+}
