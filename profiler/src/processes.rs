@@ -3,7 +3,7 @@
 //! that exits before the end of the recording is still symbolized. At the end,
 //! live processes are captured again to pick up libraries loaded since.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use symbolizer::{FileCache, ProcessMaps, Symbol, Symbolizer};
 
@@ -13,29 +13,19 @@ use crate::{aggregate::Resolve, profile::Mapping};
 pub struct ProcessTable {
     files: FileCache,
     processes: HashMap<u32, ProcessMaps>,
-    /// Processes whose maps could not be read (exited first, or unreadable).
-    missed: HashSet<u32>,
 }
 
 impl ProcessTable {
-    /// Captures (or re-captures) `pid`; true when it worked.
-    pub fn capture(&mut self, pid: u32) -> bool {
-        match symbolizer::capture(pid, &mut self.files) {
-            Ok(maps) => {
-                self.processes.insert(pid, maps);
-                self.missed.remove(&pid);
-                true
-            }
-            Err(_) => {
-                if !self.processes.contains_key(&pid) {
-                    self.missed.insert(pid);
-                }
-                false
-            }
+    /// Captures (or re-captures) `pid`. A process that has exited keeps the
+    /// snapshot taken while it lived, if any.
+    pub fn capture(&mut self, pid: u32) {
+        if let Ok(maps) = symbolizer::capture(pid, &mut self.files) {
+            self.processes.insert(pid, maps);
         }
     }
 
-    /// Re-captures the processes still alive and captures any not seen yet.
+    /// Re-captures the processes still alive and captures any not seen yet;
+    /// exited ones keep their snapshots.
     pub fn refresh<I: IntoIterator<Item = u32>>(&mut self, pids: I) {
         for pid in pids {
             self.capture(pid);
@@ -45,15 +35,6 @@ impl ProcessTable {
 
     pub fn get(&self, pid: u32) -> Option<&ProcessMaps> {
         self.processes.get(&pid)
-    }
-
-    /// Processes that had samples but whose maps were never read.
-    pub fn missed(&self) -> usize {
-        self.missed.len()
-    }
-
-    pub fn open_files(&self) -> usize {
-        self.files.len()
     }
 }
 

@@ -107,12 +107,6 @@ impl Symbolizer {
         self.stats
     }
 
-    /// Drops cached names (the agent bounds its memory with this).
-    pub fn clear_caches(&mut self) {
-        self.kernel.clear();
-        self.user.clear();
-    }
-
     /// Kernel addresses, as looked up (callers adjust return addresses).
     pub fn symbolize_kernel(&mut self, addrs: &[u64]) -> Vec<Symbol> {
         let missing: Vec<u64> = {
@@ -157,16 +151,21 @@ impl Symbolizer {
 
     /// User addresses of one process, as looked up (callers adjust return addresses).
     pub fn symbolize_user(&mut self, process: &ProcessMaps, addrs: &[u64]) -> Vec<Symbol> {
+        // Each address's mapping (with its index) and file offset, found once.
+        let located: Vec<Option<(usize, &Mapping, u64)>> = addrs
+            .iter()
+            .map(|&addr| {
+                process
+                    .find(addr)
+                    .map(|(index, m)| (index, m, addr - m.start + m.file_offset))
+            })
+            .collect();
         // Batch the misses per file, as blazesym works best with one call per source.
-        let mut misses: HashMap<(u32, u32, u64), (&ObjectFile, Vec<u64>)> = HashMap::new();
-        for &addr in addrs {
-            let Some((_, mapping)) = process.find(addr) else {
-                continue;
-            };
+        let mut misses: HashMap<FileKey, (&ObjectFile, Vec<u64>)> = HashMap::new();
+        for &(_, mapping, offset) in located.iter().flatten() {
             let Some(object) = &mapping.object else {
                 continue;
             };
-            let offset = addr - mapping.start + mapping.file_offset;
             if self.user.contains_key(&(object.key, offset)) {
                 self.stats.cache_hits += 1;
             } else {
@@ -215,32 +214,27 @@ impl Symbolizer {
         }
         addrs
             .iter()
-            .map(|&addr| match process.find(addr) {
+            .zip(located)
+            .map(|(&addr, found)| match found {
                 None => Symbol::unknown(format!("[unknown]+0x{addr:x}"), None),
-                Some((index, mapping)) => {
-                    let offset = addr - mapping.start + mapping.file_offset;
-                    match &mapping.object {
-                        Some(object) => {
-                            let (frames, symbolized) = self.user[&(object.key, offset)].clone();
-                            Symbol {
-                                frames,
-                                symbolized,
-                                mapping: Some(index),
-                            }
-                        }
-                        None => {
-                            let name = if mapping.name.is_empty() {
-                                "[anon]"
-                            } else {
-                                &mapping.name
-                            };
-                            Symbol::unknown(
-                                format!("{name}+0x{:x}", addr - mapping.start),
-                                Some(index),
-                            )
+                Some((index, mapping, offset)) => match &mapping.object {
+                    Some(object) => {
+                        let (frames, symbolized) = self.user[&(object.key, offset)].clone();
+                        Symbol {
+                            frames,
+                            symbolized,
+                            mapping: Some(index),
                         }
                     }
-                }
+                    None => {
+                        let name = if mapping.name.is_empty() {
+                            "[anon]"
+                        } else {
+                            &mapping.name
+                        };
+                        Symbol::unknown(format!("{name}+0x{:x}", addr - mapping.start), Some(index))
+                    }
+                },
             })
             .collect()
     }

@@ -10,7 +10,7 @@ use std::{
     ffi::OsString,
     io::IsTerminal,
     os::fd::OwnedFd,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::ExitStatus,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -291,11 +291,7 @@ impl Session {
         pids.sort_unstable();
         pids.dedup();
         // Live processes are read again for libraries loaded since they were first seen.
-        self.processes.refresh(
-            pids.iter()
-                .copied()
-                .filter(|pid| Path::new(&format!("/proc/{pid}")).exists()),
-        );
+        self.processes.refresh(pids.iter().copied());
         let meta = Meta {
             target: describe(&config.target),
             start_unix_nanos: self
