@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use symbolizer::Symbol;
 
 use crate::{
-    profile::{FrameKind, Line, Location, Mapping, Meta, Profile, Sample},
+    profile::{FrameKind, Line, Location, Mapping, Meta, Profile, Sample, ThreadState},
     raw::{RawProfile, RawStack},
 };
 
@@ -159,9 +159,14 @@ pub fn aggregate(raw: &RawProfile, resolver: &mut dyn Resolve, meta: Meta) -> Pr
         builder.add_symbols(resolver, Some(pid), &lookups, symbols);
     }
 
-    let mut merged: HashMap<(u32, u32, String, Vec<usize>), u64> = HashMap::new();
+    let period = builder.profile.period_nanos();
+    type MergeKey = (u32, u32, String, ThreadState, Vec<usize>);
+    let mut merged: HashMap<MergeKey, (u64, u64)> = HashMap::new();
     for sample in &raw.samples {
         let mut locations = Vec::new();
+        if let Some(marker) = sample.state.marker_frame() {
+            locations.push(builder.special(marker.to_string()));
+        }
         for (stack, space, side) in [
             (&sample.kernel_stack, None, "kernel"),
             (&sample.user_stack, Some(sample.tgid), "user"),
@@ -178,22 +183,44 @@ pub fn aggregate(raw: &RawProfile, resolver: &mut dyn Resolve, meta: Meta) -> Pr
                 }
             }
         }
-        *merged
-            .entry((sample.tgid, sample.tid, sample.comm.clone(), locations))
-            .or_default() += sample.count;
+        let nanos = match sample.state {
+            ThreadState::OnCpu => sample.count.saturating_mul(period),
+            _ => sample.nanos,
+        };
+        let entry = merged
+            .entry((
+                sample.tgid,
+                sample.tid,
+                sample.comm.clone(),
+                sample.state,
+                locations,
+            ))
+            .or_default();
+        entry.0 += sample.count;
+        entry.1 += nanos;
     }
     let mut samples: Vec<Sample> = merged
         .into_iter()
-        .map(|((pid, tid, comm, locations), count)| Sample {
-            pid,
-            tid,
-            comm,
-            locations,
-            count,
-        })
+        .map(
+            |((pid, tid, comm, state, locations), (count, nanos))| Sample {
+                pid,
+                tid,
+                comm,
+                locations,
+                count,
+                nanos,
+                state,
+            },
+        )
         .collect();
     samples.sort_by(|a, b| {
-        (a.pid, a.tid, &a.comm, &a.locations).cmp(&(b.pid, b.tid, &b.comm, &b.locations))
+        (a.pid, a.tid, &a.comm, a.state, &a.locations).cmp(&(
+            b.pid,
+            b.tid,
+            &b.comm,
+            b.state,
+            &b.locations,
+        ))
     });
     builder.profile.samples = samples;
     builder.profile
@@ -252,6 +279,8 @@ mod tests {
             user_stack: user,
             kernel_stack: kernel,
             count,
+            nanos: 0,
+            state: ThreadState::OnCpu,
         }
     }
 

@@ -45,20 +45,79 @@ pub struct Location {
     pub lines: Vec<Line>,
 }
 
-/// A stack and how often it was seen.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a thread was doing when a sample was taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ThreadState {
+    /// Running on a CPU (a cpu-clock sample).
+    #[default]
+    OnCpu,
+    /// Off CPU, asleep: waiting for I/O, a lock, a timer, a child...
+    Blocked,
+    /// Off CPU but runnable: preempted or yielding, waiting for a CPU.
+    Runnable,
+}
+
+impl ThreadState {
+    /// The `thread_state` label value in pprof.
+    pub fn label(self) -> &'static str {
+        match self {
+            ThreadState::OnCpu => "on-cpu",
+            ThreadState::Blocked => "blocked",
+            ThreadState::Runnable => "runnable",
+        }
+    }
+
+    /// The frame put on top of an off-CPU stack, so that flame graphs and
+    /// `go tool pprof -top` tell waiting for I/O from waiting for a CPU.
+    pub fn marker_frame(self) -> Option<&'static str> {
+        match self {
+            ThreadState::OnCpu => None,
+            ThreadState::Blocked => Some("[blocked]"),
+            ThreadState::Runnable => Some("[waiting for CPU]"),
+        }
+    }
+}
+
+/// A stack and how often, or how long, it was seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sample {
     pub pid: u32,
     pub tid: u32,
     pub comm: String,
     /// Indices into `Profile::locations`, leaf first (pprof's order).
     pub locations: Vec<usize>,
+    /// On CPU: samples taken. Off CPU: times the thread blocked here.
     pub count: u64,
+    /// Time the sample stands for: samples × period on CPU, the measured
+    /// blocked time off CPU.
+    pub nanos: u64,
+    pub state: ThreadState,
+}
+
+/// What a profile measures (`profiler record --mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ProfileKind {
+    /// On-CPU samples; values are sample counts.
+    #[default]
+    Cpu,
+    /// Time spent off CPU (blocked or waiting for a CPU), in nanoseconds.
+    OffCpu,
+    /// On-CPU samples (one period each) and off-CPU time together, in
+    /// nanoseconds: a thread's stacks add up to its wall time.
+    Wall,
+}
+
+impl ProfileKind {
+    /// Whether values are time (nanoseconds) rather than sample counts.
+    pub fn is_time(self) -> bool {
+        self != ProfileKind::Cpu
+    }
 }
 
 /// What was profiled and how; used for titles, pprof metadata and the summary.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Meta {
+    pub kind: ProfileKind,
     /// What was profiled, e.g. `pid 1234 (myapp)` or `./my-program args`.
     pub target: String,
     pub start_unix_nanos: u64,
@@ -82,6 +141,20 @@ impl Profile {
 
     pub fn total_samples(&self) -> u64 {
         self.samples.iter().map(|s| s.count).sum()
+    }
+
+    /// What a sample weighs in the folded output, flame graphs and the
+    /// summary: its count in a CPU profile, its nanoseconds otherwise.
+    pub fn value(&self, sample: &Sample) -> u64 {
+        if self.meta.kind.is_time() {
+            sample.nanos
+        } else {
+            sample.count
+        }
+    }
+
+    pub fn total_value(&self) -> u64 {
+        self.samples.iter().map(|s| self.value(s)).sum()
     }
 
     /// Frames of one sample, root first, as the folded format and flame graphs
@@ -178,6 +251,7 @@ mod tests {
             comm: "a;b".into(),
             locations: vec![0, 1, 2],
             count: 1,
+            ..Default::default()
         };
         assert_eq!(
             profile.frame_names(&sample),

@@ -4,6 +4,8 @@
 
 use profiler_common::stat;
 
+use crate::profile::ThreadState;
+
 /// One side (user or kernel) of a sampled stack.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RawStack {
@@ -24,7 +26,11 @@ pub struct RawSample {
     pub comm: String,
     pub user_stack: RawStack,
     pub kernel_stack: RawStack,
+    /// On CPU: samples. Off CPU: times the thread blocked with these stacks.
     pub count: u64,
+    /// Off CPU: nanoseconds blocked (on-CPU time is `count` periods).
+    pub nanos: u64,
+    pub state: ThreadState,
 }
 
 /// The kernel's counters, summed over CPUs.

@@ -195,6 +195,7 @@ mod tests {
                     comm: "main".into(),
                     locations: vec![1, 1, 1, 0],
                     count: 4,
+                    ..Default::default()
                 },
                 // main > f > g > f
                 Sample {
@@ -203,6 +204,7 @@ mod tests {
                     comm: "x".into(),
                     locations: vec![1, 2, 1, 0],
                     count: 2,
+                    ..Default::default()
                 },
                 // main > h > inl (innermost line of the leaf location) > k
                 Sample {
@@ -211,6 +213,7 @@ mod tests {
                     comm: "x".into(),
                     locations: vec![4, 3, 0],
                     count: 3,
+                    ..Default::default()
                 },
                 Sample {
                     pid: 1,
@@ -218,6 +221,7 @@ mod tests {
                     comm: "x".into(),
                     locations: vec![3, 0],
                     count: 1,
+                    ..Default::default()
                 },
                 Sample {
                     pid: 1,
@@ -225,6 +229,7 @@ mod tests {
                     comm: "x".into(),
                     locations: vec![2, 0],
                     count: 0,
+                    ..Default::default()
                 },
             ],
             ..Default::default()

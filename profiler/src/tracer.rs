@@ -22,7 +22,10 @@ use profiler_common::{
     stat,
 };
 
-use crate::raw::{KernelStats, RawProfile, RawSample, RawStack};
+use crate::{
+    profile::ThreadState,
+    raw::{KernelStats, RawProfile, RawSample, RawStack},
+};
 
 /// The eBPF object built by `cargo xtask build-ebpf` (committed, so building the
 /// profiler needs no eBPF toolchain).
@@ -412,6 +415,8 @@ impl Tracer {
                 user_stack: read_stack(key.user_stack, key.user_error),
                 kernel_stack: read_stack(key.kernel_stack, key.kernel_error),
                 count,
+                nanos: 0,
+                state: ThreadState::OnCpu,
             });
         }
         Ok(RawProfile {

@@ -74,6 +74,7 @@ mod tests {
             comm: comm.into(),
             locations: locations.to_vec(),
             count,
+            ..Default::default()
         }
     }
 

@@ -39,6 +39,7 @@ fn sample(pid: u32, tid: u32, comm: &str, locations: &[usize], count: u64) -> Sa
         comm: comm.into(),
         locations: locations.to_vec(),
         count,
+        ..Default::default()
     }
 }
 
@@ -212,6 +213,7 @@ pub fn demo_profile() -> Profile {
             start_unix_nanos: 1_700_000_000_123_456_789,
             duration_nanos: 12_000_000_000,
             frequency_hz: 99,
+            ..Default::default()
         },
         mappings,
         locations,

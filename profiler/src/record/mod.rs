@@ -29,7 +29,7 @@ use crate::{
     aggregate::aggregate,
     output::{self, Format, OutputError, OutputOptions},
     processes::{ProcessTable, Resolver},
-    profile::{Meta, Profile},
+    profile::{Meta, Profile, ProfileKind},
     raw::KernelStats,
     tracer::{Targets, Tracer, TracerError, TracerOptions},
 };
@@ -52,6 +52,10 @@ pub struct OutputSpec {
 #[derive(Clone, Debug)]
 pub struct RecordConfig {
     pub target: RecordTarget,
+    /// On-CPU samples, off-CPU time, or both (wall).
+    pub mode: ProfileKind,
+    /// Off-CPU intervals shorter than this are counted but not profiled.
+    pub min_block: Duration,
     pub frequency_hz: u64,
     /// `None`: until interrupted or the targets exit.
     pub duration: Option<Duration>,
@@ -68,6 +72,8 @@ impl Default for RecordConfig {
         let tracer = TracerOptions::default();
         RecordConfig {
             target: RecordTarget::All,
+            mode: ProfileKind::Cpu,
+            min_block: Duration::ZERO,
             frequency_hz: tracer.frequency_hz,
             duration: None,
             outputs: Vec::new(),
@@ -293,6 +299,7 @@ impl Session {
         // Live processes are read again for libraries loaded since they were first seen.
         self.processes.refresh(pids.iter().copied());
         let meta = Meta {
+            kind: config.mode,
             target: describe(&config.target),
             start_unix_nanos: self
                 .start_wall
