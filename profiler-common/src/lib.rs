@@ -20,6 +20,8 @@ pub mod map_names {
     pub const COUNTS: &str = "COUNTS";
     pub const STATS: &str = "STATS";
     pub const EVENTS: &str = "EVENTS";
+    pub const OFF_CPU_START: &str = "OFF_CPU_START";
+    pub const OFF_CPU_COUNTS: &str = "OFF_CPU_COUNTS";
 }
 
 /// Program names (the function names in `profiler-ebpf`).
@@ -28,6 +30,7 @@ pub mod program_names {
     pub const FORK: &str = "on_process_fork";
     pub const EXEC: &str = "on_process_exec";
     pub const EXIT: &str = "on_process_exit";
+    pub const SWITCH: &str = "on_sched_switch";
 }
 
 /// `Config::filter` value: only tgids present in the `TARGETS` map are sampled.
@@ -48,6 +51,20 @@ pub struct Config {
     pub fork_child_pid_offset: u32,
     /// Non-zero: children forked by a target become targets too.
     pub follow_forks: u32,
+    /// Byte offsets of `prev_state` and `next_pid` in the `sched_switch`
+    /// tracepoint record (from tracefs, like `fork_child_pid_offset`).
+    pub switch_prev_state_offset: u32,
+    pub switch_next_pid_offset: u32,
+    /// Non-zero: the `sched_switch` program announces new processes (in
+    /// off-CPU mode no cpu-clock sample does it).
+    pub switch_announces: u32,
+    /// Non-zero once user space stops the recording: programs still attached
+    /// while they are being detached (which takes a while) record nothing, so
+    /// no time after the stop is counted.
+    pub stopped: u32,
+    /// Off-CPU intervals shorter than this are counted in `stat::OFF_CPU_SHORT`
+    /// but not recorded.
+    pub min_block_ns: u64,
 }
 
 /// Key of the in-kernel on-CPU sample counts (`COUNTS` map).
@@ -69,6 +86,44 @@ pub struct SampleKey {
     pub user_error: i32,
     pub kernel_error: i32,
     pub comm: [u8; COMM_LEN],
+}
+
+/// `OffCpuKey::state`: asleep (waiting for I/O, a lock, a timer...).
+pub const OFF_CPU_BLOCKED: u32 = 1;
+/// `OffCpuKey::state`: preempted or yielded while runnable, waiting for a CPU.
+pub const OFF_CPU_RUNNABLE: u32 = 2;
+
+/// `-ENODATA` as a stack error: the thread was already off CPU when the
+/// recording started, so its stacks were never taken.
+pub const STACK_ERROR_BEFORE_START: i32 = -61;
+
+/// Key of the in-kernel off-CPU time (`OFF_CPU_COUNTS` map): the stacks and
+/// state of a thread when it left the CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OffCpuKey {
+    pub sample: SampleKey,
+    /// `OFF_CPU_BLOCKED` or `OFF_CPU_RUNNABLE`.
+    pub state: u32,
+    pub reserved: u32,
+}
+
+/// Value of `OFF_CPU_COUNTS`: how often, and for how long, a thread was off
+/// CPU with one key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OffCpuValue {
+    pub count: u64,
+    pub nanos: u64,
+}
+
+/// Value of `OFF_CPU_START` (keyed by tid): a thread that is off CPU now,
+/// since `start_ns` (`bpf_ktime_get_ns`, i.e. CLOCK_MONOTONIC).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OffCpuStart {
+    pub key: OffCpuKey,
+    pub start_ns: u64,
 }
 
 /// A stack as stored in the `STACKS` map: `len` addresses, innermost first.
@@ -122,8 +177,19 @@ pub mod stat {
     pub const TARGETS_FULL: u32 = 8;
     /// A new process could not be recorded as seen: the `KNOWN` map was full.
     pub const KNOWN_FULL: u32 = 9;
+    /// Tracked threads leaving the CPU (switch-outs seen).
+    pub const OFF_CPU_SWITCHES: u32 = 10;
+    /// A switch-out not recorded: the `OFF_CPU_START` map was full (its
+    /// off-CPU interval is lost).
+    pub const OFF_CPU_START_FULL: u32 = 11;
+    /// An off-CPU interval dropped: the `OFF_CPU_COUNTS` map was full.
+    pub const OFF_CPU_COUNTS_FULL: u32 = 12;
+    /// Off-CPU intervals shorter than `Config::min_block_ns` (not recorded).
+    pub const OFF_CPU_SHORT: u32 = 13;
+    /// Nanoseconds in those short intervals.
+    pub const OFF_CPU_SHORT_NANOS: u32 = 14;
     /// Number of counters.
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 15;
 }
 
 /// `ProcessEvent::kind`: first sample of a process (or first since its exec).
@@ -149,9 +215,15 @@ mod pod {
     unsafe impl aya::Pod for super::SampleKey {}
     unsafe impl aya::Pod for super::ProcessEvent {}
     unsafe impl aya::Pod for super::StackTrace {}
+    unsafe impl aya::Pod for super::OffCpuKey {}
+    unsafe impl aya::Pod for super::OffCpuValue {}
+    unsafe impl aya::Pod for super::OffCpuStart {}
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 16);
+const _: () = assert!(core::mem::size_of::<Config>() == 40);
+const _: () = assert!(core::mem::size_of::<OffCpuKey>() == core::mem::size_of::<SampleKey>() + 8);
+const _: () = assert!(core::mem::size_of::<OffCpuValue>() == 16);
+const _: () = assert!(core::mem::size_of::<OffCpuStart>() == core::mem::size_of::<OffCpuKey>() + 8);
 const _: () = assert!(core::mem::size_of::<SampleKey>() == 32 + COMM_LEN);
 const _: () = assert!(core::mem::size_of::<StackTrace>() == 8 * (1 + MAX_STACK_DEPTH));
 const _: () = assert!(core::mem::size_of::<ProcessEvent>() == 8);

@@ -1,7 +1,8 @@
 //! The kernel side of the profiler: a perf_event program sampling user and
-//! kernel stacks on the software cpu-clock event, counting them in the kernel,
-//! and scheduler tracepoints that follow forked children and tell user space
-//! about new processes while they are still alive.
+//! kernel stacks on the software cpu-clock event, counting them in the kernel;
+//! a `sched_switch` tracepoint program timing how long tracked threads stay
+//! off CPU, by stack and state; and scheduler tracepoints that follow forked
+//! children and tell user space about new processes while they are still alive.
 //!
 //! Every way a sample can be lost bumps a counter in `STATS`; user space
 //! reports them at the end.
@@ -12,13 +13,14 @@ use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
     cty::c_void,
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_stack},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_stack, bpf_ktime_get_ns},
     macros::{map, perf_event, tracepoint},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{PerfEventContext, TracePointContext},
 };
 use profiler_common::{
-    COMM_LEN, Config, EVENT_FORK, EVENT_NEW_PROCESS, FILTER_ALL, MAX_STACK_DEPTH, ProcessEvent,
+    COMM_LEN, Config, EVENT_FORK, EVENT_NEW_PROCESS, FILTER_ALL, MAX_STACK_DEPTH,
+    OFF_CPU_BLOCKED, OFF_CPU_RUNNABLE, OffCpuKey, OffCpuStart, OffCpuValue, ProcessEvent,
     SampleKey, StackTrace, stack_hash, stat,
 };
 
@@ -56,6 +58,21 @@ static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
+/// Tracked threads that are off CPU now, by tid. User space may resize it,
+/// and seeds it with the threads already off CPU when recording starts.
+#[map]
+static OFF_CPU_START: HashMap<u32, OffCpuStart> = HashMap::with_max_entries(65536, 0);
+
+/// Off-CPU time aggregated in the kernel. User space may resize it.
+#[map]
+static OFF_CPU_COUNTS: HashMap<OffCpuKey, OffCpuValue> = HashMap::with_max_entries(65536, 0);
+
+/// `prev_state` bits of a task that is exiting (`X`, `Z`): it never comes back.
+const STATE_DEAD: u64 = 0x10 | 0x20;
+/// `prev_state` bits that mean asleep (`S D T t X Z P I`); none set (`R`, or
+/// `R+` = preempted) means the task left the CPU still runnable.
+const STATE_SLEEPING: u64 = 0xff;
+
 #[inline(always)]
 fn bump(index: u32) {
     if let Some(counter) = STATS.get_ptr_mut(index) {
@@ -83,7 +100,7 @@ fn send_event(kind: u32, tgid: u32) {
 /// and returns `(hash, 0)`, `(0, 0)` when there is no such stack, or
 /// `(0, -errno)` when it was lost (counted).
 #[inline(always)]
-fn record_stack(ctx: &PerfEventContext, flags: u64, error_stat: u32) -> (u64, i32) {
+fn record_stack<C: EbpfContext>(ctx: &C, flags: u64, error_stat: u32) -> (u64, i32) {
     let Some(scratch) = STACK_SCRATCH.get_ptr_mut(0) else {
         return (0, -E2BIG);
     };
@@ -131,6 +148,9 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
         return 0;
     }
     let config = config();
+    if config.stopped != 0 {
+        return 0;
+    }
     // The profiler itself may be in TARGETS (to follow the fork of a `-- CMD`
     // child) but is never sampled.
     if tgid == config.self_tgid {
@@ -140,7 +160,15 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
         return 0;
     }
     bump(stat::SAMPLES);
+    announce(tgid);
+    let key = sample_key(&ctx, tgid, tid);
+    count(&key);
+    0
+}
 
+/// Tells user space about a process the first time it is seen (or first since its exec).
+#[inline(always)]
+fn announce(tgid: u32) {
     if KNOWN.get_ptr(tgid).is_none() {
         match KNOWN.insert(tgid, 1, BPF_NOEXIST as u64) {
             Ok(()) => send_event(EVENT_NEW_PROCESS, tgid),
@@ -148,11 +176,15 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
             Err(_) => bump(stat::KNOWN_FULL),
         }
     }
+}
 
+/// The current thread's stacks and command name.
+#[inline(always)]
+fn sample_key<C: EbpfContext>(ctx: &C, tgid: u32, tid: u32) -> SampleKey {
     let (user_stack, user_error) =
-        record_stack(&ctx, BPF_F_USER_STACK as u64, stat::USER_STACK_ERROR);
-    let (kernel_stack, kernel_error) = record_stack(&ctx, 0, stat::KERNEL_STACK_ERROR);
-    let key = SampleKey {
+        record_stack(ctx, BPF_F_USER_STACK as u64, stat::USER_STACK_ERROR);
+    let (kernel_stack, kernel_error) = record_stack(ctx, 0, stat::KERNEL_STACK_ERROR);
+    SampleKey {
         tgid,
         tid,
         user_stack,
@@ -160,9 +192,109 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
         user_error,
         kernel_error,
         comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+    }
+}
+
+/// `sched/sched_switch`: the current task is `prev`, leaving the CPU; `next`
+/// is about to run. The classic tracepoint (not raw_tp/tp_btf) is used so
+/// that kernel stacks start at `__schedule` without this program's own frames,
+/// and so that no `task_struct` offsets are needed.
+#[tracepoint]
+pub fn on_sched_switch(ctx: TracePointContext) -> u32 {
+    let config = config();
+    if config.stopped != 0 {
+        return 0;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    // Switch-in first: the cheapest test for untracked tasks is one lookup.
+    // SAFETY: the offsets come from the tracepoint's format file.
+    if let Ok(next) = unsafe { ctx.read_at::<u32>(config.switch_next_pid_offset as usize) }
+        && let Some(start) = OFF_CPU_START.get_ptr(next)
+    {
+        // SAFETY: a map value; copied out before the entry is removed.
+        let start = unsafe { *start };
+        let _ = OFF_CPU_START.remove(next);
+        let nanos = now.saturating_sub(start.start_ns);
+        if nanos < config.min_block_ns {
+            bump(stat::OFF_CPU_SHORT);
+            add(stat::OFF_CPU_SHORT_NANOS, nanos);
+        } else {
+            add_off_cpu(&start.key, nanos);
+        }
+    }
+
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let tid = pid_tgid as u32;
+    if tid == 0 || tgid == config.self_tgid {
+        return 0;
+    }
+    if config.filter != FILTER_ALL && TARGETS.get_ptr(tgid).is_none() {
+        return 0;
+    }
+    // SAFETY: as above.
+    let Ok(prev_state) = (unsafe { ctx.read_at::<u64>(config.switch_prev_state_offset as usize) })
+    else {
+        return 0;
     };
-    count(&key);
+    if prev_state & STATE_DEAD != 0 {
+        return 0;
+    }
+    bump(stat::OFF_CPU_SWITCHES);
+    if config.switch_announces != 0 {
+        announce(tgid);
+    }
+    let state = if prev_state & STATE_SLEEPING != 0 {
+        OFF_CPU_BLOCKED
+    } else {
+        OFF_CPU_RUNNABLE
+    };
+    let start = OffCpuStart {
+        key: OffCpuKey {
+            sample: sample_key(&ctx, tgid, tid),
+            state,
+            reserved: 0,
+        },
+        start_ns: now,
+    };
+    if OFF_CPU_START.insert(tid, &start, 0).is_err() {
+        bump(stat::OFF_CPU_START_FULL);
+    }
     0
+}
+
+#[inline(always)]
+fn add(index: u32, value: u64) {
+    if let Some(counter) = STATS.get_ptr_mut(index) {
+        // SAFETY: as in `bump`.
+        unsafe { *counter += value };
+    }
+}
+
+#[inline(always)]
+fn add_off_cpu(key: &OffCpuKey, nanos: u64) {
+    if let Some(value) = OFF_CPU_COUNTS.get_ptr_mut(key) {
+        // SAFETY: the key holds the tid, and a thread switches in on one CPU
+        // at a time, so no other program updates this value concurrently.
+        unsafe {
+            (*value).count += 1;
+            (*value).nanos += nanos;
+        }
+        return;
+    }
+    let value = OffCpuValue { count: 1, nanos };
+    match OFF_CPU_COUNTS.insert(key, &value, BPF_NOEXIST as u64) {
+        Ok(()) => {}
+        Err(err) if err == -EEXIST => {
+            if let Some(value) = OFF_CPU_COUNTS.get_ptr_mut(key) {
+                unsafe {
+                    (*value).count += 1;
+                    (*value).nanos += nanos;
+                }
+            }
+        }
+        Err(_) => bump(stat::OFF_CPU_COUNTS_FULL),
+    }
 }
 
 #[inline(always)]

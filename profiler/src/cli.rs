@@ -4,9 +4,10 @@
 use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 use anyhow::{Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use profiler::{
     output::Format,
+    profile::ProfileKind,
     record::{OutputSpec, RecordConfig, RecordTarget},
 };
 
@@ -32,8 +33,19 @@ pub enum Command {
     profiler record -p 1234 -o flame.svg\n  \
     profiler record -p 1234,5678 -d 30s -o flame.svg -o profile.pb.gz\n  \
     profiler record -a -F 999 -d 10 -o system.folded\n  \
-    profiler record -o out.pb.gz -- ./my-program args")]
+    profiler record -o out.pb.gz -- ./my-program args\n  \
+    profiler record --mode off-cpu -p 1234 -d 10 -o waits.svg\n  \
+    profiler record --mode wall -o wall.pb.gz -- ./my-server")]
 pub struct RecordArgs {
+    /// What to profile: on-CPU samples (cpu), time blocked or waiting for a CPU (off-cpu), or both in one profile in nanoseconds (wall).
+    #[arg(long = "mode", value_enum, default_value_t = Mode::Cpu)]
+    pub mode: Mode,
+    /// Same as --mode off-cpu.
+    #[arg(long = "off-cpu", conflicts_with = "mode")]
+    pub off_cpu: bool,
+    /// Off-CPU intervals shorter than this are counted but left out of the profile (e.g. 1us, 50us, 1ms) [default: 1us for off-cpu, 0 for wall so that it adds up].
+    #[arg(long = "min-block", value_parser = parse_min_block)]
+    pub min_block: Option<Duration>,
     /// Processes to profile (comma-separated or repeated); their children are followed.
     #[arg(
         short = 'p',
@@ -71,6 +83,21 @@ pub struct RecordArgs {
     pub command: Vec<OsString>,
 }
 
+/// `--mode` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    Cpu,
+    OffCpu,
+    Wall,
+}
+
+fn parse_min_block(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 0, 1us, 50us, 1ms)"))
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let parsed = match text.parse::<f64>() {
         Ok(secs) if secs.is_finite() && secs > 0.0 => Ok(Duration::from_secs_f64(secs)),
@@ -106,8 +133,19 @@ impl RecordArgs {
                 Ok(OutputSpec { path, format })
             })
             .collect::<Result<Vec<_>>>()?;
+        let mode = match (self.off_cpu, self.mode) {
+            (true, _) | (_, Mode::OffCpu) => ProfileKind::OffCpu,
+            (_, Mode::Cpu) => ProfileKind::Cpu,
+            (_, Mode::Wall) => ProfileKind::Wall,
+        };
+        let min_block = self.min_block.unwrap_or(match mode {
+            ProfileKind::OffCpu => Duration::from_micros(1),
+            _ => Duration::ZERO,
+        });
         let mut config = RecordConfig {
             target,
+            mode,
+            min_block,
             frequency_hz: self.frequency,
             duration: self.duration,
             outputs,
@@ -176,5 +214,66 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.outputs[0].format, Format::Folded);
+    }
+
+    #[test]
+    fn modes_and_min_block() {
+        let config = parse(&["profiler", "record", "-a", "-o", "x.svg"]).unwrap();
+        assert_eq!(
+            (config.mode, config.min_block),
+            (ProfileKind::Cpu, Duration::ZERO)
+        );
+        let config = parse(&["profiler", "record", "-a", "--off-cpu", "-o", "x.svg"]).unwrap();
+        assert_eq!(
+            (config.mode, config.min_block),
+            (ProfileKind::OffCpu, Duration::from_micros(1))
+        );
+        let config = parse(&[
+            "profiler",
+            "record",
+            "-a",
+            "--mode",
+            "off-cpu",
+            "--min-block",
+            "50us",
+            "-o",
+            "x.svg",
+        ])
+        .unwrap();
+        assert_eq!(
+            (config.mode, config.min_block),
+            (ProfileKind::OffCpu, Duration::from_micros(50))
+        );
+        let config = parse(&["profiler", "record", "-a", "--mode", "wall", "-o", "x.svg"]).unwrap();
+        assert_eq!(
+            (config.mode, config.min_block),
+            (ProfileKind::Wall, Duration::ZERO)
+        );
+        assert!(parse(&["profiler", "record", "-a", "--mode", "io", "-o", "x.svg"]).is_err());
+        assert!(
+            parse(&[
+                "profiler",
+                "record",
+                "-a",
+                "--min-block",
+                "fast",
+                "-o",
+                "x.svg"
+            ])
+            .is_err()
+        );
+        assert!(
+            parse(&[
+                "profiler",
+                "record",
+                "-a",
+                "--mode",
+                "wall",
+                "--off-cpu",
+                "-o",
+                "x.svg"
+            ])
+            .is_err()
+        );
     }
 }

@@ -4,13 +4,18 @@
 use std::fmt::Write;
 
 use profiler::{
+    profile::{ProfileKind, ThreadState},
     record::{RecordReport, StopReason},
-    summary::{format_table, top_functions},
+    summary::{
+        Unit, format_duration, format_stacks, format_table, top_functions, top_off_cpu_stacks,
+    },
 };
 
 pub fn render(report: &RecordReport) -> String {
     let profile = &report.profile;
-    let total = profile.total_samples();
+    let kind = profile.meta.kind;
+    let total = profile.total_value();
+    let unit = Unit::of(profile);
     let mut out = String::new();
     let secs = profile.meta.duration_nanos as f64 / 1e9;
     let why = match report.stop {
@@ -19,10 +24,18 @@ pub fn render(report: &RecordReport) -> String {
         StopReason::CommandExited => "command exited",
         StopReason::TargetsExited => "all target processes exited",
     };
+    let what = match kind {
+        ProfileKind::Cpu => format!("at {} Hz", profile.meta.frequency_hz),
+        ProfileKind::OffCpu => "off-CPU time".to_string(),
+        ProfileKind::Wall => format!(
+            "wall-clock time (on-CPU samples at {} Hz and off-CPU time)",
+            profile.meta.frequency_hz
+        ),
+    };
     let _ = writeln!(
         out,
-        "Recorded {} for {secs:.1} s at {} Hz ({why})",
-        profile.meta.target, profile.meta.frequency_hz
+        "Recorded {} for {secs:.1} s, {what} ({why})",
+        profile.meta.target
     );
     match (report.command_status, report.stop) {
         (Some(status), StopReason::CommandExited) => {
@@ -40,11 +53,48 @@ pub fn render(report: &RecordReport) -> String {
     pids.sort_unstable();
     pids.dedup();
     let stacks = profile.samples.len();
+    let mut tids: Vec<(u32, u32)> = profile.samples.iter().map(|s| (s.pid, s.tid)).collect();
+    tids.sort_unstable();
+    tids.dedup();
+    let count_in = |f: fn(ThreadState) -> bool| -> (u64, u64) {
+        profile
+            .samples
+            .iter()
+            .filter(|s| f(s.state))
+            .fold((0, 0), |(c, n), s| (c + s.count, n + s.nanos))
+    };
+    if kind != ProfileKind::OffCpu {
+        let (on_cpu, _) = count_in(|s| s == ThreadState::OnCpu);
+        let _ = writeln!(
+            out,
+            "Samples: {on_cpu} counted of {} taken",
+            report.kernel.samples,
+        );
+    }
+    if kind.is_time() {
+        let (blocks, off_nanos) = count_in(|s| s != ThreadState::OnCpu);
+        let (_, runnable) = count_in(|s| s == ThreadState::Runnable);
+        let _ = writeln!(
+            out,
+            "Off CPU: {} in {blocks} intervals ({} of it waiting for a CPU), from {} context switches",
+            format_duration(off_nanos),
+            format_duration(runnable),
+            report.kernel.off_cpu_switches
+        );
+        if report.kernel.off_cpu_short > 0 {
+            let _ = writeln!(
+                out,
+                "  {} intervals shorter than --min-block left out ({} in all)",
+                report.kernel.off_cpu_short,
+                format_duration(report.kernel.off_cpu_short_nanos)
+            );
+        }
+    }
     let _ = writeln!(
         out,
-        "Samples: {total} counted of {} taken; {} processes, {stacks} unique stacks",
-        report.kernel.samples,
-        pids.len()
+        "{} processes, {} threads, {stacks} unique stacks",
+        pids.len(),
+        tids.len()
     );
     let failures = report.kernel.failures();
     if failures.is_empty() {
@@ -77,12 +127,22 @@ pub fn render(report: &RecordReport) -> String {
             &by_self,
             total,
             true,
+            unit,
         ));
         out.push_str(&format_table(
             "Top functions by total time",
             &by_total,
             total,
             false,
+            unit,
+        ));
+    }
+    if kind.is_time() {
+        let (_, off_nanos) = count_in(|s| s != ThreadState::OnCpu);
+        out.push_str(&format_stacks(
+            "Top off-CPU stacks (share of all off-CPU time)",
+            &top_off_cpu_stacks(profile, 10),
+            off_nanos,
         ));
     }
     for path in &report.written {

@@ -10,4 +10,5 @@ pub mod profile;
 pub mod raw;
 pub mod record;
 pub mod summary;
+pub mod threads;
 pub mod tracer;

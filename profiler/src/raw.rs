@@ -46,6 +46,12 @@ pub struct KernelStats {
     pub events_lost: u64,
     pub targets_full: u64,
     pub known_full: u64,
+    pub off_cpu_switches: u64,
+    pub off_cpu_start_full: u64,
+    pub off_cpu_counts_full: u64,
+    /// Off-CPU intervals shorter than `--min-block`, and their total time.
+    pub off_cpu_short: u64,
+    pub off_cpu_short_nanos: u64,
 }
 
 impl KernelStats {
@@ -62,6 +68,11 @@ impl KernelStats {
             events_lost: at(stat::EVENTS_LOST),
             targets_full: at(stat::TARGETS_FULL),
             known_full: at(stat::KNOWN_FULL),
+            off_cpu_switches: at(stat::OFF_CPU_SWITCHES),
+            off_cpu_start_full: at(stat::OFF_CPU_START_FULL),
+            off_cpu_counts_full: at(stat::OFF_CPU_COUNTS_FULL),
+            off_cpu_short: at(stat::OFF_CPU_SHORT),
+            off_cpu_short_nanos: at(stat::OFF_CPU_SHORT_NANOS),
         }
     }
 
@@ -96,6 +107,14 @@ impl KernelStats {
             (
                 "new processes not announced: known map full",
                 self.known_full,
+            ),
+            (
+                "off-CPU intervals lost: too many threads off CPU at once (start map full)",
+                self.off_cpu_start_full,
+            ),
+            (
+                "off-CPU intervals dropped: in-kernel off-CPU map full",
+                self.off_cpu_counts_full,
             ),
         ]
         .into_iter()

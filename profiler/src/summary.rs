@@ -1,10 +1,47 @@
 //! The text summary printed after recording: the functions with the most
-//! samples, by self and by total.
+//! samples (or time), by self and by total, and the stacks where threads
+//! waited longest.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
-use crate::profile::Profile;
+use crate::profile::{FrameKind, Profile, Sample, ThreadState};
+
+/// What the numbers in a table are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Samples,
+    /// Nanoseconds, shown as seconds or milliseconds.
+    Nanos,
+}
+
+impl Unit {
+    pub fn of(profile: &Profile) -> Unit {
+        if profile.meta.kind.is_time() {
+            Unit::Nanos
+        } else {
+            Unit::Samples
+        }
+    }
+
+    pub fn format(self, value: u64) -> String {
+        match self {
+            Unit::Samples => value.to_string(),
+            Unit::Nanos => format_duration(value),
+        }
+    }
+}
+
+/// `1.234s`, `12.3ms`, `45us`: short, for tables.
+pub fn format_duration(nanos: u64) -> String {
+    if nanos >= 1_000_000_000 {
+        format!("{:.3}s", nanos as f64 / 1e9)
+    } else if nanos >= 1_000_000 {
+        format!("{:.1}ms", nanos as f64 / 1e6)
+    } else {
+        format!("{}us", nanos / 1000)
+    }
+}
 
 /// How many samples a function was in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,14 +63,15 @@ pub struct FunctionShare {
 pub fn top_functions(profile: &Profile, n: usize) -> (Vec<FunctionShare>, Vec<FunctionShare>) {
     let location_names = profile.location_frame_names();
     let mut counts: HashMap<&str, (u64, u64)> = HashMap::new();
-    for sample in profile.samples.iter().filter(|s| s.count > 0) {
+    for sample in profile.samples.iter().filter(|s| profile.value(s) > 0) {
+        let value = profile.value(sample);
         // Leaf first: the first name of the leaf location's innermost line.
         let mut frames = sample
             .locations
             .iter()
             .flat_map(|&loc| location_names[loc].iter().rev());
         if let Some(leaf) = frames.next() {
-            counts.entry(leaf).or_default().0 += sample.count;
+            counts.entry(leaf).or_default().0 += value;
         }
         let distinct: HashSet<&str> = sample
             .locations
@@ -41,7 +79,7 @@ pub fn top_functions(profile: &Profile, n: usize) -> (Vec<FunctionShare>, Vec<Fu
             .flat_map(|&loc| location_names[loc].iter().map(String::as_str))
             .collect();
         for name in distinct {
-            counts.entry(name).or_default().1 += sample.count;
+            counts.entry(name).or_default().1 += value;
         }
     }
     let shares: Vec<FunctionShare> = counts
@@ -74,6 +112,118 @@ pub fn top_functions(profile: &Profile, n: usize) -> (Vec<FunctionShare>, Vec<Fu
     (by_self, by_total)
 }
 
+/// One stack and the time (or samples) spent in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackShare {
+    pub value: u64,
+    pub state: ThreadState,
+    /// User frames, root first.
+    pub user: Vec<String>,
+    /// The kernel function the thread waited in: the innermost kernel frame
+    /// that is not part of the scheduler itself (`do_nanosleep`, `pipe_read`,
+    /// `futex_wait_queue`...).
+    pub kernel_reason: Option<String>,
+}
+
+/// Kernel frames that only say "the thread left the CPU".
+fn is_scheduler_frame(name: &str) -> bool {
+    let name = name.trim_end_matches("_[k]");
+    name.contains("schedule")
+        || name.starts_with("__switch_to")
+        || name == "finish_task_switch"
+        || name.starts_with("__cond_resched")
+}
+
+/// The `n` off-CPU stacks (blocked or waiting for a CPU) with the most time,
+/// largest first, equal stacks of different threads merged.
+pub fn top_off_cpu_stacks(profile: &Profile, n: usize) -> Vec<StackShare> {
+    let location_names = profile.location_frame_names();
+    let mut merged: HashMap<(ThreadState, Vec<String>, Option<String>), u64> = HashMap::new();
+    let off_cpu = |s: &&Sample| s.state != ThreadState::OnCpu && s.nanos > 0;
+    for sample in profile.samples.iter().filter(off_cpu) {
+        let mut user = Vec::new();
+        let mut kernel_reason = None;
+        for &loc in &sample.locations {
+            let location = &profile.locations[loc];
+            match location.kind {
+                FrameKind::Kernel => {
+                    if kernel_reason.is_none()
+                        && let Some(name) = location_names[loc].last()
+                        && !is_scheduler_frame(name)
+                    {
+                        kernel_reason = Some(name.trim_end_matches("_[k]").to_string());
+                    }
+                }
+                FrameKind::User => user.extend(location_names[loc].iter().rev().cloned()),
+                // The state marker is shown as the state; lost stacks stay visible.
+                FrameKind::Special => {
+                    if sample.state.marker_frame() != location_names[loc].last().map(|s| s.as_str())
+                    {
+                        user.extend(location_names[loc].iter().cloned());
+                    }
+                }
+            }
+        }
+        user.reverse();
+        *merged
+            .entry((sample.state, user, kernel_reason))
+            .or_default() += sample.nanos;
+    }
+    let mut stacks: Vec<StackShare> = merged
+        .into_iter()
+        .map(|((state, user, kernel_reason), value)| StackShare {
+            value,
+            state,
+            user,
+            kernel_reason,
+        })
+        .collect();
+    stacks.sort_by(|a, b| {
+        b.value
+            .cmp(&a.value)
+            .then_with(|| (&a.user, &a.kernel_reason).cmp(&(&b.user, &b.kernel_reason)))
+    });
+    stacks.truncate(n);
+    stacks
+}
+
+/// `rows` as lines: time, share of `total`, state, and the stack as
+/// `main > wait_pipe > read [pipe_read]` (at most the six innermost user frames).
+pub fn format_stacks(title: &str, rows: &[StackShare], total: u64) -> String {
+    let mut out = format!("{title}\n");
+    if rows.is_empty() {
+        out.push_str("  (none)\n");
+        return out;
+    }
+    for row in rows {
+        const SHOWN: usize = 6;
+        let skip = row.user.len().saturating_sub(SHOWN);
+        let mut stack = if skip > 0 {
+            "... > ".to_string()
+        } else {
+            String::new()
+        };
+        stack.push_str(&row.user[skip..].join(" > "));
+        if let Some(reason) = &row.kernel_reason {
+            if !stack.is_empty() {
+                stack.push(' ');
+            }
+            let _ = write!(stack, "[{reason}]");
+        }
+        let state = match row.state {
+            ThreadState::Runnable => "waiting for CPU",
+            _ => "blocked",
+        };
+        let _ = writeln!(
+            out,
+            "{:>9}  {:>6}  {state:<15}  {stack}",
+            format_duration(row.value),
+            percent(row.value, total)
+        );
+    }
+    out
+}
+
 fn percent(count: u64, total: u64) -> String {
     let pct = if total == 0 {
         0.0
@@ -93,7 +243,13 @@ fn percent(count: u64, total: u64) -> String {
 ///   70  56.0%     70  56.0%  demo::hash::mix_[i]
 ///   30  24.0%     30  24.0%  demo::fib
 /// ```
-pub fn format_table(title: &str, rows: &[FunctionShare], total: u64, by_self: bool) -> String {
+pub fn format_table(
+    title: &str,
+    rows: &[FunctionShare],
+    total: u64,
+    by_self: bool,
+    unit: Unit,
+) -> String {
     let mut out = format!("{title}\n");
     if rows.is_empty() {
         out.push_str("  (no samples)\n");
@@ -111,7 +267,7 @@ pub fn format_table(title: &str, rows: &[FunctionShare], total: u64, by_self: bo
     } else {
         ("total", "self")
     };
-    let digits = |n: u64| n.to_string().len();
+    let digits = |n: u64| unit.format(n).len();
     let width = |label: &str, pick: fn((u64, u64)) -> u64| {
         rows.iter()
             .map(|r| digits(pick(columns(r))))
@@ -137,8 +293,10 @@ pub fn format_table(title: &str, rows: &[FunctionShare], total: u64, by_self: bo
         let (a, b) = columns(row);
         let _ = writeln!(
             out,
-            "{a:>w1$}  {:>pct_width$}  {b:>w2$}  {:>pct_width$}  {}",
+            "{:>w1$}  {:>pct_width$}  {:>w2$}  {:>pct_width$}  {}",
+            unit.format(a),
             percent(a, total),
+            unit.format(b),
             percent(b, total),
             row.name
         );
@@ -287,13 +445,16 @@ mod tests {
     #[test]
     fn empty_profile() {
         assert_eq!(top_functions(&Profile::default(), 5), (vec![], vec![]));
-        assert_eq!(format_table("Top", &[], 0, true), "Top\n  (no samples)\n");
+        assert_eq!(
+            format_table("Top", &[], 0, true, Unit::Samples),
+            "Top\n  (no samples)\n"
+        );
     }
 
     #[test]
     fn table_is_aligned_with_percentages() {
         let rows = [share("hot", 1000, 1200), share("warm", 5, 12000)];
-        let table = format_table("By self", &rows, 12000, true);
+        let table = format_table("By self", &rows, 12000, true, Unit::Samples);
         assert_eq!(
             table,
             "By self\n\
@@ -301,7 +462,7 @@ mod tests {
              1000    8.3%   1200   10.0%  hot\n   \
                 5    0.0%  12000  100.0%  warm\n"
         );
-        let table = format_table("By total", &rows[1..], 12000, false);
+        let table = format_table("By total", &rows[1..], 12000, false, Unit::Samples);
         assert_eq!(
             table,
             "By total\ntotal       %  self       %  function\n12000  100.0%     5    0.0%  warm\n"
@@ -317,7 +478,8 @@ mod tests {
                 "Top functions by self samples",
                 &by_self,
                 profile.total_samples(),
-                true
+                true,
+                Unit::Samples
             ),
             "Top functions by self samples\n\
              self      %  total      %  function\n  \
@@ -328,8 +490,95 @@ mod tests {
 
     #[test]
     fn zero_total_gives_zero_percent() {
-        let table = format_table("T", &[share("f", 0, 0)], 0, true);
+        let table = format_table("T", &[share("f", 0, 0)], 0, true, Unit::Samples);
         assert!(table.contains("0.0%"), "{table}");
         assert!(!table.contains("NaN"), "{table}");
+    }
+
+    #[test]
+    fn time_tables_show_durations() {
+        let rows = [
+            share("wait", 2_500_000_000, 3_000_000_000),
+            share("poll", 1_500_000, 40_000),
+        ];
+        let table = format_table("By self", &rows, 5_000_000_000, true, Unit::Nanos);
+        let expected = [
+            "By self",
+            "  self      %   total      %  function",
+            "2.500s  50.0%  3.000s  60.0%  wait",
+            " 1.5ms   0.0%    40us   0.0%  poll",
+            "",
+        ];
+        assert_eq!(table, expected.join("\n"));
+    }
+
+    #[test]
+    fn off_cpu_stacks_merge_threads_and_name_the_kernel_reason() {
+        // 0 [blocked], 1 [waiting for CPU], 2 schedule, 3 do_nanosleep,
+        // 4 nanosleep (libc), 5 wait_sleep, 6 main, 7 spin
+        let marker = |name: &str| location(FrameKind::Special, &[name]);
+        let profile = Profile {
+            locations: vec![
+                marker("[blocked]"),
+                marker("[waiting for CPU]"),
+                location(FrameKind::Kernel, &["schedule"]),
+                location(FrameKind::Kernel, &["do_nanosleep"]),
+                location(FrameKind::User, &["nanosleep"]),
+                location(FrameKind::User, &["wait_sleep"]),
+                location(FrameKind::User, &["main"]),
+                location(FrameKind::User, &["spin"]),
+            ],
+            samples: vec![
+                Sample {
+                    tid: 1,
+                    locations: vec![0, 2, 3, 4, 5, 6],
+                    count: 10,
+                    nanos: 100_000_000,
+                    state: ThreadState::Blocked,
+                    ..Default::default()
+                },
+                Sample {
+                    tid: 2,
+                    locations: vec![0, 2, 3, 4, 5, 6],
+                    count: 5,
+                    nanos: 50_000_000,
+                    state: ThreadState::Blocked,
+                    ..Default::default()
+                },
+                Sample {
+                    tid: 1,
+                    locations: vec![1, 2, 7, 6],
+                    count: 3,
+                    nanos: 70_000_000,
+                    state: ThreadState::Runnable,
+                    ..Default::default()
+                },
+                // On CPU: not a blocking stack.
+                Sample {
+                    tid: 1,
+                    locations: vec![7, 6],
+                    count: 9,
+                    nanos: 900_000_000,
+                    state: ThreadState::OnCpu,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let stacks = top_off_cpu_stacks(&profile, 5);
+        assert_eq!(stacks.len(), 2);
+        assert_eq!(stacks[0].value, 150_000_000);
+        assert_eq!(stacks[0].user, ["main", "wait_sleep", "nanosleep"]);
+        assert_eq!(stacks[0].kernel_reason.as_deref(), Some("do_nanosleep"));
+        assert_eq!(stacks[1].state, ThreadState::Runnable);
+        assert_eq!(stacks[1].kernel_reason, None);
+        let text = format_stacks("Top", &stacks, 220_000_000);
+        assert_eq!(
+            text,
+            "Top\n\
+             \x20 150.0ms   68.2%  blocked          main > wait_sleep > nanosleep [do_nanosleep]\n\
+             \x20  70.0ms   31.8%  waiting for CPU  main > spin\n"
+        );
+        assert_eq!(top_off_cpu_stacks(&profile, 1).len(), 1);
     }
 }

@@ -18,9 +18,13 @@ use aya::{
     util::online_cpus,
 };
 use profiler_common::{
-    COMM_LEN, Config, FILTER_ALL, FILTER_TARGETS, SampleKey, StackTrace, map_names, program_names,
-    stat,
+    COMM_LEN, Config, FILTER_ALL, FILTER_TARGETS, OFF_CPU_BLOCKED, OFF_CPU_RUNNABLE, OffCpuKey,
+    OffCpuStart, OffCpuValue, STACK_ERROR_BEFORE_START, SampleKey, StackTrace, map_names,
+    program_names, stat,
 };
+
+/// `BPF_NOEXIST`: insert only if the key is absent.
+const BPF_NOEXIST: u64 = 1;
 
 use crate::{
     profile::ThreadState,
@@ -43,17 +47,29 @@ pub enum Targets {
 
 #[derive(Clone, Debug)]
 pub struct TracerOptions {
+    /// Sample stacks on the cpu-clock event (on-CPU profiling).
+    pub on_cpu: bool,
+    /// Time how long tracked threads stay off CPU (the `sched_switch` program).
+    pub off_cpu: bool,
+    /// Off-CPU intervals shorter than this are counted, not recorded.
+    pub min_block_ns: u64,
     pub frequency_hz: u64,
     pub targets: Targets,
     /// Children forked by a target are sampled too.
     pub follow_forks: bool,
     pub stack_map_entries: u32,
     pub counts_map_entries: u32,
+    /// Threads that can be off CPU at once (`OFF_CPU_START`).
+    pub off_cpu_threads: u32,
 }
 
 impl Default for TracerOptions {
     fn default() -> Self {
         TracerOptions {
+            on_cpu: true,
+            off_cpu: false,
+            min_block_ns: 0,
+            off_cpu_threads: 65536,
             frequency_hz: 99,
             targets: Targets::All,
             follow_forks: true,
@@ -155,16 +171,16 @@ fn ensure_tracefs() -> Result<(), TracerError> {
     Ok(())
 }
 
-/// Offset of `child_pid` in the `sched_process_fork` record, from its format file.
-fn fork_child_pid_offset() -> Result<u32, TracerError> {
+/// Offset of `field` in the record of tracepoint `sched/event`, from its format file.
+fn sched_field_offset(event: &str, field: &str) -> Result<u32, TracerError> {
     let candidates = [TRACEFS, "/sys/kernel/debug/tracing"];
     let mut last_err = None;
     for root in candidates {
-        let path = format!("{root}/events/sched/sched_process_fork/format");
+        let path = format!("{root}/events/sched/{event}/format");
         match fs::read_to_string(&path) {
             Ok(text) => {
-                return parse_field_offset(&text, "child_pid").ok_or_else(|| TracerError::Ebpf {
-                    action: "find child_pid in the sched_process_fork format".into(),
+                return parse_field_offset(&text, field).ok_or_else(|| TracerError::Ebpf {
+                    action: format!("find {field} in the {event} format"),
                     message: format!("no such field in {path}"),
                 });
             }
@@ -201,6 +217,20 @@ pub struct Tracer {
     options: TracerOptions,
     perf_links: Vec<PerfEventLinkId>,
     tracepoint_links: Vec<(&'static str, TracePointLinkId)>,
+    /// When sampling stopped (CLOCK_MONOTONIC): threads still off CPU then
+    /// are counted up to this instant.
+    end_ns: Option<u64>,
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 impl Tracer {
@@ -216,14 +246,24 @@ impl Tracer {
         }
         ensure_tracefs()?;
         let child_pid_offset = if options.follow_forks {
-            fork_child_pid_offset()?
+            sched_field_offset("sched_process_fork", "child_pid")?
         } else {
             0
+        };
+        let (prev_state_offset, next_pid_offset) = if options.off_cpu {
+            (
+                sched_field_offset("sched_switch", "prev_state")?,
+                sched_field_offset("sched_switch", "next_pid")?,
+            )
+        } else {
+            (0, 0)
         };
 
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(map_names::STACKS, options.stack_map_entries)
             .map_max_entries(map_names::COUNTS, options.counts_map_entries)
+            .map_max_entries(map_names::OFF_CPU_COUNTS, options.counts_map_entries)
+            .map_max_entries(map_names::OFF_CPU_START, options.off_cpu_threads)
             .load(EBPF_OBJECT)
             .map_err(|e| ebpf_error("load the eBPF object", e))?;
 
@@ -236,6 +276,11 @@ impl Tracer {
             self_tgid: std::process::id(),
             fork_child_pid_offset: child_pid_offset,
             follow_forks: options.follow_forks as u32,
+            switch_prev_state_offset: prev_state_offset,
+            switch_next_pid_offset: next_pid_offset,
+            switch_announces: (options.off_cpu && !options.on_cpu) as u32,
+            stopped: 0,
+            min_block_ns: options.min_block_ns,
         };
         let mut config_map: Array<_, Config> =
             Array::try_from(ebpf.map_mut(map_names::CONFIG).unwrap())
@@ -249,6 +294,7 @@ impl Tracer {
             options,
             perf_links: Vec::new(),
             tracepoint_links: Vec::new(),
+            end_ns: None,
         };
         if let Targets::Pids(pids) = tracer.options.targets.clone() {
             for pid in pids {
@@ -256,11 +302,19 @@ impl Tracer {
             }
         }
 
-        for (name, category, event) in [
+        let mut tracepoints = vec![
             (program_names::FORK, "sched", "sched_process_fork"),
             (program_names::EXEC, "sched", "sched_process_exec"),
             (program_names::EXIT, "sched", "sched_process_exit"),
-        ] {
+        ];
+        if tracer.options.off_cpu {
+            tracepoints.push((program_names::SWITCH, "sched", "sched_switch"));
+        }
+        // Every program is loaded (verified) before any is attached, so that
+        // off-CPU and on-CPU accounting start together, and as close as can be
+        // to the moment `start` returns, which is when the recording's
+        // duration starts.
+        for &(name, _, _) in &tracepoints {
             let program: &mut TracePoint = tracer
                 .ebpf
                 .program_mut(name)
@@ -270,21 +324,48 @@ impl Tracer {
             program
                 .load()
                 .map_err(|e| ebpf_error(&format!("load {name}"), e))?;
+        }
+        if tracer.options.on_cpu {
+            let program: &mut PerfEvent = tracer
+                .ebpf
+                .program_mut(program_names::ON_CPU)
+                .expect("program in the object")
+                .try_into()
+                .map_err(|e| ebpf_error(program_names::ON_CPU, e))?;
+            program
+                .load()
+                .map_err(|e| ebpf_error("load the perf_event program", e))?;
+        }
+        for (name, category, event) in tracepoints {
+            let program: &mut TracePoint = tracer
+                .ebpf
+                .program_mut(name)
+                .expect("program in the object")
+                .try_into()
+                .map_err(|e| ebpf_error(name, e))?;
             let link = program.attach(category, event).map_err(|e| {
                 ebpf_error(&format!("attach to the {category}/{event} tracepoint"), e)
             })?;
             tracer.tracepoint_links.push((name, link));
         }
+        if tracer.options.on_cpu {
+            tracer.attach_perf_events()?;
+        }
+        if tracer.options.off_cpu {
+            tracer.seed_off_cpu();
+        }
+        Ok(tracer)
+    }
 
-        let program: &mut PerfEvent = tracer
+    /// Opens the cpu-clock event on every online CPU, with the loaded program.
+    fn attach_perf_events(&mut self) -> Result<(), TracerError> {
+        let frequency_hz = self.options.frequency_hz;
+        let program: &mut PerfEvent = self
             .ebpf
             .program_mut(program_names::ON_CPU)
             .expect("program in the object")
             .try_into()
             .map_err(|e| ebpf_error(program_names::ON_CPU, e))?;
-        program
-            .load()
-            .map_err(|e| ebpf_error("load the perf_event program", e))?;
         let cpus = online_cpus().map_err(|(what, source)| TracerError::Read {
             path: what.to_string(),
             source,
@@ -294,7 +375,7 @@ impl Tracer {
                 .attach(
                     PerfEventConfig::Software(SoftwareEvent::CpuClock),
                     PerfEventScope::AllProcessesOneCpu { cpu },
-                    SamplePolicy::Frequency(tracer.options.frequency_hz),
+                    SamplePolicy::Frequency(frequency_hz),
                     false,
                 )
                 .map_err(|e| {
@@ -310,9 +391,61 @@ impl Tracer {
                         }
                     }
                 })?;
-            tracer.perf_links.push(link);
+            self.perf_links.push(link);
         }
-        Ok(tracer)
+        Ok(())
+    }
+
+    /// Puts the tracked threads that are off CPU now into `OFF_CPU_START`:
+    /// their switch-out happened before the program was attached, so without
+    /// this their time until they next run would be lost. Their stacks were
+    /// never taken; they show as "off CPU since before the recording".
+    fn seed_off_cpu(&mut self) {
+        let tgids = match &self.options.targets {
+            Targets::All => crate::threads::all_processes(),
+            Targets::Pids(pids) => pids.clone(),
+        };
+        let now = monotonic_ns();
+        let self_tgid = std::process::id();
+        let Ok(mut start) = HashMap::<_, u32, OffCpuStart>::try_from(
+            self.ebpf.map_mut(map_names::OFF_CPU_START).unwrap(),
+        ) else {
+            return;
+        };
+        for tgid in tgids.into_iter().filter(|&t| t != self_tgid) {
+            for thread in crate::threads::threads_of(tgid) {
+                if thread.is_exiting() {
+                    continue;
+                }
+                let mut comm = [0u8; COMM_LEN];
+                let bytes = thread.comm.as_bytes();
+                let len = bytes.len().min(COMM_LEN - 1);
+                comm[..len].copy_from_slice(&bytes[..len]);
+                let value = OffCpuStart {
+                    key: OffCpuKey {
+                        sample: SampleKey {
+                            tgid,
+                            tid: thread.tid,
+                            user_stack: 0,
+                            kernel_stack: 0,
+                            user_error: STACK_ERROR_BEFORE_START,
+                            kernel_error: 0,
+                            comm,
+                        },
+                        state: if thread.is_runnable() {
+                            OFF_CPU_RUNNABLE
+                        } else {
+                            OFF_CPU_BLOCKED
+                        },
+                        reserved: 0,
+                    },
+                    start_ns: now,
+                };
+                // NOEXIST: a switch-out recorded since attaching has the real stacks. A thread
+                // running now is overwritten by its next switch-out.
+                let _ = start.insert(thread.tid, value, BPF_NOEXIST);
+            }
+        }
     }
 
     /// Starts sampling one more process.
@@ -342,6 +475,19 @@ impl Tracer {
 
     /// Stops sampling: detaches every program. The maps stay readable.
     pub fn stop(&mut self) {
+        if self.end_ns.is_some() {
+            return;
+        }
+        self.end_ns = Some(monotonic_ns());
+        // Detaching takes a while (about 0.2 s here); the programs see this
+        // flag at once and record nothing more.
+        if let Ok(mut config_map) =
+            Array::<_, Config>::try_from(self.ebpf.map_mut(map_names::CONFIG).unwrap())
+            && let Ok(mut config) = config_map.get(&0, 0)
+        {
+            config.stopped = 1;
+            let _ = config_map.set(0, config, 0);
+        }
         if let Some(Ok(program)) = self
             .ebpf
             .program_mut(program_names::ON_CPU)
@@ -406,23 +552,67 @@ impl Tracer {
                 .clone()
         };
         let mut samples = Vec::new();
-        for entry in counts.iter() {
-            let (key, count) = entry.map_err(|e| ebpf_error("read the COUNTS map", e))?;
-            samples.push(RawSample {
+        let mut raw_sample =
+            |key: &SampleKey, count: u64, nanos: u64, state: ThreadState| RawSample {
                 tgid: key.tgid,
                 tid: key.tid,
                 comm: comm_to_string(&key.comm),
                 user_stack: read_stack(key.user_stack, key.user_error),
                 kernel_stack: read_stack(key.kernel_stack, key.kernel_error),
                 count,
-                nanos: 0,
-                state: ThreadState::OnCpu,
-            });
+                nanos,
+                state,
+            };
+        if self.options.on_cpu {
+            for entry in counts.iter() {
+                let (key, count) = entry.map_err(|e| ebpf_error("read the COUNTS map", e))?;
+                samples.push(raw_sample(&key, count, 0, ThreadState::OnCpu));
+            }
+        }
+        if self.options.off_cpu {
+            let off_counts: HashMap<_, OffCpuKey, OffCpuValue> =
+                HashMap::try_from(self.ebpf.map(map_names::OFF_CPU_COUNTS).unwrap())
+                    .map_err(|e| ebpf_error("open the OFF_CPU_COUNTS map", e))?;
+            for entry in off_counts.iter() {
+                let (key, value) =
+                    entry.map_err(|e| ebpf_error("read the OFF_CPU_COUNTS map", e))?;
+                samples.push(raw_sample(
+                    &key.sample,
+                    value.count,
+                    value.nanos,
+                    off_cpu_state(key.state),
+                ));
+            }
+            // Threads still off CPU when sampling stopped: their time so far.
+            let end = self.end_ns.unwrap_or_else(monotonic_ns);
+            let start: HashMap<_, u32, OffCpuStart> =
+                HashMap::try_from(self.ebpf.map(map_names::OFF_CPU_START).unwrap())
+                    .map_err(|e| ebpf_error("open the OFF_CPU_START map", e))?;
+            for entry in start.iter() {
+                let (_, value) = entry.map_err(|e| ebpf_error("read the OFF_CPU_START map", e))?;
+                let nanos = end.saturating_sub(value.start_ns);
+                if nanos >= self.options.min_block_ns && nanos > 0 {
+                    samples.push(raw_sample(
+                        &value.key.sample,
+                        1,
+                        nanos,
+                        off_cpu_state(value.key.state),
+                    ));
+                }
+            }
         }
         Ok(RawProfile {
             samples,
             stats: self.stats()?,
         })
+    }
+}
+
+fn off_cpu_state(state: u32) -> ThreadState {
+    if state == OFF_CPU_RUNNABLE {
+        ThreadState::Runnable
+    } else {
+        ThreadState::Blocked
     }
 }
 

@@ -10,7 +10,9 @@ use crate::profile::Profile;
 
 /// The folded lines of `profile`: frames root first (the command name is the
 /// root, see [`Profile::frame_names`]), equal stacks summed, samples with
-/// count 0 left out, lines sorted lexicographically.
+/// value 0 left out, lines sorted lexicographically. Values are sample counts
+/// in a CPU profile and nanoseconds in an off-CPU or wall profile
+/// ([`Profile::value`]).
 pub fn folded_lines(profile: &Profile) -> Vec<String> {
     // Each location is named once; samples only join the names.
     let segments: Vec<String> = profile
@@ -19,7 +21,7 @@ pub fn folded_lines(profile: &Profile) -> Vec<String> {
         .map(|names| names.join(";"))
         .collect();
     let mut counts: HashMap<String, u64> = HashMap::new();
-    for sample in profile.samples.iter().filter(|s| s.count > 0) {
+    for sample in profile.samples.iter().filter(|s| profile.value(s) > 0) {
         let mut stack = Profile::root_frame_name(sample);
         for &loc in sample.locations.iter().rev() {
             if !segments[loc].is_empty() {
@@ -27,7 +29,7 @@ pub fn folded_lines(profile: &Profile) -> Vec<String> {
                 stack.push_str(&segments[loc]);
             }
         }
-        *counts.entry(stack).or_default() += sample.count;
+        *counts.entry(stack).or_default() += profile.value(sample);
     }
     let mut lines: Vec<String> = counts
         .into_iter()

@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use ::pprof::protos::{self, Message};
 use flate2::{Compression, read::GzDecoder, write::GzEncoder};
 
-use crate::profile::{FrameKind, Line, Location, Profile};
+use crate::profile::{FrameKind, Line, Location, Profile, ProfileKind, Sample, ThreadState};
 
 /// The name of the pseudo-mapping kernel locations without a mapping get.
 pub const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
@@ -67,26 +67,61 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// The sample types of a profile of `kind`; the last one is the default.
+/// CPU: `samples/count`, `cpu/nanoseconds`. Off-CPU: `blocks/count` (times a
+/// thread went off CPU with that stack), `off_cpu/nanoseconds`. Wall:
+/// `samples/count` (on-CPU samples), `blocks/count`, `wall/nanoseconds`.
+pub fn sample_types(kind: ProfileKind) -> &'static [(&'static str, &'static str)] {
+    match kind {
+        ProfileKind::Cpu => &[("samples", "count"), ("cpu", "nanoseconds")],
+        ProfileKind::OffCpu => &[("blocks", "count"), ("off_cpu", "nanoseconds")],
+        ProfileKind::Wall => &[
+            ("samples", "count"),
+            ("blocks", "count"),
+            ("wall", "nanoseconds"),
+        ],
+    }
+}
+
+/// The values of one sample, in the order of [`sample_types`].
+fn sample_values(kind: ProfileKind, sample: &Sample, period: i64) -> Vec<i64> {
+    let count = to_i64(sample.count);
+    let on_cpu = sample.state == ThreadState::OnCpu;
+    match kind {
+        ProfileKind::Cpu => vec![count, count.saturating_mul(period)],
+        ProfileKind::OffCpu => vec![count, to_i64(sample.nanos)],
+        ProfileKind::Wall if on_cpu => vec![count, 0, to_i64(sample.nanos)],
+        ProfileKind::Wall => vec![0, count, to_i64(sample.nanos)],
+    }
+}
+
 /// The pprof message for `profile`.
 ///
-/// Sample types are `samples/count` and `cpu/nanoseconds` (the last one is
-/// what pprof shows by default), every sample has `pid`, `tid` (numbers) and
-/// `comm` (string) labels; samples with count 0 are left out. Mapping and
-/// location ids are the indices in `profile` plus one; the kernel
+/// Sample types are those of [`sample_types`] (the last one is what pprof
+/// shows by default); every sample has `pid`, `tid` (numbers) and `comm`
+/// (string) labels, and off-CPU and wall profiles a `thread_state` label
+/// (`on-cpu`, `blocked`, `runnable`); samples with value 0 are left out.
+/// Mapping and location ids are the indices in `profile` plus one; the kernel
 /// pseudo-mapping, if any, comes after the profile's mappings.
 pub fn to_proto(profile: &Profile) -> protos::Profile {
     let mut strings = StringTable::new();
-    let period = to_i64(profile.period_nanos());
+    let kind = profile.meta.kind;
+    let period = match kind {
+        ProfileKind::OffCpu => 1,
+        _ => to_i64(profile.period_nanos()),
+    };
 
     let mut value_type = |ty: &str, unit: &str| protos::ValueType {
         ty: strings.get(ty),
         unit: strings.get(unit),
     };
-    let sample_type = vec![
-        value_type("samples", "count"),
-        value_type("cpu", "nanoseconds"),
-    ];
-    let period_type = Some(value_type("cpu", "nanoseconds"));
+    let sample_type: Vec<protos::ValueType> = sample_types(kind)
+        .iter()
+        .map(|&(ty, unit)| value_type(ty, unit))
+        .collect();
+    let time_type = sample_types(kind).last().expect("a time type");
+    let period_type = Some(value_type(time_type.0, time_type.1));
+    let default_sample_type = sample_type.last().map_or(0, |t| t.ty);
 
     let mut mappings: Vec<protos::Mapping> = profile
         .mappings
@@ -181,14 +216,27 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
         .collect();
 
     let (pid, tid, comm) = (strings.get("pid"), strings.get("tid"), strings.get("comm"));
+    // Interned only for the kinds that have the label, so CPU profiles hold
+    // no unused strings.
+    let state_label = kind.is_time().then(|| {
+        let values: Vec<i64> = [
+            ThreadState::OnCpu,
+            ThreadState::Blocked,
+            ThreadState::Runnable,
+        ]
+        .iter()
+        .map(|s| strings.get(s.label()))
+        .collect();
+        (strings.get("thread_state"), values)
+    });
     let samples = profile
         .samples
         .iter()
-        .filter(|s| s.count > 0)
+        .filter(|s| profile.value(s) > 0)
         .map(|s| protos::Sample {
             location_id: s.locations.iter().map(|&l| l as u64 + 1).collect(),
-            value: vec![to_i64(s.count), to_i64(s.count).saturating_mul(period)],
-            label: vec![
+            value: sample_values(kind, s, period),
+            label: [
                 protos::Label {
                     key: pid,
                     num: s.pid.into(),
@@ -204,7 +252,14 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
                     str: strings.get(&s.comm),
                     ..Default::default()
                 },
-            ],
+            ]
+            .into_iter()
+            .chain(state_label.as_ref().map(|(key, values)| protos::Label {
+                key: *key,
+                str: values[s.state as usize],
+                ..Default::default()
+            }))
+            .collect(),
         })
         .collect();
 
@@ -225,6 +280,7 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
         period_type,
         period,
         comment,
+        default_sample_type,
         string_table: strings.strings,
         ..Default::default()
     }

@@ -5,11 +5,11 @@ use std::io::{self, Write};
 
 use inferno::flamegraph::{
     self,
-    color::{MultiPalette, Palette},
+    color::{BasicPalette, MultiPalette, Palette},
 };
 
 use super::folded::folded_lines;
-use crate::profile::Profile;
+use crate::profile::{Profile, ProfileKind, ThreadState};
 
 /// What can be set on the flame graph; everything has a default.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,22 +23,76 @@ pub struct SvgOptions {
     pub width: Option<usize>,
 }
 
-/// The default title: `Flame graph: <meta.target>`.
+/// The default title: `Flame graph: <meta.target>` (`Off-CPU time: ...`,
+/// `Wall-clock time: ...` for those kinds).
 pub fn default_title(profile: &Profile) -> String {
+    let what = match profile.meta.kind {
+        ProfileKind::Cpu => "Flame graph",
+        ProfileKind::OffCpu => "Off-CPU time",
+        ProfileKind::Wall => "Wall-clock time",
+    };
     if profile.meta.target.is_empty() {
-        "Flame graph".to_string()
+        what.to_string()
     } else {
-        format!("Flame graph: {}", profile.meta.target)
+        format!("{what}: {}", profile.meta.target)
     }
 }
 
-/// The default subtitle, e.g. `12.0 s at 99 Hz, 1188 samples`.
+/// Seconds with one decimal, or milliseconds below a tenth of a second.
+pub fn format_nanos(nanos: u64) -> String {
+    if nanos >= 100_000_000 {
+        format!("{:.1} s", nanos as f64 / 1e9)
+    } else {
+        format!("{:.1} ms", nanos as f64 / 1e6)
+    }
+}
+
+/// The default subtitle, e.g. `12.0 s at 99 Hz, 1188 samples`, or for
+/// off-CPU time `12.0 s, 8.1 s off CPU in 812 blocks (of it 0.2 s waiting
+/// for a CPU)`.
 pub fn default_subtitle(profile: &Profile) -> String {
     let meta = &profile.meta;
     let seconds = meta.duration_nanos as f64 / 1e9;
     let total = profile.total_samples();
     let unit = if total == 1 { "sample" } else { "samples" };
-    format!("{seconds:.1} s at {} Hz, {total} {unit}", meta.frequency_hz)
+    let nanos_in = |state: ThreadState| -> u64 {
+        profile
+            .samples
+            .iter()
+            .filter(|s| s.state == state)
+            .map(|s| s.nanos)
+            .sum()
+    };
+    let off_cpu = || {
+        let blocks: u64 = profile
+            .samples
+            .iter()
+            .filter(|s| s.state != ThreadState::OnCpu)
+            .map(|s| s.count)
+            .sum();
+        let runnable = nanos_in(ThreadState::Runnable);
+        format!(
+            "{} off CPU in {blocks} blocks (of it {} waiting for a CPU)",
+            format_nanos(nanos_in(ThreadState::Blocked) + runnable),
+            format_nanos(runnable)
+        )
+    };
+    match meta.kind {
+        ProfileKind::Cpu => format!("{seconds:.1} s at {} Hz, {total} {unit}", meta.frequency_hz),
+        ProfileKind::OffCpu => format!("{seconds:.1} s, {}", off_cpu()),
+        ProfileKind::Wall => format!(
+            "{seconds:.1} s; {} on CPU ({} {unit} at {} Hz), {}",
+            format_nanos(nanos_in(ThreadState::OnCpu)),
+            profile
+                .samples
+                .iter()
+                .filter(|s| s.state == ThreadState::OnCpu)
+                .map(|s| s.count)
+                .sum::<u64>(),
+            meta.frequency_hz,
+            off_cpu()
+        ),
+    }
 }
 
 /// Draws the flame graph of `profile` into `writer`.
@@ -58,6 +112,11 @@ pub fn write_svg<W: Write>(profile: &Profile, options: &SvgOptions, writer: W) -
     // share a colour with user frames. The suffixes are removed from the
     // labels (`deannotate`), so they are not shown.
     opt.colors = Palette::Multi(MultiPalette::Java);
+    if profile.meta.kind == ProfileKind::OffCpu {
+        // Blue for waiting, as flame graphs of off-CPU time are drawn
+        // (FlameGraph's and inferno's `io` palette).
+        opt.colors = Palette::Basic(BasicPalette::Io);
+    }
     // Without this inferno picks shades with a thread-local PRNG whose state
     // carries over between calls, so two renders would differ. `deterministic`
     // derives them from an FNV hash of the frame name instead (stable across
@@ -74,6 +133,11 @@ pub fn write_svg<W: Write>(profile: &Profile, options: &SvgOptions, writer: W) -
             .unwrap_or_else(|| default_subtitle(profile)),
     );
     opt.count_name = "samples".to_string();
+    if profile.meta.kind.is_time() {
+        // The folded values are nanoseconds; tooltips show milliseconds.
+        opt.count_name = "ms".to_string();
+        opt.factor = 1e-6;
+    }
     opt.image_width = options.width;
     let mut writer = writer;
     flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut writer)?;

@@ -99,9 +99,16 @@ pub enum RecordError {
     NoOutput,
     #[error(
         "no samples in {secs:.1} s: the target never ran on a CPU while recording (idle, sleeping or \
-         blocked), so nothing was written. Record longer, or while it is busy"
+         blocked), so nothing was written. Record longer, while it is busy, or use --mode off-cpu \
+         or --mode wall to see where it waits"
     )]
     NoSamples { secs: f64 },
+    #[error(
+        "no off-CPU time in {secs:.1} s: the target never left a CPU for longer than --min-block \
+         while recording, so nothing was written. Record longer, lower --min-block, or use \
+         --mode cpu"
+    )]
+    NoOffCpu { secs: f64 },
     #[error(transparent)]
     Tracer(#[from] TracerError),
     #[error(transparent)]
@@ -184,11 +191,15 @@ impl Session {
             RecordTarget::Command(_) => Targets::Pids(vec![self_pid]),
         };
         let mut tracer = Tracer::start(TracerOptions {
+            on_cpu: config.mode != ProfileKind::OffCpu,
+            off_cpu: config.mode != ProfileKind::Cpu,
+            min_block_ns: config.min_block.as_nanos().try_into().unwrap_or(u64::MAX),
             frequency_hz: config.frequency_hz,
             targets,
             follow_forks: true,
             stack_map_entries: config.stack_map_entries,
             counts_map_entries: config.counts_map_entries,
+            ..TracerOptions::default()
         })?;
         let ring = match tracer.take_events() {
             // SAFETY: the AsyncFd owns the ring buffer and so its fd.
@@ -260,7 +271,16 @@ impl Session {
                     guard.clear_ready();
                 }
                 _ = tick.tick(), if live => {
-                    status_line(self.start, self.tracer.stats().map(|s| s.samples).unwrap_or(0))
+                    let stats = self.tracer.stats().unwrap_or_default();
+                    let progress = match config.mode {
+                        ProfileKind::Cpu => format!("{} samples", stats.samples),
+                        ProfileKind::OffCpu => format!("{} context switches", stats.off_cpu_switches),
+                        ProfileKind::Wall => format!(
+                            "{} samples, {} context switches",
+                            stats.samples, stats.off_cpu_switches
+                        ),
+                    };
+                    status_line(self.start, &progress)
                 }
             }
         };
@@ -338,9 +358,11 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
         duration,
     } = session.watch(&config).await?;
     let (profile, kernel, symbolizer, processes_missed) = session.profile(&config, duration)?;
-    if profile.total_samples() == 0 {
-        return Err(RecordError::NoSamples {
-            secs: duration.as_secs_f64(),
+    if profile.total_value() == 0 {
+        let secs = duration.as_secs_f64();
+        return Err(match config.mode {
+            ProfileKind::OffCpu => RecordError::NoOffCpu { secs },
+            _ => RecordError::NoSamples { secs },
         });
     }
     let mut written = Vec::new();

@@ -64,11 +64,12 @@ pub(super) async fn end_command(child: &mut tokio::process::Child) -> Option<Exi
     }
 }
 
-pub(super) fn status_line(start: Instant, samples: u64) {
+/// `progress` says what was seen so far, e.g. `120 samples`.
+pub(super) fn status_line(start: Instant, progress: &str) {
     let mut err = std::io::stderr().lock();
     let _ = write!(
         err,
-        "\r\x1b[2Krecording: {:.1} s, {samples} samples (Ctrl-C to stop)",
+        "\r\x1b[2Krecording: {:.1} s, {progress} (Ctrl-C to stop)",
         start.elapsed().as_secs_f64()
     );
     let _ = err.flush();
