@@ -35,6 +35,15 @@ fn lookup_address(addr: u64, depth: usize) -> u64 {
 }
 
 fn lost_stack_name(side: &str, errno: i32) -> String {
+    match -errno {
+        profiler_common::STACK_ERROR_BEFORE_START => {
+            "[stack unknown: off CPU since before the recording]".to_string()
+        }
+        _ => lost_errno_name(side, errno),
+    }
+}
+
+fn lost_errno_name(side: &str, errno: i32) -> String {
     match errno {
         7 => format!("[lost {side} stack: stack map full]"),
         _ => format!("[lost {side} stack: error {errno}]"),
@@ -356,5 +365,72 @@ mod tests {
         let profile = aggregate(&raw, &mut FakeResolver::default(), Meta::default());
         assert_ne!(profile.samples[0].locations, profile.samples[1].locations);
         assert_eq!(profile.mappings.len(), 2);
+    }
+
+    #[test]
+    fn off_cpu_samples_get_a_state_marker_and_keep_their_nanoseconds() {
+        let off_cpu = |state, nanos, user| RawSample {
+            state,
+            nanos,
+            ..sample(3, user, RawStack::Frames(vec![0xa00]), 2)
+        };
+        let raw = RawProfile {
+            samples: vec![
+                off_cpu(ThreadState::Blocked, 5_000, RawStack::Frames(vec![0x10])),
+                off_cpu(ThreadState::Blocked, 7_000, RawStack::Frames(vec![0x10])),
+                off_cpu(ThreadState::Runnable, 1_000, RawStack::Frames(vec![0x10])),
+                off_cpu(
+                    ThreadState::Blocked,
+                    9_000,
+                    RawStack::Lost {
+                        errno: -profiler_common::STACK_ERROR_BEFORE_START,
+                    },
+                ),
+                sample(3, RawStack::Frames(vec![0x10]), RawStack::Absent, 4),
+            ],
+            ..Default::default()
+        };
+        let meta = Meta {
+            frequency_hz: 100,
+            ..Default::default()
+        };
+        let profile = aggregate(&raw, &mut FakeResolver::default(), meta);
+        let found: Vec<(ThreadState, u64, u64, Vec<String>)> = profile
+            .samples
+            .iter()
+            .map(|s| (s.state, s.count, s.nanos, profile.frame_names(s)))
+            .collect();
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            found,
+            [
+                // On CPU: 4 samples of 10 ms each at 100 Hz, no marker.
+                (ThreadState::OnCpu, 4, 40_000_000, names(&["app", "u10"])),
+                // The two blocked samples with equal stacks merge.
+                (
+                    ThreadState::Blocked,
+                    4,
+                    12_000,
+                    names(&["app", "u10", "ka00_[k]", "[blocked]"])
+                ),
+                (
+                    ThreadState::Blocked,
+                    2,
+                    9_000,
+                    names(&[
+                        "app",
+                        "[stack unknown: off CPU since before the recording]",
+                        "ka00_[k]",
+                        "[blocked]"
+                    ])
+                ),
+                (
+                    ThreadState::Runnable,
+                    2,
+                    1_000,
+                    names(&["app", "u10", "ka00_[k]", "[waiting for CPU]"])
+                ),
+            ]
+        );
     }
 }

@@ -2,17 +2,26 @@
 //! the kernel announces them (first sample, fork, exec) so that a process
 //! that exits before the end of the recording is still symbolized. At the end,
 //! live processes are captured again to pick up libraries loaded since.
+//! A process is also captured once more shortly after it was first seen: it
+//! is often announced while the dynamic loader is still mapping its
+//! libraries, and it may exit before the end.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use symbolizer::{FileCache, ProcessMaps, Symbol, Symbolizer};
 
 use crate::{aggregate::Resolve, profile::Mapping};
 
+/// How long after its first capture a process is captured again.
+pub const SETTLE_AFTER: Duration = Duration::from_millis(300);
+
 #[derive(Default)]
 pub struct ProcessTable {
     files: FileCache,
     processes: HashMap<u32, ProcessMaps>,
+    /// Processes captured once, not yet captured again, and when.
+    unsettled: HashMap<u32, Instant>,
 }
 
 impl ProcessTable {
@@ -20,7 +29,25 @@ impl ProcessTable {
     /// snapshot taken while it lived, if any.
     pub fn capture(&mut self, pid: u32) {
         if let Ok(maps) = symbolizer::capture(pid, &mut self.files) {
+            self.unsettled.entry(pid).or_insert_with(Instant::now);
             self.processes.insert(pid, maps);
+        }
+    }
+
+    /// Captures again the processes first captured more than `after` ago
+    /// (once each), to pick up the libraries mapped after they were announced.
+    pub fn settle(&mut self, after: Duration) {
+        let due: Vec<u32> = self
+            .unsettled
+            .iter()
+            .filter(|(_, at)| at.elapsed() >= after)
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in due {
+            if let Ok(maps) = symbolizer::capture(pid, &mut self.files) {
+                self.processes.insert(pid, maps);
+            }
+            self.unsettled.remove(&pid);
         }
     }
 

@@ -241,6 +241,7 @@ pub fn workload_source(name: &str) -> &'static str {
         "threads" => include_str!("../workloads/threads.c"),
         "manystacks" => include_str!("../workloads/manystacks.c"),
         "vdso_time" => include_str!("../workloads/vdso_time.c"),
+        "waits" => include_str!("../workloads/waits.c"),
         _ => panic!("no workload named {name}"),
     }
 }
@@ -491,6 +492,16 @@ impl Record {
         self.args.push(flag.into());
         self.args.push(value.to_string());
         self
+    }
+
+    /// `--mode cpu|off-cpu|wall`.
+    pub fn mode(self, mode: &str) -> Self {
+        self.option("--mode", mode)
+    }
+
+    /// `--min-block DURATION`, e.g. `"5ms"`.
+    pub fn min_block(self, duration: &str) -> Self {
+        self.option("--min-block", duration)
     }
 
     /// `-F HZ`.

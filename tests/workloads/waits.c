@@ -150,8 +150,11 @@ static void *holder(void *arg) {
     return arg;
 }
 
+/* The volatile local keeps the frame set up for the whole loop: without it
+ * clang moves the prologue after the loop (shrink-wrapping), and samples in
+ * the loop lose main_spinner. */
 __attribute__((noinline)) void spin(void) {
-    unsigned long x = 1;
+    volatile unsigned long x = 1;
     for (int i = 0; i < 100000; i++)
         x = x * 6364136223846793005UL + 1442695040888963407UL;
     sink = x;

@@ -567,4 +567,86 @@ mod tests {
         assert!(is_symbolized(&line("operator+0xyz", None)));
         assert!(is_symbolized(&line("f+0x10", Some("a.c"))));
     }
+
+    fn str_label<'a>(
+        p: &'a protos::Profile,
+        sample: &protos::Sample,
+        key: &str,
+    ) -> Option<&'a str> {
+        sample
+            .label
+            .iter()
+            .find(|l| s(p, l.key) == key)
+            .map(|l| s(p, l.str))
+    }
+
+    #[test]
+    fn wall_profile_has_time_types_and_thread_states() {
+        let profile = crate::output::test_profile::wall_profile();
+        let p = round_trip(&profile);
+        let types: Vec<(&str, &str)> = p
+            .sample_type
+            .iter()
+            .map(|t| (s(&p, t.ty), s(&p, t.unit)))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("samples", "count"),
+                ("blocks", "count"),
+                ("wall", "nanoseconds")
+            ]
+        );
+        assert_eq!(s(&p, p.default_sample_type), "wall");
+        assert_eq!(p.period, 10_101_010);
+        let by_state = |state: &str| -> Vec<&Vec<i64>> {
+            p.sample
+                .iter()
+                .filter(|x| str_label(&p, x, "thread_state") == Some(state))
+                .map(|x| &x.value)
+                .collect()
+        };
+        assert_eq!(by_state("blocked"), [&vec![0, 4, 3_000_000_000]]);
+        assert_eq!(by_state("runnable"), [&vec![0, 2, 500_000_000]]);
+        let on_cpu = by_state("on-cpu");
+        assert_eq!(
+            on_cpu.len(),
+            profile.samples.len() - 3,
+            "count-0 sample left out"
+        );
+        assert!(
+            on_cpu
+                .iter()
+                .all(|v| v[1] == 0 && v[2] == v[0] * 10_000_000)
+        );
+        // The wall total is what the samples' nanoseconds add up to.
+        let total: i64 = p.sample.iter().map(|x| x.value[2]).sum();
+        assert_eq!(total as u64, profile.total_value());
+    }
+
+    #[test]
+    fn off_cpu_profile_has_off_cpu_types() {
+        let p = round_trip(&crate::output::test_profile::off_cpu_profile());
+        let types: Vec<(&str, &str)> = p
+            .sample_type
+            .iter()
+            .map(|t| (s(&p, t.ty), s(&p, t.unit)))
+            .collect();
+        assert_eq!(types, [("blocks", "count"), ("off_cpu", "nanoseconds")]);
+        assert_eq!(s(&p, p.default_sample_type), "off_cpu");
+        let values: Vec<&Vec<i64>> = p.sample.iter().map(|x| &x.value).collect();
+        assert_eq!(values, [&vec![4, 3_000_000_000], &vec![2, 500_000_000]]);
+        // The state marker is the leaf location.
+        assert_eq!(
+            function_names(&p, p.sample[0].location_id[0]),
+            ["[blocked]"]
+        );
+    }
+
+    #[test]
+    fn cpu_profiles_have_no_thread_state() {
+        let p = round_trip(&demo_profile());
+        assert!(p.string_table.iter().all(|x| x != "thread_state"));
+        assert_eq!(s(&p, p.default_sample_type), "cpu");
+    }
 }

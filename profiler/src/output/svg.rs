@@ -254,4 +254,47 @@ mod tests {
         let err = write_svg(&Profile::default(), &SvgOptions::default(), io::sink()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
+
+    #[test]
+    fn off_cpu_graph_is_blue_with_times_in_milliseconds() {
+        let svg = render(
+            &crate::output::test_profile::off_cpu_profile(),
+            &SvgOptions::default(),
+        );
+        assert!(svg.contains(">Off-CPU time: pid 100 (demo)<"), "{svg}");
+        assert!(
+            svg.contains(">12.0 s, 3.5 s off CPU in 6 blocks (of it 0.5 s waiting for a CPU)<"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("<title>[blocked] (3,000 ms, 85.71%)</title>"),
+            "{svg}"
+        );
+        // inferno's io palette: blue channel high, red and green lower.
+        let fill = fill_of(&svg, "main");
+        let rgb: Vec<u32> = fill
+            .trim_start_matches("rgb(")
+            .trim_end_matches(')')
+            .split(',')
+            .map(|c| c.trim().parse().unwrap())
+            .collect();
+        assert!(rgb[2] > rgb[0] && rgb[2] > rgb[1], "{fill}");
+    }
+
+    #[test]
+    fn wall_graph_says_what_was_on_and_off_cpu() {
+        let svg = render(
+            &crate::output::test_profile::wall_profile(),
+            &SvgOptions::default(),
+        );
+        assert!(svg.contains(">Wall-clock time: pid 100 (demo)<"), "{svg}");
+        assert!(
+            svg.contains(
+                ">12.0 s; 1.2 s on CPU (125 samples at 99 Hz), 3.5 s off CPU in 6 blocks (of it 0.5 s waiting for a CPU)<"
+            ),
+            "{svg}"
+        );
+        // The Java palette still tells kernel frames apart.
+        assert_ne!(fill_of(&svg, "vfs_write"), fill_of(&svg, "main"));
+    }
 }

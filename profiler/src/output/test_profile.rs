@@ -10,7 +10,9 @@
 
 use std::path::PathBuf;
 
-use crate::profile::{FrameKind, Line, Location, Mapping, Meta, Profile, Sample};
+use crate::profile::{
+    FrameKind, Line, Location, Mapping, Meta, Profile, ProfileKind, Sample, ThreadState,
+};
 
 pub const DEMO_BUILD_ID: &str = "0123456789abcdef0123456789abcdef01234567";
 pub const LIBC_BUILD_ID: &str = "fedcba9876543210fedcba9876543210fedcba98";
@@ -223,6 +225,52 @@ pub fn demo_profile() -> Profile {
 
 /// Compares `actual` with `profiler/tests/golden/<name>`, or rewrites that
 /// file when `PROFILER_BLESS=1` is set.
+/// The demo profile as a wall-clock profile: its on-CPU samples are worth
+/// 10 ms each, and two off-CPU samples are added on top of `main`: 3 s
+/// blocked (4 times) and 0.5 s waiting for a CPU (2 times), each with its
+/// state marker as the leaf location.
+pub fn wall_profile() -> Profile {
+    let mut profile = demo_profile();
+    profile.meta.kind = ProfileKind::Wall;
+    for sample in &mut profile.samples {
+        sample.nanos = sample.count * 10_000_000;
+    }
+    let mut marker = |name: &str| {
+        profile.locations.push(loc(
+            FrameKind::Special,
+            0,
+            None,
+            vec![line(name, None, None)],
+        ));
+        profile.locations.len() - 1
+    };
+    let blocked = marker("[blocked]");
+    let runnable = marker("[waiting for CPU]");
+    for (marker, state, count, nanos) in [
+        (blocked, ThreadState::Blocked, 4, 3_000_000_000),
+        (runnable, ThreadState::Runnable, 2, 500_000_000),
+    ] {
+        profile.samples.push(Sample {
+            pid: 100,
+            tid: 101,
+            comm: "demo".into(),
+            locations: vec![marker, locs::MAIN, locs::LIBC_START, locs::START],
+            count,
+            nanos,
+            state,
+        });
+    }
+    profile
+}
+
+/// [`wall_profile`] without its on-CPU samples, as an off-CPU profile.
+pub fn off_cpu_profile() -> Profile {
+    let mut profile = wall_profile();
+    profile.meta.kind = ProfileKind::OffCpu;
+    profile.samples.retain(|s| s.state != ThreadState::OnCpu);
+    profile
+}
+
 pub fn check_golden(name: &str, actual: &[u8]) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")

@@ -28,7 +28,7 @@ use watch::{all_exited, end_command, handle_events, pidfd_open, status_line};
 use crate::{
     aggregate::aggregate,
     output::{self, Format, OutputError, OutputOptions},
-    processes::{ProcessTable, Resolver},
+    processes::{ProcessTable, Resolver, SETTLE_AFTER},
     profile::{Meta, Profile, ProfileKind},
     raw::KernelStats,
     tracer::{Targets, Tracer, TracerError, TracerOptions},
@@ -270,7 +270,11 @@ impl Session {
                     handle_events(guard.get_inner_mut(), &mut self.processes);
                     guard.clear_ready();
                 }
-                _ = tick.tick(), if live => {
+                _ = tick.tick() => {
+                    self.processes.settle(SETTLE_AFTER);
+                    if !live {
+                        continue;
+                    }
                     let stats = self.tracer.stats().unwrap_or_default();
                     let progress = match config.mode {
                         ProfileKind::Cpu => format!("{} samples", stats.samples),
