@@ -3,6 +3,7 @@
 //! manager (captures maps of processes while they live), aggregation and
 //! symbolization into a [`profile::Profile`], and the outputs.
 
+pub mod agent;
 pub mod aggregate;
 pub mod output;
 pub mod processes;
