@@ -10,6 +10,7 @@ pub mod processes;
 pub mod profile;
 pub mod raw;
 pub mod record;
+pub mod report;
 pub mod summary;
 pub mod threads;
 pub mod tracer;
