@@ -1,7 +1,8 @@
 //! Build and test helpers: `cargo xtask build-ebpf [--check]`, `cargo xtask test`,
-//! `cargo xtask install-ebpf-toolchain`.
+//! `cargo xtask install-ebpf-toolchain`, `cargo xtask bench-overhead`.
 
 mod ebpf;
+mod overhead;
 mod test;
 mod tools;
 
@@ -31,6 +32,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Measure the profiler's overhead side by side with perf and bpftrace
+    /// (installs them if missing; needs root).
+    BenchOverhead(overhead::Args),
 }
 
 fn main() -> Result<()> {
@@ -38,5 +42,6 @@ fn main() -> Result<()> {
         Command::BuildEbpf { check } => ebpf::build(check),
         Command::InstallEbpfToolchain => tools::install_ebpf_toolchain(),
         Command::Test { args } => test::run(&args),
+        Command::BenchOverhead(args) => overhead::run(&args),
     }
 }

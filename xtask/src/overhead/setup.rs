@@ -1,0 +1,128 @@
+//! The ways each workload is run: alone, and under each tool in each scope.
+//! The order of [`Setup::ALL`] is the order within a round, so every tool run
+//! sits between two runs alone (A B A B ...).
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Setup {
+    /// The workload with no tool running: the baseline.
+    #[serde(rename = "alone")]
+    Alone,
+    /// `profiler record -F HZ -o out.svg -- WORKLOAD`: the workload's processes only.
+    #[serde(rename = "profiler")]
+    Profiler,
+    /// `profiler record -a -F HZ -o out.svg -o out.folded`, ended with SIGINT.
+    #[serde(rename = "profiler-a")]
+    ProfilerAll,
+    /// `perf record -F HZ -g -- WORKLOAD`, then `perf script | inferno-collapse-perf | inferno-flamegraph`.
+    #[serde(rename = "perf")]
+    Perf,
+    /// `perf record -a -F HZ -g`, ended with SIGINT, then the same pipeline.
+    #[serde(rename = "perf-a")]
+    PerfAll,
+    /// `bpftrace -e 'profile:hz:HZ { @[ustack, kstack] = count(); }'` (always system-wide).
+    #[serde(rename = "bpftrace")]
+    Bpftrace,
+}
+
+impl Setup {
+    pub const ALL: [Setup; 6] = [
+        Setup::Alone,
+        Setup::Profiler,
+        Setup::ProfilerAll,
+        Setup::Perf,
+        Setup::PerfAll,
+        Setup::Bpftrace,
+    ];
+
+    /// The name on the command line (`--setups`) and in the JSON.
+    pub fn key(self) -> &'static str {
+        match self {
+            Setup::Alone => "alone",
+            Setup::Profiler => "profiler",
+            Setup::ProfilerAll => "profiler-a",
+            Setup::Perf => "perf",
+            Setup::PerfAll => "perf-a",
+            Setup::Bpftrace => "bpftrace",
+        }
+    }
+
+    /// The name in the table and the chart.
+    pub fn label(self) -> &'static str {
+        match self {
+            Setup::Alone => "alone",
+            Setup::Profiler => "profiler",
+            Setup::ProfilerAll => "profiler -a",
+            Setup::Perf => "perf",
+            Setup::PerfAll => "perf -a",
+            Setup::Bpftrace => "bpftrace",
+        }
+    }
+
+    /// Samples every process on the system, so it is started before the
+    /// workload and stopped with SIGINT after it.
+    pub fn system_wide(self) -> bool {
+        matches!(self, Setup::ProfilerAll | Setup::PerfAll | Setup::Bpftrace)
+    }
+
+    pub fn is_ours(self) -> bool {
+        matches!(self, Setup::Profiler | Setup::ProfilerAll)
+    }
+
+    /// The setup of a competing tool with the same scope, to compare with.
+    pub fn perf_counterpart(self) -> Option<Setup> {
+        match self {
+            Setup::Profiler => Some(Setup::Perf),
+            Setup::ProfilerAll => Some(Setup::PerfAll),
+            _ => None,
+        }
+    }
+
+    /// Parses a comma-separated list; `alone` is always added, first, as
+    /// every slowdown is measured against it.
+    pub fn parse_list(list: &str) -> Result<Vec<Setup>> {
+        let mut setups = vec![Setup::Alone];
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let Some(setup) = Setup::ALL.into_iter().find(|s| s.key() == name) else {
+                bail!(
+                    "unknown setup {name:?}: one of {}",
+                    Setup::ALL.map(Setup::key).join(", ")
+                );
+            };
+            if !setups.contains(&setup) {
+                setups.push(setup);
+            }
+        }
+        setups.sort();
+        Ok(setups)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_lists_keeping_alone_first_and_round_order() {
+        assert_eq!(
+            Setup::parse_list("bpftrace,profiler").unwrap(),
+            vec![Setup::Alone, Setup::Profiler, Setup::Bpftrace]
+        );
+        assert_eq!(Setup::parse_list("").unwrap(), vec![Setup::Alone]);
+        assert!(Setup::parse_list("perf,dtrace").is_err());
+        let all = Setup::ALL.map(Setup::key).join(",");
+        assert_eq!(Setup::parse_list(&all).unwrap(), Setup::ALL.to_vec());
+    }
+
+    #[test]
+    fn json_names_are_the_keys() {
+        for setup in Setup::ALL {
+            assert_eq!(
+                serde_json::to_string(&setup).unwrap(),
+                format!("\"{}\"", setup.key())
+            );
+        }
+    }
+}
