@@ -7,6 +7,8 @@
 //! `if !require_root("name") { return; }`, which says loudly on stderr that
 //! the test was skipped.
 
+pub mod ingest;
+
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
