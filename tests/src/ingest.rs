@@ -5,7 +5,7 @@
 //!
 //! It can be told to answer with an error status, to hang (accept the
 //! request and never answer), and be stopped and started again on the same
-//! port. It runs on its own thread and runtime, so stopping it closes every
+//! port. With [`IngestReceiver::start_tls`] it speaks HTTPS (rustls). It runs on its own thread and runtime, so stopping it closes every
 //! connection at once, as a crashed server would.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -94,11 +94,37 @@ pub struct IngestReceiver {
     addr: SocketAddr,
     shared: Arc<Shared>,
     server: Option<Server>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl IngestReceiver {
     /// Starts a receiver on a free port of 127.0.0.1.
     pub fn start() -> IngestReceiver {
+        IngestReceiver::start_with(None)
+    }
+
+    /// Starts an HTTPS receiver with a certificate chain and its private key
+    /// (PEM); the certificate should name `127.0.0.1`.
+    pub fn start_tls(cert_chain_pem: &str, key_pem: &str) -> IngestReceiver {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_chain_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("PEM certificates");
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("a PEM private key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("a usable certificate and key");
+        IngestReceiver::start_with(Some(Arc::new(config)))
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> IngestReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address");
         let shared = Arc::new(Shared {
@@ -111,17 +137,19 @@ impl IngestReceiver {
             }),
             changed: Condvar::new(),
         });
-        let server = serve(listener, shared.clone());
+        let server = serve(listener, shared.clone(), tls.clone());
         IngestReceiver {
             addr,
             shared,
             server: Some(server),
+            tls,
         }
     }
 
-    /// `http://127.0.0.1:<port>`, the base URL a client is given.
+    /// `http://127.0.0.1:<port>` (`https://` with TLS), the base URL a client is given.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -202,7 +230,7 @@ impl IngestReceiver {
                 Err(e) => panic!("cannot bind {} again: {e}", self.addr),
             }
         };
-        self.server = Some(serve(listener, self.shared.clone()));
+        self.server = Some(serve(listener, self.shared.clone(), self.tls.clone()));
     }
 }
 
@@ -212,7 +240,11 @@ impl Drop for IngestReceiver {
     }
 }
 
-fn serve(listener: TcpListener, shared: Arc<Shared>) -> Server {
+fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Server {
     listener
         .set_nonblocking(true)
         .expect("nonblocking listener");
@@ -233,11 +265,21 @@ fn serve(listener: TcpListener, shared: Arc<Shared>) -> Server {
                         accepted = listener.accept() => {
                             let Ok((stream, _)) = accepted else { continue };
                             let shared = shared.clone();
+                            let tls = tls.clone();
                             tokio::spawn(async move {
                                 let service = service_fn(move |request| handle(shared.clone(), request));
-                                let _ = http1::Builder::new()
-                                    .serve_connection(TokioIo::new(stream), service)
-                                    .await;
+                                let http = http1::Builder::new();
+                                match tls {
+                                    None => {
+                                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                                    }
+                                    Some(config) => {
+                                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                                        if let Ok(stream) = acceptor.accept(stream).await {
+                                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                                        }
+                                    }
+                                }
                             });
                         }
                     }

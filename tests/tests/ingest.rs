@@ -415,3 +415,69 @@ async fn refused_windows_leave_the_spool_but_bad_credentials_keep_it() {
         .collect();
     assert_eq!(order, [1, 2, 3]);
 }
+
+/// A test CA and a server certificate it signed for 127.0.0.1 and localhost
+/// (ECDSA P-256, valid until 2126), made with openssl for these tests only.
+const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBnDCCAUOgAwIBAgIULEV0pN3NXgL2GDNCNY50QjfbC8swCgYIKoZIzj0EAwIw
+GzEZMBcGA1UEAwwQcHJvZmlsZXIgdGVzdCBDQTAgFw0yNjExMjQxMjA5MTRaGA8y
+MTI2MTAzMTEyMDkxNFowGzEZMBcGA1UEAwwQcHJvZmlsZXIgdGVzdCBDQTBZMBMG
+ByqGSM49AgEGCCqGSM49AwEHA0IABAZphK8cBgdLxYCSDI9MTuSoeLRNqNNdHvoT
+Zp4wfcrSNIocoeCggbXxmC6UhYwUzqGDEdxj+7bSBOpSQNgfYWajYzBhMB0GA1Ud
+DgQWBBSXqUo4twn0hSISnNMeroWAstKxPjAfBgNVHSMEGDAWgBSXqUo4twn0hSIS
+nNMeroWAstKxPjAPBgNVHRMBAf8EBTADAQH/MA4GA1UdDwEB/wQEAwIBBjAKBggq
+hkjOPQQDAgNHADBEAiBfnLlgujnCSN16oXj/RwqU5k8aURL7HM9EQ/2BqIGNuAIg
+GbrWfw/TljsC/FrLGKjS1zdy6/arSyZE3MTLVjZmXkU=
+-----END CERTIFICATE-----
+";
+const TEST_SERVER_CERT_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBxjCCAWygAwIBAgIUdLAOJYGRHwQB47+PvvUG3d6bSSAwCgYIKoZIzj0EAwIw
+GzEZMBcGA1UEAwwQcHJvZmlsZXIgdGVzdCBDQTAgFw0yNjExMjQxMjA5MTRaGA8y
+MTI2MTAzMTEyMDkxNFowFDESMBAGA1UEAwwJbG9jYWxob3N0MFkwEwYHKoZIzj0C
+AQYIKoZIzj0DAQcDQgAE5ol/m8TXBiut4CloNVHcXLsAqb25WNABoWbQbycJvImI
+0b0UEfFTz9tt25RjX1D8Zcy7QAFIfS4VnA7oADyI0KOBkjCBjzAMBgNVHRMBAf8E
+AjAAMA4GA1UdDwEB/wQEAwIHgDATBgNVHSUEDDAKBggrBgEFBQcDATAaBgNVHREE
+EzARgglsb2NhbGhvc3SHBH8AAAEwHQYDVR0OBBYEFB3dvGRIAWHIGclVhjzDLzZh
+H9EfMB8GA1UdIwQYMBaAFJepSji3CfSFIhKc0x6uhYCy0rE+MAoGCCqGSM49BAMC
+A0gAMEUCIQCr8BRPSfz3NvIAVaAvRfgfbMhfsjCEXKNzlQWhykw1pQIgC8mlFrLP
+ZhqQ3Dv00pieldshHYNfEjSK+mWu5nyYmPI=
+-----END CERTIFICATE-----
+";
+const TEST_SERVER_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgVwzgfemzNs7u2Tb1
+DjD6gk/OZIaeYq52v2wi6+8bj0yhRANCAATmiX+bxNcGK63gKWg1UdxcuwCpvblY
+0AGhZtBvJwm8iYjRvRQR8VPP223blGNfUPxlzLtAAUh9LhWcDugAPIjQ
+-----END PRIVATE KEY-----
+";
+
+#[tokio::test]
+async fn https_with_rustls_and_a_private_ca() {
+    let receiver = IngestReceiver::start_tls(TEST_SERVER_CERT_PEM, TEST_SERVER_KEY_PEM);
+    assert!(receiver.url().starts_with("https://127.0.0.1:"));
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_file = tmp.path().join("ca.pem");
+    std::fs::write(&ca_file, TEST_CA_PEM).unwrap();
+
+    // Without the CA, the server's certificate is not trusted: a connect
+    // error, retried like any other (the CA may be installed meanwhile).
+    let untrusting = PyroscopeClient::new(options(receiver.url(), 1)).unwrap();
+    let err = untrusting.push(&window_upload(1, 0)).await.unwrap_err();
+    match &err {
+        PushError::GaveUp {
+            last: AttemptError::Connect { message },
+            ..
+        } => assert!(message.to_lowercase().contains("certificate"), "{message}"),
+        other => panic!("{other}"),
+    }
+    assert!(receiver.received().is_empty());
+
+    let client = PyroscopeClient::new(ClientOptions {
+        ca_file: Some(ca_file),
+        ..options(receiver.url(), 1)
+    })
+    .unwrap();
+    client.push(&window_upload(1, 0)).await.unwrap();
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].profile, to_proto(&window_profile(1, 0)));
+}
