@@ -926,6 +926,32 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_example_is_valid_with_and_without_its_optional_settings() {
+        let text = include_str!("../../../packaging/agent.toml");
+        let config = AgentConfig::from_toml(text, "packaging/agent.toml").unwrap();
+        assert_eq!(
+            (config.frequency_hz, config.window, config.retention),
+            (DEFAULT_FREQUENCY_HZ, DEFAULT_WINDOW, Retention::default())
+        );
+        assert!(config.targets.is_system_wide() && config.pyroscope.is_none());
+
+        // Every setting left commented out ("# key = ...") is valid too.
+        let all: String = text
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = AgentConfig::from_toml(&all, "packaging/agent.toml, uncommented").unwrap();
+        assert_eq!(config.targets.pids, [1234, 5678]);
+        assert_eq!(config.hostname, "web-1");
+        let p = config.pyroscope.unwrap();
+        assert_eq!(p.url, "https://pyroscope.example.com:4040");
+        assert_eq!(p.spool_max_bytes, DEFAULT_SPOOL_MAX_BYTES);
+        assert_eq!(p.tenant_id.as_deref(), Some("team-a"));
+        assert!(matches!(p.auth, Some(AuthConfig::Basic { .. })));
+    }
+
+    #[test]
     fn hostname_defaults_to_the_machines() {
         let config = parse("").unwrap();
         let expected = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
