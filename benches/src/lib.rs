@@ -235,6 +235,8 @@ pub fn synthetic_raw(config: &SynthConfig) -> RawProfile {
             user_stack,
             kernel_stack,
             count: 1 + rng.below(20) as u64,
+            nanos: 0,
+            state: Default::default(),
         });
     }
     RawProfile {
@@ -310,6 +312,7 @@ pub fn bench_meta() -> Meta {
         start_unix_nanos: 1_700_000_000_000_000_000,
         duration_nanos: 30_000_000_000,
         frequency_hz: 99,
+        ..Default::default()
     }
 }
 
