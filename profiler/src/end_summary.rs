@@ -81,6 +81,15 @@ pub fn render(report: &RecordReport) -> String {
             format_duration(runnable),
             report.kernel.off_cpu_switches
         );
+        let hidden = report.hidden_before_start;
+        if hidden.threads > 0 {
+            let _ = writeln!(
+                out,
+                "  {} of {} threads already off CPU when the recording started left out (stack unknown; --mode wall includes it)",
+                format_duration(hidden.nanos),
+                hidden.threads
+            );
+        }
         if report.kernel.off_cpu_short > 0 {
             let _ = writeln!(
                 out,

@@ -350,3 +350,55 @@ fn off_cpu_flame_graph_is_drawn_in_time() {
         "wait_sleep is not shown in milliseconds"
     );
 }
+
+#[test]
+fn time_off_cpu_since_before_the_recording_is_left_out_of_off_cpu_mode_only() {
+    if !require_root("time_off_cpu_since_before_the_recording_is_left_out_of_off_cpu_mode_only") {
+        return;
+    }
+    let _guard = shared_recording();
+    let dir = temp_dir("before-start");
+    // Asleep for the whole recording: its one wait began before it.
+    let mut cmd = std::process::Command::new("sleep");
+    cmd.arg("60");
+    let sleeper = Proc::spawn(cmd);
+    wait_for_comm(sleeper.pid, "sleep", Duration::from_secs(5));
+    let marker = "[stack unknown: off CPU since before the recording]";
+
+    let folded = dir.path().join("off.folded");
+    let off = record()
+        .mode("off-cpu")
+        .pid(sleeper.pid)
+        .duration("1s")
+        .output(&folded)
+        .run(TIMEOUT);
+    assert!(
+        !off.status.success(),
+        "an off-CPU recording of a thread asleep throughout has nothing to show, \
+         yet it succeeded:\n{}",
+        off.stderr
+    );
+    assert!(
+        off.stderr
+            .contains("already off CPU when the recording started left out"),
+        "the summary or error does not say that the sleeper's time was left out:\n{}",
+        off.stderr
+    );
+    assert!(!folded.exists(), "a failed recording left {folded:?}");
+
+    let wall_folded = dir.path().join("wall.folded");
+    let wall = record()
+        .mode("wall")
+        .pid(sleeper.pid)
+        .duration("1s")
+        .output(&wall_folded)
+        .run_ok(TIMEOUT);
+    let stacks = read_folded(&wall_folded);
+    let hidden = nanos_with(&stacks, marker, "[blocked]");
+    assert!(
+        hidden > 900_000_000,
+        "wall mode shows {:.1} ms of the sleeper's 1 s under {marker}:\n{}",
+        ms(hidden),
+        wall.stderr
+    );
+}

@@ -109,6 +109,14 @@ pub enum RecordError {
          --mode cpu"
     )]
     NoOffCpu { secs: f64 },
+    #[error(
+        "no off-CPU time with a known stack in {secs:.1} s: {} of {} threads already off CPU when \
+         the recording started left out (they blocked before the profiler attached, so their stacks are unknown), so nothing was \
+         written. Use --mode wall to include that time, or record while the target runs",
+        crate::summary::format_duration(hidden.nanos),
+        hidden.threads
+    )]
+    OnlyOffCpuBeforeStart { secs: f64, hidden: HiddenTime },
     #[error(transparent)]
     Tracer(#[from] TracerError),
     #[error(transparent)]
@@ -136,6 +144,38 @@ pub struct RecordReport {
     pub stop: StopReason,
     pub command_status: Option<ExitStatus>,
     pub written: Vec<PathBuf>,
+    /// Off-CPU mode only: time of threads already off CPU when the recording
+    /// started, until they first ran, left out of the profile.
+    pub hidden_before_start: HiddenTime,
+}
+
+/// Off-CPU time left out of a profile, and from how many threads.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HiddenTime {
+    pub threads: u64,
+    pub nanos: u64,
+}
+
+/// In off-CPU mode, time a thread spent off CPU since before the recording
+/// is left out: its stack was never taken, so it says only "idle", and
+/// system-wide it is most of the profile (every idle daemon thread for the
+/// whole recording), which buries the blocking stacks the mode is for.
+/// libbpf-tools' offcputime leaves it out too. Wall mode keeps it, since
+/// there each thread must add up to the recording's length.
+fn hide_before_start(raw: &mut crate::raw::RawProfile) -> HiddenTime {
+    let mut hidden = HiddenTime::default();
+    raw.samples.retain(|sample| {
+        let before = matches!(
+            sample.user_stack,
+            crate::raw::RawStack::Lost { errno } if errno == -profiler_common::STACK_ERROR_BEFORE_START
+        );
+        if before {
+            hidden.threads += 1;
+            hidden.nanos += sample.nanos;
+        }
+        !before
+    });
+    hidden
 }
 
 fn describe(target: &RecordTarget) -> String {
@@ -315,8 +355,13 @@ impl Session {
         &mut self,
         config: &RecordConfig,
         duration: Duration,
-    ) -> Result<(Profile, KernelStats, symbolizer::Stats, usize), RecordError> {
-        let raw = self.tracer.drain()?;
+    ) -> Result<(Profile, KernelStats, symbolizer::Stats, usize, HiddenTime), RecordError> {
+        let mut raw = self.tracer.drain()?;
+        let hidden = if config.mode == ProfileKind::OffCpu {
+            hide_before_start(&mut raw)
+        } else {
+            HiddenTime::default()
+        };
         let mut pids: Vec<u32> = raw.samples.iter().map(|s| s.tgid).collect();
         pids.sort_unstable();
         pids.dedup();
@@ -345,7 +390,7 @@ impl Session {
             .iter()
             .filter(|&&pid| self.processes.get(pid).is_none())
             .count();
-        Ok((profile, raw.stats, symbolizer.stats(), missed))
+        Ok((profile, raw.stats, symbolizer.stats(), missed, hidden))
     }
 }
 
@@ -361,10 +406,17 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
         command_status,
         duration,
     } = session.watch(&config).await?;
-    let (profile, kernel, symbolizer, processes_missed) = session.profile(&config, duration)?;
+    let (profile, kernel, symbolizer, processes_missed, hidden_before_start) =
+        session.profile(&config, duration)?;
     if profile.total_value() == 0 {
         let secs = duration.as_secs_f64();
         return Err(match config.mode {
+            ProfileKind::OffCpu if hidden_before_start.threads > 0 => {
+                RecordError::OnlyOffCpuBeforeStart {
+                    secs,
+                    hidden: hidden_before_start,
+                }
+            }
             ProfileKind::OffCpu => RecordError::NoOffCpu { secs },
             _ => RecordError::NoSamples { secs },
         });
@@ -382,5 +434,6 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
         stop,
         command_status,
         written,
+        hidden_before_start,
     })
 }
