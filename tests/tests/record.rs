@@ -780,9 +780,12 @@ fn a_full_stack_map_is_counted_not_silent() {
         run.stderr.contains("Lost: none"),
         "stacks lost with the default map{d}"
     );
+    // Twice what the small map held: the default map took them all. (Not an
+    // absolute thousands: on a loaded machine the 2 s workload may get only
+    // half a CPU, about 1000 samples.)
     assert!(
-        stacks.len() > 1000,
-        "only {} distinct stacks; the workload should give thousands{d}",
+        stacks.len() > 512,
+        "only {} distinct stacks; the workload should give far more than the 256 of the small map{d}",
         stacks.len()
     );
     assert!(
