@@ -107,6 +107,29 @@ impl Symbolizer {
         self.stats
     }
 
+    /// Names cached (kernel and user addresses).
+    pub fn cache_len(&self) -> usize {
+        self.kernel.len() + self.user.len()
+    }
+
+    /// Forgets the names of files no longer mapped by a process kept (their
+    /// file key is not in `live`), then, if the caches still hold more than
+    /// `max_entries` names, all of them. Returns how many names were dropped.
+    /// A long-running agent calls this between windows to bound its memory.
+    pub fn evict(
+        &mut self,
+        live: &std::collections::HashSet<(u32, u32, u64)>,
+        max_entries: usize,
+    ) -> u64 {
+        let before = self.cache_len();
+        self.user.retain(|(key, _), _| live.contains(key));
+        if self.cache_len() > max_entries {
+            self.user.clear();
+            self.kernel.clear();
+        }
+        (before - self.cache_len()) as u64
+    }
+
     /// Kernel addresses, as looked up (callers adjust return addresses).
     pub fn symbolize_kernel(&mut self, addrs: &[u64]) -> Vec<Symbol> {
         let missing: Vec<u64> = {
