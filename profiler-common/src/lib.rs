@@ -22,7 +22,36 @@ pub mod map_names {
     pub const EVENTS: &str = "EVENTS";
     pub const OFF_CPU_START: &str = "OFF_CPU_START";
     pub const OFF_CPU_COUNTS: &str = "OFF_CPU_COUNTS";
+    /// The second map set, used by windowed draining (`Config::active_set` 1).
+    pub const STACKS_1: &str = "STACKS_1";
+    pub const COUNTS_1: &str = "COUNTS_1";
+    pub const OFF_CPU_COUNTS_1: &str = "OFF_CPU_COUNTS_1";
+
+    /// The stacks map of map set `set` (0 or 1).
+    pub const fn stacks(set: u32) -> &'static str {
+        if set == 0 { STACKS } else { STACKS_1 }
+    }
+
+    /// The on-CPU counts map of map set `set`.
+    pub const fn counts(set: u32) -> &'static str {
+        if set == 0 { COUNTS } else { COUNTS_1 }
+    }
+
+    /// The off-CPU counts map of map set `set`.
+    pub const fn off_cpu_counts(set: u32) -> &'static str {
+        if set == 0 {
+            OFF_CPU_COUNTS
+        } else {
+            OFF_CPU_COUNTS_1
+        }
+    }
 }
+
+/// Map sets: the stacks, on-CPU counts and off-CPU counts maps come in two
+/// copies. Programs record into the set `Config::active_set` names; user
+/// space switches sets at a window boundary, then reads and clears the
+/// other one while the programs go on recording.
+pub const MAP_SETS: u32 = 2;
 
 /// Program names (the function names in `profiler-ebpf`).
 pub mod program_names {
@@ -65,6 +94,10 @@ pub struct Config {
     /// Off-CPU intervals shorter than this are counted in `stat::OFF_CPU_SHORT`
     /// but not recorded.
     pub min_block_ns: u64,
+    /// The map set (0 or 1) programs record into now. `profiler record`
+    /// keeps 0; the agent switches it at every window boundary.
+    pub active_set: u32,
+    pub reserved: u32,
 }
 
 /// Key of the in-kernel on-CPU sample counts (`COUNTS` map).
@@ -119,11 +152,19 @@ pub struct OffCpuValue {
 
 /// Value of `OFF_CPU_START` (keyed by tid): a thread that is off CPU now,
 /// since `start_ns` (`bpf_ktime_get_ns`, i.e. CLOCK_MONOTONIC).
+///
+/// The key's stacks are in the stacks map of map set `set`, the set active
+/// at the switch-out. The interval is added to the set active at the
+/// switch-in; when the sets were switched meanwhile, the stacks are copied
+/// there first (user space keeps the stacks that entries refer to when it
+/// clears a set).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OffCpuStart {
     pub key: OffCpuKey,
     pub start_ns: u64,
+    pub set: u32,
+    pub reserved: u32,
 }
 
 /// A stack as stored in the `STACKS` map: `len` addresses, innermost first.
@@ -188,8 +229,19 @@ pub mod stat {
     pub const OFF_CPU_SHORT: u32 = 13;
     /// Nanoseconds in those short intervals.
     pub const OFF_CPU_SHORT_NANOS: u32 = 14;
+    /// Samples and off-CPU intervals whose map set was switched while they
+    /// were being recorded (they land in the set just switched away from, after or
+    /// while user space reads it; user space finds them when it reads that
+    /// set again, and counts them as between windows).
+    pub const FLIP_RACES: u32 = 15;
+    /// Off-CPU intervals of threads that left the CPU in an earlier window
+    /// (their stacks were copied from that window's set to the active one).
+    pub const OFF_CPU_LATE: u32 = 16;
+    /// Off-CPU intervals recorded into a counts map (what user space
+    /// should find in the maps, in all).
+    pub const OFF_CPU_RECORDED: u32 = 17;
     /// Number of counters.
-    pub const COUNT: u32 = 15;
+    pub const COUNT: u32 = 18;
 }
 
 /// `ProcessEvent::kind`: first sample of a process (or first since its exec).
@@ -220,10 +272,11 @@ mod pod {
     unsafe impl aya::Pod for super::OffCpuStart {}
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 40);
+const _: () = assert!(core::mem::size_of::<Config>() == 48);
 const _: () = assert!(core::mem::size_of::<OffCpuKey>() == core::mem::size_of::<SampleKey>() + 8);
 const _: () = assert!(core::mem::size_of::<OffCpuValue>() == 16);
-const _: () = assert!(core::mem::size_of::<OffCpuStart>() == core::mem::size_of::<OffCpuKey>() + 8);
+const _: () =
+    assert!(core::mem::size_of::<OffCpuStart>() == core::mem::size_of::<OffCpuKey>() + 16);
 const _: () = assert!(core::mem::size_of::<SampleKey>() == 32 + COMM_LEN);
 const _: () = assert!(core::mem::size_of::<StackTrace>() == 8 * (1 + MAX_STACK_DEPTH));
 const _: () = assert!(core::mem::size_of::<ProcessEvent>() == 8);

@@ -19,11 +19,12 @@ use aya_ebpf::{
     programs::{PerfEventContext, TracePointContext},
 };
 use profiler_common::{
-    COMM_LEN, Config, EVENT_FORK, EVENT_NEW_PROCESS, FILTER_ALL, MAX_STACK_DEPTH,
-    OFF_CPU_BLOCKED, OFF_CPU_RUNNABLE, OffCpuKey, OffCpuStart, OffCpuValue, ProcessEvent,
-    SampleKey, StackTrace, stack_hash, stat,
+    COMM_LEN, Config, EVENT_FORK, EVENT_NEW_PROCESS, FILTER_ALL, MAX_STACK_DEPTH, OFF_CPU_BLOCKED,
+    OFF_CPU_RUNNABLE, OffCpuKey, OffCpuStart, OffCpuValue, ProcessEvent, SampleKey, StackTrace,
+    stack_hash, stat,
 };
 
+const ENOENT: i32 = 2;
 const E2BIG: i32 = 7;
 const EFAULT: i32 = 14;
 const EEXIST: i32 = 17;
@@ -41,8 +42,12 @@ static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
 static KNOWN: HashMap<u32, u8> = HashMap::with_max_entries(32768, 0);
 
 /// User and kernel stacks by hash. User space may resize it at load time.
+/// `STACKS`, `COUNTS` and `OFF_CPU_COUNTS` are map set 0; the `_1` maps
+/// are map set 1 (see `Config::active_set`).
 #[map]
 static STACKS: HashMap<u64, StackTrace> = HashMap::with_max_entries(16384, 0);
+#[map]
+static STACKS_1: HashMap<u64, StackTrace> = HashMap::with_max_entries(16384, 0);
 
 /// Where `bpf_get_stack` writes before the stack is hashed (too big for the BPF stack).
 #[map]
@@ -51,6 +56,8 @@ static STACK_SCRATCH: PerCpuArray<StackTrace> = PerCpuArray::with_max_entries(1,
 /// Sample counts aggregated in the kernel. User space may resize it at load time.
 #[map]
 static COUNTS: HashMap<SampleKey, u64> = HashMap::with_max_entries(65536, 0);
+#[map]
+static COUNTS_1: HashMap<SampleKey, u64> = HashMap::with_max_entries(65536, 0);
 
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
@@ -66,6 +73,36 @@ static OFF_CPU_START: HashMap<u32, OffCpuStart> = HashMap::with_max_entries(6553
 /// Off-CPU time aggregated in the kernel. User space may resize it.
 #[map]
 static OFF_CPU_COUNTS: HashMap<OffCpuKey, OffCpuValue> = HashMap::with_max_entries(65536, 0);
+#[map]
+static OFF_CPU_COUNTS_1: HashMap<OffCpuKey, OffCpuValue> = HashMap::with_max_entries(65536, 0);
+
+#[inline(always)]
+fn stacks(set: u32) -> &'static HashMap<u64, StackTrace> {
+    if set == 0 { &STACKS } else { &STACKS_1 }
+}
+
+#[inline(always)]
+fn counts(set: u32) -> &'static HashMap<SampleKey, u64> {
+    if set == 0 { &COUNTS } else { &COUNTS_1 }
+}
+
+#[inline(always)]
+fn off_cpu_counts(set: u32) -> &'static HashMap<OffCpuKey, OffCpuValue> {
+    if set == 0 {
+        &OFF_CPU_COUNTS
+    } else {
+        &OFF_CPU_COUNTS_1
+    }
+}
+
+/// The map set programs record into now.
+#[inline(always)]
+fn active_set() -> u32 {
+    match CONFIG.get(0) {
+        Some(config) => config.active_set,
+        None => 0,
+    }
+}
 
 /// `prev_state` bits of a task that is exiting (`X`, `Z`): it never comes back.
 const STATE_DEAD: u64 = 0x10 | 0x20;
@@ -91,22 +128,30 @@ fn config() -> Config {
 
 #[inline(always)]
 fn send_event(kind: u32, tgid: u32) {
-    if EVENTS.output::<ProcessEvent>(ProcessEvent { kind, tgid }, 0).is_err() {
+    if EVENTS
+        .output::<ProcessEvent>(ProcessEvent { kind, tgid }, 0)
+        .is_err()
+    {
         bump(stat::EVENTS_LOST);
     }
 }
 
-/// Copies the current user (`BPF_F_USER_STACK`) or kernel stack into `STACKS`
-/// and returns `(hash, 0)`, `(0, 0)` when there is no such stack, or
+/// Copies the current user (`BPF_F_USER_STACK`) or kernel stack into the
+/// stacks map of map set `set` and returns `(hash, 0)`, `(0, 0)` when there is no such stack, or
 /// `(0, -errno)` when it was lost (counted).
 #[inline(always)]
-fn record_stack<C: EbpfContext>(ctx: &C, flags: u64, error_stat: u32) -> (u64, i32) {
+fn record_stack<C: EbpfContext>(ctx: &C, set: u32, flags: u64, error_stat: u32) -> (u64, i32) {
     let Some(scratch) = STACK_SCRATCH.get_ptr_mut(0) else {
         return (0, -E2BIG);
     };
     // SAFETY: the scratch slot is this CPU's, and holds STACK_BYTES of addresses.
     let ret = unsafe {
-        bpf_get_stack(ctx.as_ptr(), (*scratch).ips.as_mut_ptr() as *mut c_void, STACK_BYTES, flags)
+        bpf_get_stack(
+            ctx.as_ptr(),
+            (*scratch).ips.as_mut_ptr() as *mut c_void,
+            STACK_BYTES,
+            flags,
+        )
     };
     if ret == -(EFAULT as i64) || ret == 0 {
         return (0, 0);
@@ -125,8 +170,9 @@ fn record_stack<C: EbpfContext>(ctx: &C, flags: u64, error_stat: u32) -> (u64, i
         &*scratch
     };
     let hash = stack_hash(&trace.ips, len);
-    if STACKS.get_ptr(hash).is_none() {
-        match STACKS.insert(hash, trace, BPF_NOEXIST as u64) {
+    let stacks = stacks(set);
+    if stacks.get_ptr(hash).is_none() {
+        match stacks.insert(hash, trace, BPF_NOEXIST as u64) {
             Ok(()) => {}
             Err(err) if err == -EEXIST => {}
             Err(_) => {
@@ -161,8 +207,14 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
     }
     bump(stat::SAMPLES);
     announce(tgid);
-    let key = sample_key(&ctx, tgid, tid);
-    count(&key);
+    let set = config.active_set;
+    let key = sample_key(&ctx, tgid, tid, set);
+    count(&key, set);
+    // Switched meanwhile: this sample may land in a set user space is
+    // reading or has read; it finds it when it reads the set again.
+    if active_set() != set {
+        bump(stat::FLIP_RACES);
+    }
     0
 }
 
@@ -180,10 +232,10 @@ fn announce(tgid: u32) {
 
 /// The current thread's stacks and command name.
 #[inline(always)]
-fn sample_key<C: EbpfContext>(ctx: &C, tgid: u32, tid: u32) -> SampleKey {
+fn sample_key<C: EbpfContext>(ctx: &C, tgid: u32, tid: u32, set: u32) -> SampleKey {
     let (user_stack, user_error) =
-        record_stack(ctx, BPF_F_USER_STACK as u64, stat::USER_STACK_ERROR);
-    let (kernel_stack, kernel_error) = record_stack(ctx, 0, stat::KERNEL_STACK_ERROR);
+        record_stack(ctx, set, BPF_F_USER_STACK as u64, stat::USER_STACK_ERROR);
+    let (kernel_stack, kernel_error) = record_stack(ctx, set, 0, stat::KERNEL_STACK_ERROR);
     SampleKey {
         tgid,
         tid,
@@ -219,7 +271,32 @@ pub fn on_sched_switch(ctx: TracePointContext) -> u32 {
             bump(stat::OFF_CPU_SHORT);
             add(stat::OFF_CPU_SHORT_NANOS, nanos);
         } else {
-            add_off_cpu(&start.key, nanos);
+            let set = config.active_set;
+            let mut key = start.key;
+            if start.set != set {
+                // The thread left the CPU in an earlier window: its stacks
+                // are in that window's set, which user space may be reading
+                // or clearing. The interval goes to the active set, with its
+                // stacks copied there (user space keeps the stacks of
+                // threads off CPU when it clears a set).
+                bump(stat::OFF_CPU_LATE);
+                let (user_stack, user_error) =
+                    move_stack(start.set, set, key.sample.user_stack, key.sample.user_error);
+                let (kernel_stack, kernel_error) = move_stack(
+                    start.set,
+                    set,
+                    key.sample.kernel_stack,
+                    key.sample.kernel_error,
+                );
+                key.sample.user_stack = user_stack;
+                key.sample.user_error = user_error;
+                key.sample.kernel_stack = kernel_stack;
+                key.sample.kernel_error = kernel_error;
+            }
+            add_off_cpu(&key, nanos, set);
+            if active_set() != set {
+                bump(stat::FLIP_RACES);
+            }
         }
     }
 
@@ -249,18 +326,47 @@ pub fn on_sched_switch(ctx: TracePointContext) -> u32 {
     } else {
         OFF_CPU_RUNNABLE
     };
+    let set = config.active_set;
     let start = OffCpuStart {
         key: OffCpuKey {
-            sample: sample_key(&ctx, tgid, tid),
+            sample: sample_key(&ctx, tgid, tid, set),
             state,
             reserved: 0,
         },
         start_ns: now,
+        set,
+        reserved: 0,
     };
     if OFF_CPU_START.insert(tid, &start, 0).is_err() {
         bump(stat::OFF_CPU_START_FULL);
     }
     0
+}
+
+/// Copies stack `hash` from the stacks map of set `from` to that of set
+/// `to`; returns the stack and error to record, like `record_stack`.
+#[inline(always)]
+fn move_stack(from: u32, to: u32, hash: u64, error: i32) -> (u64, i32) {
+    if hash == 0 {
+        return (hash, error);
+    }
+    let Some(trace) = stacks(from).get_ptr(hash) else {
+        // Cannot happen while user space keeps these stacks; a visible loss if it does.
+        return (0, -ENOENT);
+    };
+    let target = stacks(to);
+    if target.get_ptr(hash).is_some() {
+        return (hash, 0);
+    }
+    // SAFETY: a value of the stacks map, valid during this program.
+    match target.insert(hash, unsafe { &*trace }, BPF_NOEXIST as u64) {
+        Ok(()) => (hash, 0),
+        Err(err) if err == -EEXIST => (hash, 0),
+        Err(_) => {
+            bump(stat::STACKS_FULL);
+            (0, -E2BIG)
+        }
+    }
 }
 
 #[inline(always)]
@@ -272,25 +378,28 @@ fn add(index: u32, value: u64) {
 }
 
 #[inline(always)]
-fn add_off_cpu(key: &OffCpuKey, nanos: u64) {
-    if let Some(value) = OFF_CPU_COUNTS.get_ptr_mut(key) {
+fn add_off_cpu(key: &OffCpuKey, nanos: u64, set: u32) {
+    let off_cpu_counts = off_cpu_counts(set);
+    if let Some(value) = off_cpu_counts.get_ptr_mut(key) {
         // SAFETY: the key holds the tid, and a thread switches in on one CPU
         // at a time, so no other program updates this value concurrently.
         unsafe {
             (*value).count += 1;
             (*value).nanos += nanos;
         }
+        bump(stat::OFF_CPU_RECORDED);
         return;
     }
     let value = OffCpuValue { count: 1, nanos };
-    match OFF_CPU_COUNTS.insert(key, &value, BPF_NOEXIST as u64) {
-        Ok(()) => {}
+    match off_cpu_counts.insert(key, &value, BPF_NOEXIST as u64) {
+        Ok(()) => bump(stat::OFF_CPU_RECORDED),
         Err(err) if err == -EEXIST => {
-            if let Some(value) = OFF_CPU_COUNTS.get_ptr_mut(key) {
+            if let Some(value) = off_cpu_counts.get_ptr_mut(key) {
                 unsafe {
                     (*value).count += 1;
                     (*value).nanos += nanos;
                 }
+                bump(stat::OFF_CPU_RECORDED);
             }
         }
         Err(_) => bump(stat::OFF_CPU_COUNTS_FULL),
@@ -298,17 +407,18 @@ fn add_off_cpu(key: &OffCpuKey, nanos: u64) {
 }
 
 #[inline(always)]
-fn count(key: &SampleKey) {
-    if let Some(value) = COUNTS.get_ptr_mut(key) {
+fn count(key: &SampleKey, set: u32) {
+    let counts = counts(set);
+    if let Some(value) = counts.get_ptr_mut(key) {
         // SAFETY: the key holds the tid, and a thread runs on one CPU at a time,
         // so no other program updates this value concurrently.
         unsafe { *value += 1 };
         return;
     }
-    match COUNTS.insert(key, 1, BPF_NOEXIST as u64) {
+    match counts.insert(key, 1, BPF_NOEXIST as u64) {
         Ok(()) => {}
         Err(err) if err == -EEXIST => {
-            if let Some(value) = COUNTS.get_ptr_mut(key) {
+            if let Some(value) = counts.get_ptr_mut(key) {
                 unsafe { *value += 1 };
             }
         }

@@ -34,10 +34,17 @@ fn lookup_address(addr: u64, depth: usize) -> u64 {
     }
 }
 
+/// `RawStack::Lost::errno` of the marker stack that stands for the stacks
+/// of a window beyond the agent's `max_stacks` (not a kernel errno).
+pub const ERRNO_OVER_STACK_CAP: i32 = 100_000;
+
 fn lost_stack_name(side: &str, errno: i32) -> String {
     match -errno {
         profiler_common::STACK_ERROR_BEFORE_START => {
             "[stack unknown: off CPU since before the recording]".to_string()
+        }
+        e if e == -ERRNO_OVER_STACK_CAP => {
+            "[stacks over the per-window cap (max_stacks)]".to_string()
         }
         _ => lost_errno_name(side, errno),
     }

@@ -6,9 +6,15 @@ use std::{ffi::OsString, path::PathBuf, time::Duration};
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use profiler::{
+    agent::config::{
+        AgentOverrides, AuthConfig, DEFAULT_DATA_DIR, parse_duration as parse_agent_duration,
+        parse_size,
+    },
+    agent::run::AgentArgs as AgentSettings,
     output::Format,
     profile::ProfileKind,
     record::{OutputSpec, RecordConfig, RecordTarget},
+    report::ReportConfig,
 };
 
 #[derive(Parser, Debug)]
@@ -26,6 +32,191 @@ pub struct Cli {
 pub enum Command {
     /// Sample stacks of processes (or the whole system) and write a flame graph, folded stacks or pprof.
     Record(RecordArgs),
+    /// Profile continuously: cut windows, store them locally and push them to Grafana Pyroscope.
+    Agent(Box<AgentArgs>),
+    /// Merge windows stored by the agent into one flame graph, folded stacks or pprof.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Every setting of the config file can be given as a flag, which wins.\n\
+    Examples:\n  \
+    profiler agent --config /etc/profiler/agent.toml\n  \
+    profiler agent --data-dir /tmp/prof --window 10s --pyroscope-url http://localhost:4040\n  \
+    profiler agent --comm-regex '^nginx' --no-pyroscope\n\
+    Signals: SIGINT/SIGTERM store the current window and exit; SIGHUP reads the config again.\n\
+    Logs: RUST_LOG=debug (default info)."
+)]
+pub struct AgentArgs {
+    /// The TOML config file (see packaging/agent.toml).
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    /// Samples per second per CPU [default: 19].
+    #[arg(short = 'F', long = "frequency")]
+    pub frequency: Option<u64>,
+    /// Length of a window, e.g. 10s [default: 10s].
+    #[arg(long = "window", value_parser = parse_agent_duration)]
+    pub window: Option<Duration>,
+    /// Profile every process, whatever targets the config names.
+    #[arg(short = 'a', long = "all", conflicts_with_all = ["pids", "comm_regex", "cgroup"])]
+    pub all: bool,
+    /// Processes to profile (comma-separated or repeated).
+    #[arg(short = 'p', long = "pid", value_delimiter = ',')]
+    pub pids: Vec<u32>,
+    /// Profile processes whose command name matches this regular expression.
+    #[arg(long = "comm-regex")]
+    pub comm_regex: Option<String>,
+    /// Profile the processes of this cgroup (v2) directory and its descendants.
+    #[arg(long = "cgroup")]
+    pub cgroup: Option<PathBuf>,
+    /// service_name label of every profile [default: each process's command name].
+    #[arg(long = "service-name")]
+    pub service_name: Option<String>,
+    /// hostname label [default: the machine's host name].
+    #[arg(long = "hostname")]
+    pub hostname: Option<String>,
+    /// Where windows are stored [default: /var/lib/profiler].
+    #[arg(long = "data-dir")]
+    pub data_dir: Option<PathBuf>,
+    /// Stored windows older than this are removed, e.g. 24h.
+    #[arg(long = "max-age", value_parser = parse_agent_duration)]
+    pub max_age: Option<Duration>,
+    /// The store is kept below this size, e.g. 1GiB.
+    #[arg(long = "max-bytes", value_parser = parse_size)]
+    pub max_bytes: Option<u64>,
+    /// Unique stacks kept per window; more are counted and folded into one marker stack.
+    #[arg(long = "max-stacks")]
+    pub max_stacks: Option<usize>,
+    /// Do not push to Pyroscope, even if the config says to.
+    #[arg(long = "no-pyroscope", conflicts_with = "pyroscope_url")]
+    pub no_pyroscope: bool,
+    /// Pyroscope's base URL, e.g. http://localhost:4040.
+    #[arg(long = "pyroscope-url")]
+    pub pyroscope_url: Option<String>,
+    /// Basic-auth user name.
+    #[arg(long = "pyroscope-user")]
+    pub pyroscope_user: Option<String>,
+    /// A file holding the basic-auth password.
+    #[arg(long = "pyroscope-password-file")]
+    pub pyroscope_password_file: Option<PathBuf>,
+    /// An environment variable holding the basic-auth password.
+    #[arg(long = "pyroscope-password-env")]
+    pub pyroscope_password_env: Option<String>,
+    /// A file holding a bearer token.
+    #[arg(long = "pyroscope-token-file")]
+    pub pyroscope_token_file: Option<PathBuf>,
+    /// An environment variable holding a bearer token.
+    #[arg(long = "pyroscope-token-env")]
+    pub pyroscope_token_env: Option<String>,
+    /// Tenant (X-Scope-OrgID) of a multi-tenant Pyroscope.
+    #[arg(long = "pyroscope-tenant-id")]
+    pub pyroscope_tenant_id: Option<String>,
+    /// Extra CA certificates (PEM) to trust.
+    #[arg(long = "pyroscope-ca-file")]
+    pub pyroscope_ca_file: Option<PathBuf>,
+    /// Timeout of one push attempt, e.g. 10s.
+    #[arg(long = "pyroscope-timeout", value_parser = parse_agent_duration)]
+    pub pyroscope_timeout: Option<Duration>,
+    /// Bound of the on-disk upload spool, e.g. 256MiB.
+    #[arg(long = "spool-max-bytes", value_parser = parse_size)]
+    pub spool_max_bytes: Option<u64>,
+    /// Attempts per push before a window is left in the spool for later.
+    #[arg(long = "max-attempts")]
+    pub max_attempts: Option<u32>,
+    /// First backoff between attempts, e.g. 1s.
+    #[arg(long = "backoff-initial", value_parser = parse_agent_duration)]
+    pub backoff_initial: Option<Duration>,
+    /// Longest backoff between attempts, e.g. 60s.
+    #[arg(long = "backoff-max", value_parser = parse_agent_duration)]
+    pub backoff_max: Option<Duration>,
+    /// Address of the Prometheus /metrics listener [default: 127.0.0.1:9464].
+    #[arg(long = "metrics-listen")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+impl AgentArgs {
+    pub fn into_settings(self) -> Result<AgentSettings> {
+        let auth = AuthConfig::from_flags(
+            self.pyroscope_user,
+            self.pyroscope_password_file,
+            self.pyroscope_password_env,
+            self.pyroscope_token_file,
+            self.pyroscope_token_env,
+        )?;
+        Ok(AgentSettings {
+            config_path: self.config,
+            overrides: AgentOverrides {
+                frequency_hz: self.frequency,
+                window: self.window,
+                system_wide: self.all,
+                pids: (!self.pids.is_empty()).then_some(self.pids),
+                comm_regex: self.comm_regex,
+                cgroup: self.cgroup,
+                service_name: self.service_name,
+                hostname: self.hostname,
+                data_dir: self.data_dir,
+                max_age: self.max_age,
+                max_bytes: self.max_bytes,
+                no_pyroscope: self.no_pyroscope,
+                pyroscope_url: self.pyroscope_url,
+                pyroscope_auth: auth,
+                pyroscope_tenant_id: self.pyroscope_tenant_id,
+                pyroscope_ca_file: self.pyroscope_ca_file,
+                pyroscope_timeout: self.pyroscope_timeout,
+                spool_max_bytes: self.spool_max_bytes,
+                max_attempts: self.max_attempts,
+                backoff_initial: self.backoff_initial,
+                backoff_max: self.backoff_max,
+                metrics_listen: self.metrics_listen,
+                max_stacks: self.max_stacks,
+            },
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    profiler report --data-dir /var/lib/profiler --since 1h -o flame.svg\n  \
+    profiler report --since 30m --pid 1234 -o out.pb.gz")]
+pub struct ReportArgs {
+    /// The agent's data directory.
+    #[arg(long = "data-dir", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Windows that ended within this long before now, e.g. 1h, 30m [default: all].
+    #[arg(long = "since", value_parser = parse_agent_duration)]
+    pub since: Option<Duration>,
+    /// Windows that started more than this long before now [default: up to now].
+    #[arg(long = "until", value_parser = parse_agent_duration)]
+    pub until: Option<Duration>,
+    /// Only these processes (comma-separated or repeated).
+    #[arg(short = 'p', long = "pid", value_delimiter = ',')]
+    pub pids: Vec<u32>,
+    /// Output file; the format comes from the extension: .svg, .folded/.txt, .pb.gz/.pprof.
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+    /// Output format, overriding the extension: svg, folded or pprof.
+    #[arg(long = "format")]
+    pub format: Option<Format>,
+    /// Flame graph title.
+    #[arg(long = "title")]
+    pub title: Option<String>,
+}
+
+impl ReportArgs {
+    pub fn into_config(self) -> ReportConfig {
+        let mut config = ReportConfig {
+            data_dir: self.data_dir,
+            since: self.since,
+            until: self.until,
+            pids: self.pids,
+            output: self.output,
+            format: self.format,
+            ..ReportConfig::default()
+        };
+        config.options.svg.title = self.title;
+        config
+    }
 }
 
 #[derive(Args, Debug)]
@@ -164,7 +355,9 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<RecordConfig> {
         let cli = Cli::try_parse_from(args)?;
-        let Command::Record(record) = cli.command;
+        let Command::Record(record) = cli.command else {
+            panic!("not a record command");
+        };
         record.into_config()
     }
 
@@ -275,5 +468,67 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn agent_flags_become_overrides() {
+        let cli = Cli::try_parse_from([
+            "profiler",
+            "agent",
+            "--config",
+            "a.toml",
+            "--window",
+            "2s",
+            "-p",
+            "5,6",
+            "--pyroscope-url",
+            "http://localhost:4040",
+            "--pyroscope-user",
+            "u",
+            "--pyroscope-password-env",
+            "PW",
+            "--max-stacks",
+            "100",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .unwrap();
+        let Command::Agent(agent) = cli.command else {
+            panic!("not an agent command");
+        };
+        let settings = agent.into_settings().unwrap();
+        assert_eq!(settings.config_path, Some(PathBuf::from("a.toml")));
+        let o = settings.overrides;
+        assert_eq!(o.window, Some(Duration::from_secs(2)));
+        assert_eq!(o.pids, Some(vec![5, 6]));
+        assert_eq!(o.max_stacks, Some(100));
+        assert!(matches!(o.pyroscope_auth, Some(AuthConfig::Basic { .. })));
+        assert!(Cli::try_parse_from(["profiler", "agent", "-a", "-p", "1"]).is_err());
+        assert!(Cli::try_parse_from(["profiler", "agent", "--window", "soon"]).is_err());
+    }
+
+    #[test]
+    fn report_flags() {
+        let cli = Cli::try_parse_from([
+            "profiler",
+            "report",
+            "--data-dir",
+            "/d",
+            "--since",
+            "1h",
+            "-p",
+            "7",
+            "-o",
+            "f.svg",
+        ])
+        .unwrap();
+        let Command::Report(report) = cli.command else {
+            panic!("not a report command");
+        };
+        let config = report.into_config();
+        assert_eq!(config.data_dir, PathBuf::from("/d"));
+        assert_eq!(config.since, Some(Duration::from_secs(3600)));
+        assert_eq!(config.pids, vec![7]);
+        assert!(Cli::try_parse_from(["profiler", "report", "--since", "1h"]).is_err());
     }
 }

@@ -31,7 +31,46 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             eprint!("{}", end_summary::render(&report));
             Ok(())
         }
+        cli::Command::Agent(args) => {
+            init_logging();
+            let settings = args.into_settings()?;
+            // The sampler has its own thread; the runtime serves signals,
+            // /metrics and uploads.
+            runtime.block_on(profiler::agent::run::run(settings))?;
+            Ok(())
+        }
+        cli::Command::Report(args) => {
+            let summary = profiler::report::report(&args.into_config())?;
+            eprintln!(
+                "merged {} window(s) of {} process(es), {} samples; wrote {}",
+                summary.windows,
+                summary.pids.len(),
+                summary.samples,
+                summary.output.display()
+            );
+            for (path, why) in &summary.skipped {
+                eprintln!("skipped damaged window {}: {why}", path.display());
+            }
+            if summary.frequencies.len() > 1 {
+                eprintln!(
+                    "note: the windows were sampled at different frequencies ({:?} Hz)",
+                    summary.frequencies
+                );
+            }
+            Ok(())
+        }
     }
+}
+
+/// `tracing` logs on stderr, filtered by `RUST_LOG` (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 /// Each mapped file of a profiled process is held open until symbolization;

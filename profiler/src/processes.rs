@@ -63,6 +63,38 @@ impl ProcessTable {
     pub fn get(&self, pid: u32) -> Option<&ProcessMaps> {
         self.processes.get(&pid)
     }
+
+    /// Processes held.
+    pub fn len(&self) -> usize {
+        self.processes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.processes.is_empty()
+    }
+
+    /// Drops the snapshots of processes that have exited, except those in
+    /// `keep` (they have samples still to symbolize), and the files only
+    /// they mapped. Returns how many were dropped.
+    pub fn evict_exited(&mut self, keep: &std::collections::HashSet<u32>) -> usize {
+        let before = self.processes.len();
+        self.processes.retain(|pid, _| {
+            keep.contains(pid) || std::path::Path::new(&format!("/proc/{pid}")).exists()
+        });
+        self.unsettled
+            .retain(|pid, _| self.processes.contains_key(pid));
+        self.files.prune();
+        before - self.processes.len()
+    }
+
+    /// The identities (device, inode) of the files the processes held map.
+    pub fn live_files(&self) -> std::collections::HashSet<(u32, u32, u64)> {
+        self.processes
+            .values()
+            .flat_map(|p| p.mappings.iter())
+            .filter_map(|m| m.object.as_ref().map(|o| o.key))
+            .collect()
+    }
 }
 
 /// [`Resolve`] over the real symbolizer and the captured processes.

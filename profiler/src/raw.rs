@@ -52,6 +52,15 @@ pub struct KernelStats {
     /// Off-CPU intervals shorter than `--min-block`, and their total time.
     pub off_cpu_short: u64,
     pub off_cpu_short_nanos: u64,
+    /// Samples (and off-CPU intervals) recorded while the map sets were
+    /// being switched: they land in the set just switched away from and are
+    /// read with the next window (windowed draining only).
+    pub flip_races: u64,
+    /// Off-CPU intervals of threads that left the CPU in an earlier window
+    /// (added to the window they came back in).
+    pub off_cpu_late: u64,
+    /// Off-CPU intervals recorded into the counts maps.
+    pub off_cpu_recorded: u64,
 }
 
 impl KernelStats {
@@ -73,6 +82,9 @@ impl KernelStats {
             off_cpu_counts_full: at(stat::OFF_CPU_COUNTS_FULL),
             off_cpu_short: at(stat::OFF_CPU_SHORT),
             off_cpu_short_nanos: at(stat::OFF_CPU_SHORT_NANOS),
+            flip_races: at(stat::FLIP_RACES),
+            off_cpu_late: at(stat::OFF_CPU_LATE),
+            off_cpu_recorded: at(stat::OFF_CPU_RECORDED),
         }
     }
 

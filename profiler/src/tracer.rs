@@ -3,6 +3,8 @@
 //! into a [`RawProfile`]. Nothing here symbolizes; everything after the drain
 //! works on plain data and is tested without root.
 
+mod windowed;
+
 use std::{fs, io, path::Path};
 
 use aya::{
@@ -22,6 +24,8 @@ use profiler_common::{
     OffCpuStart, OffCpuValue, STACK_ERROR_BEFORE_START, SampleKey, StackTrace, map_names,
     program_names, stat,
 };
+
+pub use windowed::WindowDrain;
 
 /// `BPF_NOEXIST`: insert only if the key is absent.
 const BPF_NOEXIST: u64 = 1;
@@ -61,6 +65,10 @@ pub struct TracerOptions {
     pub counts_map_entries: u32,
     /// Threads that can be off CPU at once (`OFF_CPU_START`).
     pub off_cpu_threads: u32,
+    /// Two map sets, switched at each [`Tracer::next_window`] (the agent).
+    /// Without it the second set's maps hold one entry each and
+    /// [`Tracer::drain`] reads the first set.
+    pub windowed: bool,
 }
 
 impl Default for TracerOptions {
@@ -75,6 +83,7 @@ impl Default for TracerOptions {
             follow_forks: true,
             stack_map_entries: 16384,
             counts_map_entries: 65536,
+            windowed: false,
         }
     }
 }
@@ -220,6 +229,8 @@ pub struct Tracer {
     /// When sampling stopped (CLOCK_MONOTONIC): threads still off CPU then
     /// are counted up to this instant.
     end_ns: Option<u64>,
+    /// Windowed draining: the active map set and what was read of each set.
+    windows: windowed::Windows,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_ns`.
@@ -259,6 +270,8 @@ impl Tracer {
             (0, 0)
         };
 
+        // The second map set costs nothing unless windows are drained.
+        let second = |entries: u32| if options.windowed { entries } else { 1 };
         let mut ebpf = EbpfLoader::new()
             // No CO-RE relocations to apply (the programs read only tracepoint
             // records, whose offsets come from tracefs), so the kernel's BTF
@@ -267,6 +280,12 @@ impl Tracer {
             .map_max_entries(map_names::STACKS, options.stack_map_entries)
             .map_max_entries(map_names::COUNTS, options.counts_map_entries)
             .map_max_entries(map_names::OFF_CPU_COUNTS, options.counts_map_entries)
+            .map_max_entries(map_names::STACKS_1, second(options.stack_map_entries))
+            .map_max_entries(map_names::COUNTS_1, second(options.counts_map_entries))
+            .map_max_entries(
+                map_names::OFF_CPU_COUNTS_1,
+                second(options.counts_map_entries),
+            )
             .map_max_entries(map_names::OFF_CPU_START, options.off_cpu_threads)
             .load(EBPF_OBJECT)
             .map_err(|e| ebpf_error("load the eBPF object", e))?;
@@ -285,6 +304,8 @@ impl Tracer {
             switch_announces: (options.off_cpu && !options.on_cpu) as u32,
             stopped: 0,
             min_block_ns: options.min_block_ns,
+            active_set: 0,
+            reserved: 0,
         };
         let mut config_map: Array<_, Config> =
             Array::try_from(ebpf.map_mut(map_names::CONFIG).unwrap())
@@ -299,6 +320,7 @@ impl Tracer {
             perf_links: Vec::new(),
             tracepoint_links: Vec::new(),
             end_ns: None,
+            windows: windowed::Windows::default(),
         };
         if let Targets::Pids(pids) = tracer.options.targets.clone() {
             for pid in pids {
@@ -444,6 +466,8 @@ impl Tracer {
                         reserved: 0,
                     },
                     start_ns: now,
+                    set: 0,
+                    reserved: 0,
                 };
                 // NOEXIST: a switch-out recorded since attaching has the real stacks. A thread
                 // running now is overwritten by its next switch-out.

@@ -80,6 +80,20 @@ pub struct Symbolizer {
     /// library shares the names looked up once.
     user: HashMap<(FileKey, u64), (Vec<Frame>, bool)>,
     stats: Stats,
+    /// Files whose names were evicted since blazesym was last made afresh.
+    stale_files: usize,
+    resets: u64,
+}
+
+/// See [`Symbolizer::evict`].
+pub const STALE_FILES_BEFORE_RESET: usize = 64;
+
+fn new_blazesym() -> Blazesym {
+    Blazesym::builder()
+        .enable_code_info(true)
+        .enable_inlined_fns(true)
+        .enable_demangling(true)
+        .build()
 }
 
 impl Default for Symbolizer {
@@ -90,21 +104,64 @@ impl Default for Symbolizer {
 
 impl Symbolizer {
     pub fn new() -> Self {
-        let blazesym = Blazesym::builder()
-            .enable_code_info(true)
-            .enable_inlined_fns(true)
-            .enable_demangling(true)
-            .build();
         Symbolizer {
-            blazesym,
+            blazesym: new_blazesym(),
             kernel: HashMap::new(),
             user: HashMap::new(),
             stats: Stats::default(),
+            stale_files: 0,
+            resets: 0,
         }
     }
 
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// Names cached (kernel and user addresses).
+    pub fn cache_len(&self) -> usize {
+        self.kernel.len() + self.user.len()
+    }
+
+    /// Forgets the names of files no longer mapped by a process kept (their
+    /// file key is not in `live`), then, if the caches still hold more than
+    /// `max_entries` names, all of them. Returns how many names were dropped.
+    /// A long-running agent calls this between windows to bound its memory.
+    ///
+    /// blazesym keeps every file it read mapped (and parsed); once
+    /// [`STALE_FILES_BEFORE_RESET`] files it may hold are no longer mapped
+    /// by anyone, it is made afresh, so that their memory is returned.
+    pub fn evict(
+        &mut self,
+        live: &std::collections::HashSet<(u32, u32, u64)>,
+        max_entries: usize,
+    ) -> u64 {
+        let before = self.cache_len();
+        let mut gone = std::collections::HashSet::new();
+        self.user.retain(|(key, _), _| {
+            let keep = live.contains(key);
+            if !keep {
+                gone.insert(*key);
+            }
+            keep
+        });
+        self.stale_files += gone.len();
+        if self.cache_len() > max_entries {
+            self.user.clear();
+            self.kernel.clear();
+            self.stale_files = STALE_FILES_BEFORE_RESET;
+        }
+        if self.stale_files >= STALE_FILES_BEFORE_RESET {
+            self.blazesym = new_blazesym();
+            self.stale_files = 0;
+            self.resets += 1;
+        }
+        (before - self.cache_len()) as u64
+    }
+
+    /// Times blazesym was made afresh to drop files no longer mapped.
+    pub fn resets(&self) -> u64 {
+        self.resets
     }
 
     /// Kernel addresses, as looked up (callers adjust return addresses).

@@ -103,6 +103,10 @@ fn compile(root: &Path, toolchain: &str) -> Result<PathBuf> {
         .env_remove("RUSTFLAGS")
         .env_remove("RUSTC")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        // The object is taken from the staging directory's own target
+        // directory; a CARGO_TARGET_DIR set for the host build would send
+        // it elsewhere and leave a stale object to be copied.
+        .env_remove("CARGO_TARGET_DIR")
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags(&stage, toolchain)?)
         .env("PATH", tools::path_with_llvm())
         .args([

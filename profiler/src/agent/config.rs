@@ -8,6 +8,7 @@
 //! pids = [1234]               # or comm_regex = "^nginx", or cgroup = "/sys/fs/cgroup/x"; none: system-wide
 //! service_name = "shop"       # default: each process's command name
 //! data_dir = "/var/lib/profiler"
+//! max_stacks = 20000         # unique stacks per window; more are counted and folded
 //!
 //! [retention]
 //! max_age = "24h"
@@ -38,6 +39,9 @@ use serde::Deserialize;
 
 pub const DEFAULT_FREQUENCY_HZ: u64 = 19;
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
+/// Unique stacks kept per process and window; the rest are counted and
+/// folded into one marker stack, so a window's memory stays bounded.
+pub const DEFAULT_MAX_STACKS: usize = 20_000;
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/profiler";
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
@@ -376,6 +380,8 @@ pub struct AgentConfig {
     /// `None`: profiles are only stored locally.
     pub pyroscope: Option<PyroscopeConfig>,
     pub metrics: MetricsConfig,
+    /// Unique stacks kept per window (over all processes).
+    pub max_stacks: usize,
 }
 
 /// Command-line values that replace the config file's. `None` (or `false`)
@@ -407,6 +413,7 @@ pub struct AgentOverrides {
     pub backoff_initial: Option<Duration>,
     pub backoff_max: Option<Duration>,
     pub metrics_listen: Option<SocketAddr>,
+    pub max_stacks: Option<usize>,
 }
 
 impl AgentConfig {
@@ -467,6 +474,7 @@ impl AgentConfig {
         set(&mut self.retention.max_age, &o.max_age);
         set(&mut self.retention.max_bytes, &o.max_bytes);
         set(&mut self.metrics.listen, &o.metrics_listen);
+        set(&mut self.max_stacks, &o.max_stacks);
 
         if o.no_pyroscope {
             self.pyroscope = None;
@@ -556,6 +564,13 @@ impl AgentConfig {
                 "service_name",
                 name,
                 "must not be empty; leave it out to use each process's command name",
+            ));
+        }
+        if self.max_stacks == 0 {
+            return Err(invalid(
+                "max_stacks",
+                0,
+                "must be at least 1 (unique stacks kept per window)",
             ));
         }
         if self.hostname.trim().is_empty() {
@@ -691,6 +706,7 @@ mod raw {
         retention: Option<Retention>,
         pyroscope: Option<Pyroscope>,
         metrics: Option<Metrics>,
+        max_stacks: Option<usize>,
     }
 
     #[derive(Deserialize, Debug, Default)]
@@ -744,6 +760,7 @@ mod raw {
             let retention = self.retention.unwrap_or_default();
             let metrics = self.metrics.unwrap_or_default();
             Ok(AgentConfig {
+                max_stacks: self.max_stacks.unwrap_or(DEFAULT_MAX_STACKS),
                 frequency_hz: self.frequency.unwrap_or(DEFAULT_FREQUENCY_HZ),
                 window: opt_duration(self.window, "window")?.unwrap_or(DEFAULT_WINDOW),
                 targets: Targets {
@@ -917,6 +934,7 @@ mod tests {
                 metrics: MetricsConfig {
                     listen: "127.0.0.1:9464".parse().unwrap(),
                 },
+                max_stacks: DEFAULT_MAX_STACKS,
             }
         );
         assert!(config.targets.is_system_wide());

@@ -4,7 +4,7 @@
 //! sampling, so a bad flag never costs a recording.
 
 mod validate;
-mod watch;
+pub(crate) mod watch;
 
 use std::{
     ffi::OsString,

@@ -36,7 +36,7 @@ pub(super) async fn all_exited(pidfds: &[AsyncFd<OwnedFd>]) {
     }
 }
 
-pub(super) fn handle_events(ring: &mut RingBuf<MapData>, processes: &mut ProcessTable) {
+pub(crate) fn handle_events(ring: &mut RingBuf<MapData>, processes: &mut ProcessTable) {
     while let Some(item) = ring.next() {
         if item.len() >= size_of::<ProcessEvent>() {
             // SAFETY: the kernel side writes exactly a ProcessEvent; read unaligned to be safe.

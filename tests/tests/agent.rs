@@ -1,0 +1,399 @@
+//! End-to-end tests of `profiler agent`: the real eBPF programs over the
+//! `cpu_ratio` workload (hot_a takes 75% of its CPU), windows cut every two
+//! seconds, the local store read back with the library, `go tool pprof`, and
+//! the test Pyroscope receiver (`profiler_tests::ingest`). They need root
+//! and kernel BTF; without them each test prints `SKIPPED <test>: ...` and
+//! returns.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use profiler::agent::store::{Store, StoredWindow, WindowFilter};
+use profiler_tests::ingest::{Behavior, IngestReceiver, Received};
+use profiler_tests::*;
+
+const WINDOW: &str = "2s";
+
+/// `profiler agent` over one process, storing in `data_dir`, with
+/// [`WINDOW`]-long windows unless `extra` gives `--window`.
+fn agent(pid: u32, data_dir: &Path, extra: &[&str]) -> Proc {
+    let window = match extra.iter().position(|a| *a == "--window") {
+        Some(i) => extra[i + 1],
+        None => WINDOW,
+    };
+    let mut args: Vec<String> = [
+        "agent",
+        "-p",
+        &pid.to_string(),
+        "-F",
+        "99",
+        "--window",
+        window,
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--hostname",
+        "test-host",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut rest = extra.iter();
+    while let Some(arg) = rest.next() {
+        if *arg == "--window" {
+            rest.next();
+        } else {
+            args.push(arg.to_string());
+        }
+    }
+    if !extra.iter().any(|a| a.starts_with("--pyroscope-url")) {
+        args.push("--no-pyroscope".into());
+    }
+    spawn_profiler(&args)
+}
+
+/// `--pyroscope-url URL` with quick timeouts and retries.
+fn push_to(url: &str) -> Vec<String> {
+    [
+        "--pyroscope-url",
+        url,
+        "--pyroscope-timeout",
+        "1s",
+        "--max-attempts",
+        "2",
+        "--backoff-initial",
+        "200ms",
+        "--backoff-max",
+        "1s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Sends SIGTERM and checks the agent exits 0 within `within`.
+fn stop(agent: Proc, within: Duration) -> Finished {
+    let sent = Instant::now();
+    agent.signal(libc::SIGTERM);
+    let run = agent.wait(Duration::from_secs(30));
+    assert!(
+        run.status.success(),
+        "the agent failed: {}\n--- stderr ---\n{}",
+        run.status,
+        run.stderr
+    );
+    assert!(
+        sent.elapsed() <= within,
+        "the agent took {:?} to exit after SIGTERM (allowed {within:?})\n--- stderr ---\n{}",
+        sent.elapsed(),
+        run.stderr
+    );
+    run
+}
+
+/// The stored windows of `pid`, oldest first.
+fn windows(data_dir: &Path, pid: u32) -> Vec<StoredWindow> {
+    let Ok(store) = Store::open_existing(data_dir) else {
+        return Vec::new();
+    };
+    store
+        .list(&WindowFilter {
+            pids: vec![pid],
+            ..WindowFilter::default()
+        })
+        .expect("listing the store")
+}
+
+fn wait_for_windows(data_dir: &Path, pid: u32, n: usize, timeout: Duration) -> Vec<StoredWindow> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let found = windows(data_dir, pid);
+        if found.len() >= n || Instant::now() >= deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Samples of a stored window whose stack holds `function`, and in all.
+fn window_samples(window: &StoredWindow, function: &str) -> (i64, i64) {
+    let profile = Store::read(window).expect("reading a stored window");
+    let mut with = 0;
+    let mut total = 0;
+    for sample in &profile.sample {
+        let n = sample.value[0];
+        total += n;
+        if pprof_functions(&profile, sample)
+            .iter()
+            .any(|f| f == function)
+        {
+            with += n;
+        }
+    }
+    (with, total)
+}
+
+/// Windows follow each other without gap or overlap.
+fn assert_contiguous(windows: &[StoredWindow], stderr: &str) {
+    for pair in windows.windows(2) {
+        assert_eq!(
+            pair[0].key.end_unix_millis,
+            pair[1].key.start_unix_millis,
+            "windows {} and {} are not contiguous\n--- agent stderr ---\n{stderr}",
+            pair[0].path.display(),
+            pair[1].path.display()
+        );
+    }
+}
+
+#[test]
+fn windows_on_disk_load_in_go_pprof_with_the_hot_function() {
+    let test = "windows_on_disk_load_in_go_pprof_with_the_hot_function";
+    if !require_root(test) {
+        return;
+    }
+    let _guard = shared_recording();
+    let dir = temp_dir("agent-windows");
+    let work = Proc::workload("cpu_ratio", &["30"]);
+    let started = Instant::now();
+    let agent = agent(work.pid, dir.path(), &[]);
+    let found = wait_for_windows(dir.path(), work.pid, 3, Duration::from_secs(20));
+    let run = stop(agent, Duration::from_secs(5));
+    let elapsed = started.elapsed().as_secs_f64();
+    let stored = windows(dir.path(), work.pid);
+    assert!(
+        found.len() >= 3,
+        "only {} windows in {elapsed:.1} s with {WINDOW} windows\n--- stderr ---\n{}",
+        found.len(),
+        run.stderr
+    );
+    // Every full window is about 2 s long; the last one ends at the stop.
+    for window in &stored[..stored.len() - 1] {
+        let ms = window.key.end_unix_millis - window.key.start_unix_millis;
+        assert!(
+            (1800..=2600).contains(&ms),
+            "a window lasted {ms} ms: {}",
+            window.path.display()
+        );
+    }
+    assert_contiguous(&stored, &run.stderr);
+    for window in &stored[..stored.len() - 1] {
+        let (hot, total) = window_samples(window, "hot_a");
+        assert!(
+            total >= 50 && hot * 2 > total,
+            "window {}: hot_a in {hot} of {total} samples",
+            window.path.display()
+        );
+        assert_eq!(window.key.comm, "cpu_ratio");
+    }
+    if !require_go(test) {
+        return;
+    }
+    let scratch = temp_dir("agent-pprof");
+    for window in &stored {
+        let file = scratch.path().join("window.pb");
+        std::fs::write(&file, Store::read_encoded(window).unwrap()).unwrap();
+        let top = go_pprof(&["-top"], &file);
+        let rows = parse_pprof_top(&top);
+        assert!(
+            rows.iter().any(|r| r.name == "hot_a"),
+            "go tool pprof -top of {} does not show hot_a:\n{top}",
+            window.path.display()
+        );
+    }
+}
+
+#[test]
+fn sigterm_mid_window_still_stores_it() {
+    if !require_root("sigterm_mid_window_still_stores_it") {
+        return;
+    }
+    let _guard = shared_recording();
+    let dir = temp_dir("agent-sigterm");
+    let work = Proc::workload("cpu_ratio", &["30"]);
+    let agent = agent(work.pid, dir.path(), &["--window", "60s"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let run = stop(agent, Duration::from_secs(5));
+    let stored = windows(dir.path(), work.pid);
+    assert_eq!(
+        stored.len(),
+        1,
+        "expected the one interrupted window\n--- stderr ---\n{}",
+        run.stderr
+    );
+    let ms = stored[0].key.end_unix_millis - stored[0].key.start_unix_millis;
+    assert!(
+        (2000..10_000).contains(&ms),
+        "the interrupted window lasted {ms} ms"
+    );
+    let (hot, total) = window_samples(&stored[0], "hot_a");
+    assert!(
+        total >= 100 && hot * 2 > total,
+        "hot_a in {hot} of {total} samples"
+    );
+}
+
+/// The profiles the receiver got for `pid`, in arrival order.
+fn received_for(receiver: &IngestReceiver, pid: u32) -> Vec<Received> {
+    receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.labels.get("pid").is_some_and(|p| p == &pid.to_string()))
+        .collect()
+}
+
+/// Every stored window of `pid` arrived once, in order, with its time range.
+fn assert_all_delivered_in_order(received: &[Received], stored: &[StoredWindow], stderr: &str) {
+    let got: Vec<(u64, u64)> = received.iter().map(|r| (r.from, r.until)).collect();
+    let want: Vec<(u64, u64)> = stored
+        .iter()
+        .map(|w| {
+            (
+                w.key.start_unix_millis / 1000,
+                w.key.end_unix_millis.div_ceil(1000),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got, want,
+        "received (from, until) differ from the stored windows\n--- agent stderr ---\n{stderr}"
+    );
+}
+
+fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    done()
+}
+
+#[test]
+fn windows_arrive_at_the_receiver_with_labels_and_time_ranges() {
+    if !require_root("windows_arrive_at_the_receiver_with_labels_and_time_ranges") {
+        return;
+    }
+    let _guard = shared_recording();
+    let receiver = IngestReceiver::start();
+    let dir = temp_dir("agent-push");
+    let work = Proc::workload("cpu_ratio", &["30"]);
+    let push = push_to(&receiver.url());
+    let push: Vec<&str> = push.iter().map(String::as_str).collect();
+    let agent = agent(work.pid, dir.path(), &push);
+    wait_for_windows(dir.path(), work.pid, 2, Duration::from_secs(20));
+    let run = stop(agent, Duration::from_secs(6));
+    let stored = windows(dir.path(), work.pid);
+    assert!(stored.len() >= 2, "{}", run.stderr);
+    let received = received_for(&receiver, work.pid);
+    assert!(receiver.invalid().is_empty(), "{:?}", receiver.invalid());
+    assert_all_delivered_in_order(&received, &stored, &run.stderr);
+    for r in &received {
+        assert_eq!(r.app_name, "cpu_ratio", "{}", r.name);
+        assert_eq!(
+            r.labels.get("hostname").map(String::as_str),
+            Some("test-host")
+        );
+        assert_eq!(r.labels.get("comm").map(String::as_str), Some("cpu_ratio"));
+        assert_eq!(
+            r.labels.get("profile_type").map(String::as_str),
+            Some("cpu")
+        );
+        assert_eq!(r.query.get("format").map(String::as_str), Some("pprof"));
+        assert_eq!(r.query.get("sampleRate").map(String::as_str), Some("99"));
+        let hot = r
+            .profile
+            .sample
+            .iter()
+            .filter(|s| pprof_functions(&r.profile, s).iter().any(|f| f == "hot_a"))
+            .count();
+        assert!(hot > 0, "a pushed window without hot_a: {}", r.name);
+    }
+}
+
+#[test]
+fn a_receiver_down_for_20_s_still_gets_every_window_in_order() {
+    if !require_root("a_receiver_down_for_20_s_still_gets_every_window_in_order") {
+        return;
+    }
+    let _guard = shared_recording();
+    let mut receiver = IngestReceiver::start();
+    let dir = temp_dir("agent-outage");
+    let work = Proc::workload("cpu_ratio", &["60"]);
+    let push = push_to(&receiver.url());
+    let push: Vec<&str> = push.iter().map(String::as_str).collect();
+    let agent = agent(work.pid, dir.path(), &push);
+    assert!(
+        wait_until(Duration::from_secs(20), || !received_for(
+            &receiver, work.pid
+        )
+        .is_empty()),
+        "no window arrived before the outage"
+    );
+    receiver.stop();
+    let before = windows(dir.path(), work.pid).len();
+    std::thread::sleep(Duration::from_secs(20));
+    let during = windows(dir.path(), work.pid).len();
+    assert!(
+        during >= before + 8,
+        "sampling stalled while the receiver was down: {before} then {during} windows"
+    );
+    receiver.restart();
+    // Backoff is at most 1 s: the spool empties within a few seconds.
+    let caught_up = wait_until(Duration::from_secs(20), || {
+        received_for(&receiver, work.pid).len() >= during
+    });
+    let run = stop(agent, Duration::from_secs(6));
+    assert!(caught_up, "the spool was not delivered\n{}", run.stderr);
+    let stored = windows(dir.path(), work.pid);
+    assert_all_delivered_in_order(&received_for(&receiver, work.pid), &stored, &run.stderr);
+}
+
+#[test]
+fn a_failing_or_hanging_receiver_never_blocks_sampling() {
+    if !require_root("a_failing_or_hanging_receiver_never_blocks_sampling") {
+        return;
+    }
+    let _guard = shared_recording();
+    let receiver = IngestReceiver::start();
+    receiver.set_behavior(Behavior::Status(500));
+    let dir = temp_dir("agent-failing");
+    let work = Proc::workload("cpu_ratio", &["60"]);
+    let push = push_to(&receiver.url());
+    let push: Vec<&str> = push.iter().map(String::as_str).collect();
+    let agent = agent(work.pid, dir.path(), &push);
+    let failing = wait_for_windows(dir.path(), work.pid, 3, Duration::from_secs(15));
+    assert!(
+        failing.len() >= 3,
+        "windows stalled while the server answered 500"
+    );
+    assert!(
+        receiver.requests() >= 2,
+        "the 500s were not retried ({} requests)",
+        receiver.requests()
+    );
+    receiver.set_behavior(Behavior::Hang);
+    let hung_from = windows(dir.path(), work.pid).len();
+    std::thread::sleep(Duration::from_secs(7));
+    let hung_to = windows(dir.path(), work.pid).len();
+    assert!(
+        hung_to >= hung_from + 3,
+        "windows stalled while the server hung: {hung_from} then {hung_to}"
+    );
+    receiver.set_behavior(Behavior::Accept);
+    let caught_up = wait_until(Duration::from_secs(20), || {
+        received_for(&receiver, work.pid).len() >= hung_to
+    });
+    let run = stop(agent, Duration::from_secs(8));
+    assert!(
+        caught_up,
+        "windows not delivered once the server recovered\n{}",
+        run.stderr
+    );
+    let stored = windows(dir.path(), work.pid);
+    assert_contiguous(&stored, &run.stderr);
+    assert_all_delivered_in_order(&received_for(&receiver, work.pid), &stored, &run.stderr);
+}
