@@ -216,12 +216,26 @@ async fn delivery_loop(
 ) {
     let (initial, max) = backoff.unwrap_or((Duration::from_secs(1), Duration::from_secs(60)));
     let mut wait = initial;
+    // Set when stopping: the in-flight pass and the last pass share it.
+    let mut deadline = None;
     loop {
         let current = client.borrow_and_update().clone();
         let Some(current) = current else { return };
-        let pass = tokio::select! {
-            report = deliver(&spool, &current) => Some(report),
-            _ = stop.changed() => None,
+        let pass = {
+            let in_flight = deliver(&spool, &current);
+            tokio::pin!(in_flight);
+            tokio::select! {
+                report = &mut in_flight => Some(report),
+                _ = stop.changed() => {
+                    // A push may be on the wire: dropping it now could deliver
+                    // that window twice (the server took it, the ack never
+                    // happened). Let the pass finish, within the stop budget.
+                    let at = tokio::time::Instant::now() + FINAL_DELIVERY;
+                    deadline = Some(at);
+                    let _ = tokio::time::timeout_at(at, &mut in_flight).await;
+                    None
+                }
+            }
         };
         update_delivery_metrics(&metrics, &spool, &current);
         let failed = match pass {
@@ -265,7 +279,8 @@ async fn delivery_loop(
     // Stopping: the last window was spooled before `stop` was set.
     let current = client.borrow().clone();
     if let Some(current) = current {
-        match tokio::time::timeout(FINAL_DELIVERY, deliver(&spool, &current)).await {
+        let at = deadline.unwrap_or_else(|| tokio::time::Instant::now() + FINAL_DELIVERY);
+        match tokio::time::timeout_at(at, deliver(&spool, &current)).await {
             Ok(Ok(report)) if report.stopped.is_none() => {
                 tracing::info!(delivered = report.delivered, "spool emptied");
             }
