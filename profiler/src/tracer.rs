@@ -11,10 +11,11 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
-        PerfEvent, TracePoint,
+        PerfEvent, RawTracePoint, TracePoint,
         perf_event::{
             PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent,
         },
+        raw_trace_point::RawTracePointLinkId,
         trace_point::TracePointLinkId,
     },
     util::online_cpus,
@@ -226,6 +227,9 @@ pub struct Tracer {
     options: TracerOptions,
     perf_links: Vec<PerfEventLinkId>,
     tracepoint_links: Vec<(&'static str, TracePointLinkId)>,
+    raw_tracepoint_links: Vec<(&'static str, RawTracePointLinkId)>,
+    /// Classic tracepoints being detached in the background (see `stop`).
+    detaching: Option<std::thread::JoinHandle<()>>,
     /// When sampling stopped (CLOCK_MONOTONIC): threads still off CPU then
     /// are counted up to this instant.
     end_ns: Option<u64>,
@@ -319,6 +323,8 @@ impl Tracer {
             options,
             perf_links: Vec::new(),
             tracepoint_links: Vec::new(),
+            raw_tracepoint_links: Vec::new(),
+            detaching: None,
             end_ns: None,
             windows: windowed::Windows::default(),
         };
@@ -328,10 +334,13 @@ impl Tracer {
             }
         }
 
-        let mut tracepoints = vec![
-            (program_names::FORK, "sched", "sched_process_fork"),
-            (program_names::EXEC, "sched", "sched_process_exec"),
-            (program_names::EXIT, "sched", "sched_process_exit"),
+        // Fork reads the child's pid from the classic tracepoint's record;
+        // exec and exit read nothing, so they are raw tracepoints, whose
+        // detach does not wait for an RCU grace period (76 ms each here).
+        let mut tracepoints = vec![(program_names::FORK, "sched", "sched_process_fork")];
+        let raw_tracepoints = [
+            (program_names::EXEC, "sched_process_exec"),
+            (program_names::EXIT, "sched_process_exit"),
         ];
         if tracer.options.off_cpu {
             tracepoints.push((program_names::SWITCH, "sched", "sched_switch"));
@@ -342,6 +351,17 @@ impl Tracer {
         // duration starts.
         for &(name, _, _) in &tracepoints {
             let program: &mut TracePoint = tracer
+                .ebpf
+                .program_mut(name)
+                .expect("program in the object")
+                .try_into()
+                .map_err(|e| ebpf_error(name, e))?;
+            program
+                .load()
+                .map_err(|e| ebpf_error(&format!("load {name}"), e))?;
+        }
+        for &(name, _) in &raw_tracepoints {
+            let program: &mut RawTracePoint = tracer
                 .ebpf
                 .program_mut(name)
                 .expect("program in the object")
@@ -373,6 +393,18 @@ impl Tracer {
                 ebpf_error(&format!("attach to the {category}/{event} tracepoint"), e)
             })?;
             tracer.tracepoint_links.push((name, link));
+        }
+        for (name, event) in raw_tracepoints {
+            let program: &mut RawTracePoint = tracer
+                .ebpf
+                .program_mut(name)
+                .expect("program in the object")
+                .try_into()
+                .map_err(|e| ebpf_error(name, e))?;
+            let link = program
+                .attach(event)
+                .map_err(|e| ebpf_error(&format!("attach to the {event} raw tracepoint"), e))?;
+            tracer.raw_tracepoint_links.push((name, link));
         }
         if tracer.options.on_cpu {
             tracer.attach_perf_events()?;
@@ -525,8 +557,25 @@ impl Tracer {
                 let _ = program.detach(link);
             }
         }
+        // A classic tracepoint's detach waits for an RCU grace period (about
+        // 80 ms each here): it runs on another thread while the maps are
+        // drained and the outputs written, and `Drop` waits for it.
+        let mut owned = Vec::new();
         for (name, link) in self.tracepoint_links.drain(..) {
             if let Some(Ok(program)) = self.ebpf.program_mut(name).map(<&mut TracePoint>::try_from)
+                && let Ok(link) = program.take_link(link)
+            {
+                owned.push(link);
+            }
+        }
+        if !owned.is_empty() {
+            self.detaching = Some(std::thread::spawn(move || drop(owned)));
+        }
+        for (name, link) in self.raw_tracepoint_links.drain(..) {
+            if let Some(Ok(program)) = self
+                .ebpf
+                .program_mut(name)
+                .map(<&mut RawTracePoint>::try_from)
             {
                 let _ = program.detach(link);
             }
@@ -633,6 +682,14 @@ impl Tracer {
             samples,
             stats: self.stats()?,
         })
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Some(detaching) = self.detaching.take() {
+            let _ = detaching.join();
+        }
     }
 }
 
