@@ -245,9 +245,8 @@ pub mod stat {
 }
 
 /// `ProcessEvent::kind`: first sample of a process (or first since its exec).
+/// (Kind 2, a fork, is no longer sent.)
 pub const EVENT_NEW_PROCESS: u32 = 1;
-/// `ProcessEvent::kind`: a target forked a child that is now followed.
-pub const EVENT_FORK: u32 = 2;
 
 /// Sent over the `EVENTS` ring buffer so that user space can capture a
 /// process's memory maps while it is alive (it may exit before the profile is

@@ -19,7 +19,7 @@ use aya_ebpf::{
     programs::{PerfEventContext, RawTracePointContext, TracePointContext},
 };
 use profiler_common::{
-    COMM_LEN, Config, EVENT_FORK, EVENT_NEW_PROCESS, FILTER_ALL, MAX_STACK_DEPTH, OFF_CPU_BLOCKED,
+    COMM_LEN, Config, EVENT_NEW_PROCESS, FILTER_ALL, MAX_STACK_DEPTH, OFF_CPU_BLOCKED,
     OFF_CPU_RUNNABLE, OffCpuKey, OffCpuStart, OffCpuValue, ProcessEvent, SampleKey, StackTrace,
     stack_hash, stat,
 };
@@ -444,9 +444,9 @@ pub fn on_process_fork(ctx: TracePointContext) -> u32 {
     // A new thread's tid lands here too; its entry is removed again when it exits.
     if TARGETS.insert(child, 1, 0).is_err() {
         bump(stat::TARGETS_FULL);
-        return 0;
     }
-    send_event(EVENT_FORK, child);
+    // User space is not told: the child is captured when it is first sampled
+    // (a wake-up per fork cost fork-heavy programs more than it gave).
     0
 }
 

@@ -41,11 +41,10 @@ pub(crate) fn handle_events(ring: &mut RingBuf<MapData>, processes: &mut Process
         if item.len() >= size_of::<ProcessEvent>() {
             // SAFETY: the kernel side writes exactly a ProcessEvent; read unaligned to be safe.
             let event: ProcessEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-            // Only processes that were sampled are captured. A fork announces a
-            // child that still runs its parent's image (or a new thread) and may
-            // never be sampled: capturing each cost the fork-heavy benchmark 39%
-            // slowdown per-PID against 3% system-wide. A child that is sampled,
-            // before or after its exec, is announced by that sample.
+            // The kernel announces a process at its first sample (and first
+            // since an exec); forks are not announced: capturing every child,
+            // most never sampled, and waking up for each, slowed a fork-heavy
+            // program by a third. Other kinds, if any, are ignored.
             if event.kind == EVENT_NEW_PROCESS {
                 processes.capture(event.tgid);
             }
