@@ -109,9 +109,14 @@ fn every_on_cpu_sample_is_in_exactly_one_window() {
         "samples lost or counted twice across {} switches: {stats:?}",
         windows.len()
     );
+    // A sample that raced a switch lands in the set being left; if it was
+    // written before user space read that set it is in that window, else it
+    // is found late at the next boundary. So every late sample raced a
+    // switch, but not every racing sample is late. (Asserting `>=` failed
+    // in CI: 1 race, found in its own window.)
     assert!(
-        late >= stats.flip_races,
-        "samples recorded during a switch ({}) were not all found later ({late})",
+        late <= stats.flip_races,
+        "{late} samples were found late, but only {} were recorded during a switch",
         stats.flip_races
     );
     assert_stacks_readable(&windows);
