@@ -112,6 +112,18 @@ pub enum TracerError {
     Read { path: String, source: io::Error },
 }
 
+/// The object's program `name` as a `T` (every name comes from
+/// `program_names`, so a missing one is a build error of the object).
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, TracerError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .expect("program in the object")
+        .try_into()
+        .map_err(|e| ebpf_error(name, e))
+}
+
 fn ebpf_error(action: &str, err: impl std::fmt::Display + std::fmt::Debug) -> TracerError {
     let message = format!("{err}");
     let debug = format!("{err:?}");
@@ -350,58 +362,29 @@ impl Tracer {
         // to the moment `start` returns, which is when the recording's
         // duration starts.
         for &(name, _, _) in &tracepoints {
-            let program: &mut TracePoint = tracer
-                .ebpf
-                .program_mut(name)
-                .expect("program in the object")
-                .try_into()
-                .map_err(|e| ebpf_error(name, e))?;
-            program
+            program::<TracePoint>(&mut tracer.ebpf, name)?
                 .load()
                 .map_err(|e| ebpf_error(&format!("load {name}"), e))?;
         }
         for &(name, _) in &raw_tracepoints {
-            let program: &mut RawTracePoint = tracer
-                .ebpf
-                .program_mut(name)
-                .expect("program in the object")
-                .try_into()
-                .map_err(|e| ebpf_error(name, e))?;
-            program
+            program::<RawTracePoint>(&mut tracer.ebpf, name)?
                 .load()
                 .map_err(|e| ebpf_error(&format!("load {name}"), e))?;
         }
         if tracer.options.on_cpu {
-            let program: &mut PerfEvent = tracer
-                .ebpf
-                .program_mut(program_names::ON_CPU)
-                .expect("program in the object")
-                .try_into()
-                .map_err(|e| ebpf_error(program_names::ON_CPU, e))?;
-            program
+            program::<PerfEvent>(&mut tracer.ebpf, program_names::ON_CPU)?
                 .load()
                 .map_err(|e| ebpf_error("load the perf_event program", e))?;
         }
         for (name, category, event) in tracepoints {
-            let program: &mut TracePoint = tracer
-                .ebpf
-                .program_mut(name)
-                .expect("program in the object")
-                .try_into()
-                .map_err(|e| ebpf_error(name, e))?;
+            let program = program::<TracePoint>(&mut tracer.ebpf, name)?;
             let link = program.attach(category, event).map_err(|e| {
                 ebpf_error(&format!("attach to the {category}/{event} tracepoint"), e)
             })?;
             tracer.tracepoint_links.push((name, link));
         }
         for (name, event) in raw_tracepoints {
-            let program: &mut RawTracePoint = tracer
-                .ebpf
-                .program_mut(name)
-                .expect("program in the object")
-                .try_into()
-                .map_err(|e| ebpf_error(name, e))?;
-            let link = program
+            let link = program::<RawTracePoint>(&mut tracer.ebpf, name)?
                 .attach(event)
                 .map_err(|e| ebpf_error(&format!("attach to the {event} raw tracepoint"), e))?;
             tracer.raw_tracepoint_links.push((name, link));
@@ -418,12 +401,7 @@ impl Tracer {
     /// Opens the cpu-clock event on every online CPU, with the loaded program.
     fn attach_perf_events(&mut self) -> Result<(), TracerError> {
         let frequency_hz = self.options.frequency_hz;
-        let program: &mut PerfEvent = self
-            .ebpf
-            .program_mut(program_names::ON_CPU)
-            .expect("program in the object")
-            .try_into()
-            .map_err(|e| ebpf_error(program_names::ON_CPU, e))?;
+        let program = program::<PerfEvent>(&mut self.ebpf, program_names::ON_CPU)?;
         let cpus = online_cpus().map_err(|(what, source)| TracerError::Read {
             path: what.to_string(),
             source,
