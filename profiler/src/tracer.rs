@@ -33,7 +33,7 @@ const BPF_NOEXIST: u64 = 1;
 
 use crate::{
     profile::ThreadState,
-    raw::{KernelStats, RawProfile, RawSample, RawStack},
+    raw::{KernelStats, RawProfile, RawSample},
 };
 
 /// The eBPF object built by `cargo xtask build-ebpf` (committed, so building the
@@ -582,30 +582,9 @@ impl Tracer {
         let stacks: HashMap<_, u64, StackTrace> =
             HashMap::try_from(self.ebpf.map(map_names::STACKS).unwrap())
                 .map_err(|e| ebpf_error("open the STACKS map", e))?;
-        let mut stack_cache: std::collections::HashMap<(u64, i32), RawStack> =
-            std::collections::HashMap::new();
-        let mut read_stack = |hash: u64, error: i32| -> RawStack {
-            stack_cache
-                .entry((hash, error))
-                .or_insert_with(|| {
-                    if error != 0 {
-                        RawStack::Lost { errno: -error }
-                    } else if hash == 0 {
-                        RawStack::Absent
-                    } else {
-                        match stacks.get(&hash, 0) {
-                            Ok(trace) => {
-                                let len = (trace.len as usize).min(trace.ips.len());
-                                RawStack::Frames(trace.ips[..len].to_vec())
-                            }
-                            // ENOENT: the kernel wrote the count but not the stack (cannot happen
-                            // while the stack is inserted first; kept as a visible loss).
-                            Err(_) => RawStack::Lost { errno: 2 },
-                        }
-                    }
-                })
-                .clone()
-        };
+        let mut stack_cache = std::collections::HashMap::new();
+        let mut read_stack =
+            |hash: u64, error: i32| windowed::raw_stack(&stacks, &mut stack_cache, hash, error);
         let mut samples = Vec::new();
         let mut raw_sample =
             |key: &SampleKey, count: u64, nanos: u64, state: ThreadState| RawSample {

@@ -69,8 +69,9 @@ pub struct WindowDrain {
     pub stats: KernelStats,
 }
 
-/// A stack read from a set's stacks map, cached per read.
-fn raw_stack(
+/// A stack read from a set's stacks map, cached per read (also used by the
+/// one-shot [`Tracer::drain`]).
+pub(super) fn raw_stack(
     stacks: &HashMap<&MapData, u64, StackTrace>,
     cache: &mut StdHashMap<(u64, i32), RawStack>,
     hash: u64,
@@ -89,7 +90,8 @@ fn raw_stack(
                         let len = (trace.len as usize).min(trace.ips.len());
                         RawStack::Frames(trace.ips[..len].to_vec())
                     }
-                    // ENOENT: kept as a visible loss.
+                    // ENOENT: the kernel wrote the count but not the stack (cannot happen
+                    // while the stack is inserted first; kept as a visible loss).
                     Err(_) => RawStack::Lost { errno: 2 },
                 }
             }
