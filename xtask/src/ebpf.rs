@@ -222,9 +222,31 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Holds an exclusive lock on the staging directory: every checkout (worktrees included) stages
+/// into the same fixed path, so two builds at once would mix each other's sources.
+fn lock_staging() -> Result<fs::File> {
+    let path = staging_dir().with_extension("lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if file.try_lock().is_err() {
+        eprintln!(
+            "waiting for another build-ebpf to finish (lock {})",
+            path.display()
+        );
+        file.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+    }
+    Ok(file)
+}
+
 pub fn build(check: bool) -> Result<()> {
     let root = workspace_root();
     let toolchain = tools::ebpf_toolchain()?;
+    let _staging = lock_staging()?;
     let built = compile(&root, &toolchain)?;
     let new = fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
     let meta = Meta {
