@@ -88,6 +88,17 @@ pub struct AgentArgs {
     /// Unique stacks kept per window; more are counted and folded into one marker stack.
     #[arg(long = "max-stacks")]
     pub max_stacks: Option<usize>,
+    /// Resident memory above which symbol files are let go after each window
+    /// (e.g. 128MiB); a soft bound paid for in CPU when reached.
+    #[arg(long = "memory-target", value_parser = parse_size)]
+    pub memory_target: Option<u64>,
+    /// Also record off-CPU time (blocked, or waiting for a CPU): one more profile per process and window.
+    /// Costs about 4 µs per context switch of a profiled thread.
+    #[arg(long = "off-cpu")]
+    pub off_cpu: bool,
+    /// Off-CPU intervals shorter than this are counted but left out (e.g. 1us, 1ms) [default: 1us].
+    #[arg(long = "min-block", value_parser = parse_min_block)]
+    pub min_block: Option<Duration>,
     /// Do not push to Pyroscope, even if the config says to.
     #[arg(long = "no-pyroscope", conflicts_with = "pyroscope_url")]
     pub no_pyroscope: bool,
@@ -170,6 +181,9 @@ impl AgentArgs {
                 backoff_max: self.backoff_max,
                 metrics_listen: self.metrics_listen,
                 max_stacks: self.max_stacks,
+                memory_target: self.memory_target,
+                off_cpu: self.off_cpu,
+                min_block: self.min_block,
             },
         })
     }
@@ -178,7 +192,8 @@ impl AgentArgs {
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
     profiler report --data-dir /var/lib/profiler --since 1h -o flame.svg\n  \
-    profiler report --since 30m --pid 1234 -o out.pb.gz")]
+    profiler report --since 30m --pid 1234 -o out.pb.gz\n  \
+    profiler report --mode off-cpu --since 10m -o waits.svg   (agent run with --off-cpu)")]
 pub struct ReportArgs {
     /// The agent's data directory.
     #[arg(long = "data-dir", default_value = DEFAULT_DATA_DIR)]
@@ -198,6 +213,9 @@ pub struct ReportArgs {
     /// Output format, overriding the extension: svg, folded or pprof.
     #[arg(long = "format")]
     pub format: Option<Format>,
+    /// Which windows: on-CPU samples (cpu) or off-CPU time (off-cpu, from an agent run with --off-cpu).
+    #[arg(long = "mode", value_enum, default_value_t = Mode::Cpu)]
+    pub mode: Mode,
     /// Flame graph title.
     #[arg(long = "title")]
     pub title: Option<String>,
@@ -210,6 +228,7 @@ impl ReportArgs {
             since: self.since,
             until: self.until,
             pids: self.pids,
+            kind: Some(self.mode.kind()),
             output: self.output,
             format: self.format,
             ..ReportConfig::default()
@@ -282,6 +301,16 @@ pub enum Mode {
     Wall,
 }
 
+impl Mode {
+    pub fn kind(self) -> ProfileKind {
+        match self {
+            Mode::Cpu => ProfileKind::Cpu,
+            Mode::OffCpu => ProfileKind::OffCpu,
+            Mode::Wall => ProfileKind::Wall,
+        }
+    }
+}
+
 fn parse_min_block(text: &str) -> Result<Duration, String> {
     if text.trim() == "0" {
         return Ok(Duration::ZERO);
@@ -324,10 +353,10 @@ impl RecordArgs {
                 Ok(OutputSpec { path, format })
             })
             .collect::<Result<Vec<_>>>()?;
-        let mode = match (self.off_cpu, self.mode) {
-            (true, _) | (_, Mode::OffCpu) => ProfileKind::OffCpu,
-            (_, Mode::Cpu) => ProfileKind::Cpu,
-            (_, Mode::Wall) => ProfileKind::Wall,
+        let mode = if self.off_cpu {
+            ProfileKind::OffCpu
+        } else {
+            self.mode.kind()
         };
         let min_block = self.min_block.unwrap_or(match mode {
             ProfileKind::OffCpu => Duration::from_micros(1),
@@ -489,6 +518,11 @@ mod tests {
             "PW",
             "--max-stacks",
             "100",
+            "--memory-target",
+            "64MiB",
+            "--off-cpu",
+            "--min-block",
+            "50us",
             "--metrics-listen",
             "127.0.0.1:0",
         ])
@@ -502,6 +536,9 @@ mod tests {
         assert_eq!(o.window, Some(Duration::from_secs(2)));
         assert_eq!(o.pids, Some(vec![5, 6]));
         assert_eq!(o.max_stacks, Some(100));
+        assert_eq!(o.memory_target, Some(64 << 20));
+        assert!(o.off_cpu);
+        assert_eq!(o.min_block, Some(Duration::from_micros(50)));
         assert!(matches!(o.pyroscope_auth, Some(AuthConfig::Basic { .. })));
         assert!(Cli::try_parse_from(["profiler", "agent", "-a", "-p", "1"]).is_err());
         assert!(Cli::try_parse_from(["profiler", "agent", "--window", "soon"]).is_err());
@@ -529,6 +566,14 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/d"));
         assert_eq!(config.since, Some(Duration::from_secs(3600)));
         assert_eq!(config.pids, vec![7]);
+        // On-CPU windows unless told otherwise: an agent with --off-cpu stores both kinds.
+        assert_eq!(config.kind, Some(ProfileKind::Cpu));
         assert!(Cli::try_parse_from(["profiler", "report", "--since", "1h"]).is_err());
+        let cli = Cli::try_parse_from(["profiler", "report", "--mode", "off-cpu", "-o", "w.svg"])
+            .unwrap();
+        let Command::Report(report) = cli.command else {
+            panic!("not a report command");
+        };
+        assert_eq!(report.into_config().kind, Some(ProfileKind::OffCpu));
     }
 }

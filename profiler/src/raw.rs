@@ -140,3 +140,33 @@ pub struct RawProfile {
     pub samples: Vec<RawSample>,
     pub stats: KernelStats,
 }
+
+/// Off-CPU time left out of a profile, and from how many threads.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HiddenTime {
+    pub threads: u64,
+    pub nanos: u64,
+}
+
+/// Takes out the time threads spent off CPU since before the recording
+/// (or the agent) started: its stack was never taken, so it says only
+/// "idle", and system-wide it is most of the profile (every idle daemon
+/// thread for the whole recording), which buries the blocking stacks the
+/// off-CPU profile is for. libbpf-tools' offcputime leaves it out too.
+/// Wall mode keeps it, since there each thread must add up to the
+/// recording's length.
+pub fn hide_before_start(samples: &mut Vec<RawSample>) -> HiddenTime {
+    let mut hidden = HiddenTime::default();
+    samples.retain(|sample| {
+        let before = matches!(
+            sample.user_stack,
+            RawStack::Lost { errno } if errno == -profiler_common::STACK_ERROR_BEFORE_START
+        );
+        if before {
+            hidden.threads += 1;
+            hidden.nanos += sample.nanos;
+        }
+        !before
+    });
+    hidden
+}

@@ -10,10 +10,14 @@
 pub mod maps;
 pub mod process;
 
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
+};
 
 use blazesym::symbolize::{
     CodeInfo, Input, Sym, Symbolized, Symbolizer as Blazesym,
+    evict::{self, Evict},
     source::{Elf, Kernel, Source},
 };
 pub use process::{FileCache, Mapping, ObjectFile, ProcessMaps, capture};
@@ -79,14 +83,26 @@ pub struct Symbolizer {
     /// Keyed by file identity and file offset, so every process mapping a
     /// library shares the names looked up once.
     user: HashMap<(FileKey, u64), (Vec<Frame>, bool)>,
+    /// Files blazesym has opened and parsed for us, with the windows they
+    /// were last looked up in; see [`Symbolizer::release_idle_files`].
+    held: HashMap<FileKey, HeldFile>,
+    /// Counts calls to [`Symbolizer::next_window`].
+    generation: u64,
     stats: Stats,
-    /// Files whose names were evicted since blazesym was last made afresh.
-    stale_files: usize,
-    resets: u64,
+    files_released: u64,
 }
 
-/// See [`Symbolizer::evict`].
-pub const STALE_FILES_BEFORE_RESET: usize = 64;
+/// A file blazesym keeps mapped (and its parsed symbols and DWARF in memory).
+struct HeldFile {
+    /// Every path blazesym knows the file by: the `/proc/self/fd/N` paths it
+    /// was opened through and the separate debug file found by build ID.
+    paths: Vec<PathBuf>,
+    last_used: u64,
+}
+
+/// Where blazesym looks for a separate debug file by build ID (its default
+/// debug directories).
+const DEBUG_DIRS: [&str; 2] = ["/usr/lib/debug", "/lib/debug"];
 
 fn new_blazesym() -> Blazesym {
     Blazesym::builder()
@@ -108,9 +124,10 @@ impl Symbolizer {
             blazesym: new_blazesym(),
             kernel: HashMap::new(),
             user: HashMap::new(),
+            held: HashMap::new(),
+            generation: 0,
             stats: Stats::default(),
-            stale_files: 0,
-            resets: 0,
+            files_released: 0,
         }
     }
 
@@ -127,41 +144,76 @@ impl Symbolizer {
     /// file key is not in `live`), then, if the caches still hold more than
     /// `max_entries` names, all of them. Returns how many names were dropped.
     /// A long-running agent calls this between windows to bound its memory.
-    ///
-    /// blazesym keeps every file it read mapped (and parsed); once
-    /// [`STALE_FILES_BEFORE_RESET`] files it may hold are no longer mapped
-    /// by anyone, it is made afresh, so that their memory is returned.
-    pub fn evict(
-        &mut self,
-        live: &std::collections::HashSet<(u32, u32, u64)>,
-        max_entries: usize,
-    ) -> u64 {
+    pub fn evict(&mut self, live: &HashSet<FileKey>, max_entries: usize) -> u64 {
         let before = self.cache_len();
-        let mut gone = std::collections::HashSet::new();
-        self.user.retain(|(key, _), _| {
-            let keep = live.contains(key);
-            if !keep {
-                gone.insert(*key);
-            }
-            keep
-        });
-        self.stale_files += gone.len();
+        self.user.retain(|(key, _), _| live.contains(key));
         if self.cache_len() > max_entries {
             self.user.clear();
             self.kernel.clear();
-            self.stale_files = STALE_FILES_BEFORE_RESET;
-        }
-        if self.stale_files >= STALE_FILES_BEFORE_RESET {
-            self.blazesym = new_blazesym();
-            self.stale_files = 0;
-            self.resets += 1;
         }
         (before - self.cache_len()) as u64
     }
 
-    /// Times blazesym was made afresh to drop files no longer mapped.
-    pub fn resets(&self) -> u64 {
-        self.resets
+    /// Makes blazesym let go of every file it was not asked about in the
+    /// last `windows` windows (see [`Symbolizer::next_window`]; 0: every
+    /// file): its mapping, whose pages count in RSS, and the symbols and
+    /// DWARF parsed from it. Names already looked up stay cached; a later
+    /// miss in the file parses it again. Returns how many files were released.
+    pub fn release_idle_files(&mut self, windows: u64) -> usize {
+        let generation = self.generation;
+        let idle: Vec<FileKey> = self
+            .held
+            .iter()
+            .filter(|(_, held)| generation - held.last_used >= windows)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in &idle {
+            let held = self.held.remove(key).expect("listed above");
+            for path in held.paths {
+                // Evicting what blazesym never cached is a no-op, not an error.
+                let _ = self.blazesym.evict(&Evict::Elf(evict::Elf::new(path)));
+            }
+        }
+        self.files_released += idle.len() as u64;
+        idle.len()
+    }
+
+    /// Starts a new window for [`Symbolizer::release_idle_files`]'s count.
+    pub fn next_window(&mut self) {
+        self.generation += 1;
+    }
+
+    /// Files blazesym holds for us now.
+    pub fn files_held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Files released by [`Symbolizer::release_idle_files`] so far.
+    pub fn files_released(&self) -> u64 {
+        self.files_released
+    }
+
+    /// Notes that blazesym is about to open (or reuse) `object`.
+    fn hold(&mut self, object: &ObjectFile) {
+        let generation = self.generation;
+        let held = self.held.entry(object.key).or_insert_with(|| HeldFile {
+            paths: object
+                .build_id
+                .iter()
+                .filter(|id| id.len() > 2)
+                .flat_map(|id| {
+                    DEBUG_DIRS.iter().map(move |dir| {
+                        PathBuf::from(format!("{dir}/.build-id/{}/{}.debug", &id[..2], &id[2..]))
+                    })
+                })
+                .collect(),
+            last_used: generation,
+        });
+        held.last_used = generation;
+        let path = object.fd_path();
+        if !held.paths.contains(&path) {
+            held.paths.push(path);
+        }
     }
 
     /// Kernel addresses, as looked up (callers adjust return addresses).
@@ -234,6 +286,7 @@ impl Symbolizer {
             }
         }
         for (key, (object, mut offsets)) in misses {
+            self.hold(object);
             let queued = offsets.len();
             offsets.sort_unstable();
             offsets.dedup();
@@ -369,6 +422,46 @@ mod tests {
         assert_eq!(symbolizer.stats().cache_misses, 1);
         assert_eq!(symbolizer.stats().cache_hits, 1);
         assert_eq!(symbols[0], symbols[1]);
+    }
+
+    #[inline(never)]
+    fn another_function_with_a_known_name() -> u64 {
+        std::hint::black_box(7)
+    }
+
+    #[test]
+    fn idle_files_are_released_and_parsed_again_when_needed() {
+        let mut cache = FileCache::default();
+        let maps = capture(std::process::id(), &mut cache).unwrap();
+        let first = a_function_with_a_known_name as fn() -> u64 as usize as u64;
+        let second = another_function_with_a_known_name as fn() -> u64 as usize as u64;
+        let mut symbolizer = Symbolizer::new();
+        assert!(symbolizer.symbolize_user(&maps, &[first])[0].symbolized);
+        assert_eq!(symbolizer.files_held(), 1);
+
+        // Looked up in this window and the one before: kept.
+        symbolizer.next_window();
+        assert_eq!(symbolizer.release_idle_files(2), 0);
+        assert_eq!(symbolizer.files_held(), 1);
+        // A cache hit does not use the file.
+        symbolizer.symbolize_user(&maps, &[first]);
+        symbolizer.next_window();
+        assert_eq!(symbolizer.release_idle_files(2), 1);
+        assert_eq!(
+            (symbolizer.files_held(), symbolizer.files_released()),
+            (0, 1)
+        );
+
+        // The name stays cached, and a new address parses the file again.
+        let again = symbolizer.symbolize_user(&maps, &[first, second]);
+        assert!(again.iter().all(|s| s.symbolized), "{again:?}");
+        let name = &again[1].frames.last().unwrap().function;
+        assert!(
+            name.ends_with("another_function_with_a_known_name"),
+            "{name}"
+        );
+        assert_eq!(symbolizer.files_held(), 1);
+        assert_eq!(symbolizer.release_idle_files(0), 1);
     }
 
     #[test]

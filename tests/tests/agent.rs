@@ -234,6 +234,73 @@ fn sigterm_mid_window_still_stores_it() {
     );
 }
 
+#[test]
+fn off_cpu_windows_hold_each_windows_waits_in_nanoseconds() {
+    let test = "off_cpu_windows_hold_each_windows_waits_in_nanoseconds";
+    if !require_root(test) {
+        return;
+    }
+    let _guard = shared_recording();
+    let dir = temp_dir("agent-off-cpu");
+    // Its sleeper thread sleeps 10 ms at a time in wait_sleep, all along.
+    let work = Proc::workload("waits", &["30"]);
+    let agent = agent(work.pid, dir.path(), &["--off-cpu"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let off_cpu = |dir: &Path| -> Vec<StoredWindow> {
+        windows(dir, work.pid)
+            .into_iter()
+            .filter(|w| w.key.kind == profiler::profile::ProfileKind::OffCpu)
+            .collect()
+    };
+    while off_cpu(dir.path()).len() < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let run = stop(agent, Duration::from_secs(5));
+    let stored = off_cpu(dir.path());
+    let all = windows(dir.path(), work.pid);
+    assert!(
+        stored.len() >= 4,
+        "only {} off-CPU windows of {} in all\n--- stderr ---\n{}",
+        stored.len(),
+        all.len(),
+        run.stderr
+    );
+    assert!(
+        all.iter()
+            .any(|w| w.key.kind == profiler::profile::ProfileKind::Cpu),
+        "--off-cpu must not replace the on-CPU windows"
+    );
+    // Skip the first window (the sleeper was asleep when the agent started:
+    // that interval's stack is unknown and left out) and the cut last one.
+    for window in &stored[1..stored.len() - 1] {
+        let profile = Store::read(window).expect("reading a stored window");
+        let kinds: Vec<&str> = profile
+            .sample_type
+            .iter()
+            .map(|t| profile.string_table[t.ty as usize].as_str())
+            .collect();
+        assert_eq!(kinds, ["blocks", "off_cpu"], "{}", window.path.display());
+        let slept: i64 = profile
+            .sample
+            .iter()
+            .filter(|s| {
+                pprof_functions(&profile, s)
+                    .iter()
+                    .any(|f| f == "wait_sleep")
+            })
+            .map(|s| s.value[1])
+            .sum();
+        let ms = (window.key.end_unix_millis - window.key.start_unix_millis) as i64;
+        // Asleep nearly all the window; each wait counts in the window it ends in.
+        assert!(
+            slept >= ms * 800_000 && slept <= ms * 1_150_000,
+            "wait_sleep off CPU for {:.3} s in a {ms} ms window {}",
+            slept as f64 / 1e9,
+            window.path.display()
+        );
+    }
+}
+
 /// The profiles the receiver got for `pid`, in arrival order.
 fn received_for(receiver: &IngestReceiver, pid: u32) -> Vec<Received> {
     receiver

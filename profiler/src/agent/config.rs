@@ -9,6 +9,9 @@
 //! service_name = "shop"       # default: each process's command name
 //! data_dir = "/var/lib/profiler"
 //! max_stacks = 20000         # unique stacks per window; more are counted and folded
+//! memory_target = "128MiB"    # above it, symbol files are let go after each window
+//! off_cpu = false             # also profile time off CPU (one more profile per process)
+//! min_block = "1us"           # shorter off-CPU intervals are counted, not profiled
 //!
 //! [retention]
 //! max_age = "24h"
@@ -42,6 +45,12 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
 /// Unique stacks kept per process and window; the rest are counted and
 /// folded into one marker stack, so a window's memory stays bounded.
 pub const DEFAULT_MAX_STACKS: usize = 20_000;
+/// Resident memory above which the agent lets go of every symbol file it
+/// holds after a window (it re-reads what it needs next time): a soft
+/// bound, paid for in CPU only when it is reached.
+pub const DEFAULT_MEMORY_TARGET: u64 = 128 << 20;
+/// Off-CPU intervals shorter than this are counted but left out (as in `record`).
+pub const DEFAULT_MIN_BLOCK: Duration = Duration::from_micros(1);
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/profiler";
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
@@ -57,6 +66,8 @@ pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 /// Highest sampling frequency the agent accepts; continuous profiling is
 /// meant to be cheap, and the kernel caps it anyway.
 const MAX_FREQUENCY_HZ: u64 = 10_000;
+/// Below this a memory target could never be met.
+const MIN_MEMORY_TARGET: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -382,6 +393,13 @@ pub struct AgentConfig {
     pub metrics: MetricsConfig,
     /// Unique stacks kept per window (over all processes).
     pub max_stacks: usize,
+    /// Resident memory in bytes above which symbol files are released after
+    /// each window ([`DEFAULT_MEMORY_TARGET`]).
+    pub memory_target: u64,
+    /// Also record off-CPU intervals: an `off-cpu` profile per process and window.
+    pub off_cpu: bool,
+    /// Off-CPU intervals shorter than this are counted, not profiled.
+    pub min_block: Duration,
 }
 
 /// Command-line values that replace the config file's. `None` (or `false`)
@@ -414,6 +432,10 @@ pub struct AgentOverrides {
     pub backoff_max: Option<Duration>,
     pub metrics_listen: Option<SocketAddr>,
     pub max_stacks: Option<usize>,
+    pub memory_target: Option<u64>,
+    /// Turn off-CPU profiling on (a flag can only turn it on).
+    pub off_cpu: bool,
+    pub min_block: Option<Duration>,
 }
 
 impl AgentConfig {
@@ -475,6 +497,9 @@ impl AgentConfig {
         set(&mut self.retention.max_bytes, &o.max_bytes);
         set(&mut self.metrics.listen, &o.metrics_listen);
         set(&mut self.max_stacks, &o.max_stacks);
+        set(&mut self.memory_target, &o.memory_target);
+        self.off_cpu |= o.off_cpu;
+        set(&mut self.min_block, &o.min_block);
 
         if o.no_pyroscope {
             self.pyroscope = None;
@@ -571,6 +596,16 @@ impl AgentConfig {
                 "max_stacks",
                 0,
                 "must be at least 1 (unique stacks kept per window)",
+            ));
+        }
+        if self.memory_target < MIN_MEMORY_TARGET {
+            return Err(invalid(
+                "memory_target",
+                bytesize::ByteSize(self.memory_target),
+                format!(
+                    "must be at least {} (the agent needs about that much before it symbolizes anything)",
+                    bytesize::ByteSize(MIN_MEMORY_TARGET)
+                ),
             ));
         }
         if self.hostname.trim().is_empty() {
@@ -707,6 +742,9 @@ mod raw {
         pyroscope: Option<Pyroscope>,
         metrics: Option<Metrics>,
         max_stacks: Option<usize>,
+        memory_target: Option<Human>,
+        off_cpu: Option<bool>,
+        min_block: Option<Human>,
     }
 
     #[derive(Deserialize, Debug, Default)]
@@ -761,6 +799,10 @@ mod raw {
             let metrics = self.metrics.unwrap_or_default();
             Ok(AgentConfig {
                 max_stacks: self.max_stacks.unwrap_or(DEFAULT_MAX_STACKS),
+                memory_target: opt_size(self.memory_target, "memory_target")?
+                    .unwrap_or(DEFAULT_MEMORY_TARGET),
+                off_cpu: self.off_cpu.unwrap_or(false),
+                min_block: opt_duration(self.min_block, "min_block")?.unwrap_or(DEFAULT_MIN_BLOCK),
                 frequency_hz: self.frequency.unwrap_or(DEFAULT_FREQUENCY_HZ),
                 window: opt_duration(self.window, "window")?.unwrap_or(DEFAULT_WINDOW),
                 targets: Targets {
@@ -935,6 +977,9 @@ mod tests {
                     listen: "127.0.0.1:9464".parse().unwrap(),
                 },
                 max_stacks: DEFAULT_MAX_STACKS,
+                memory_target: DEFAULT_MEMORY_TARGET,
+                off_cpu: false,
+                min_block: DEFAULT_MIN_BLOCK,
             }
         );
         assert!(config.targets.is_system_wide());
@@ -988,6 +1033,9 @@ mod tests {
             cgroup = "/sys/fs/cgroup/system.slice/shop.service"
             service_name = "shop"
             data_dir = "/srv/profiles"
+            memory_target = "200MiB"
+            off_cpu = true
+            min_block = "2ms"
 
             [retention]
             max_age = "7d"
@@ -1012,6 +1060,9 @@ mod tests {
             listen = "0.0.0.0:9999"
             "#,
         );
+        assert_eq!(config.memory_target, 200 << 20);
+        assert!(config.off_cpu);
+        assert_eq!(config.min_block, Duration::from_millis(2));
         assert_eq!(config.frequency_hz, 49);
         assert_eq!(config.window, Duration::from_secs(30));
         assert_eq!(
@@ -1088,6 +1139,16 @@ mod tests {
             ("window = \"0s\"", "invalid `window`"),
             ("window = \"later\"", "invalid `window` = \"later\""),
             ("pids = [0]", "invalid `pids`"),
+            ("memory_target = \"1MiB\"", "invalid `memory_target`"),
+            (
+                "min_block = \"a while\"",
+                "invalid `min_block` = \"a while\"",
+            ),
+            ("off_cpu = \"yes\"", "invalid config file"),
+            (
+                "memory_target = \"much\"",
+                "invalid `memory_target` = \"much\"",
+            ),
             ("comm_regex = \"(\"", "invalid `comm_regex` = \"(\""),
             ("service_name = \" \"", "invalid `service_name`"),
             (

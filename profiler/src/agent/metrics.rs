@@ -23,6 +23,9 @@ pub struct Metrics {
     /// switch), given to the next window.
     pub samples_between_windows: AtomicU64,
     pub off_cpu_between_windows: AtomicU64,
+    /// Off-CPU time of threads asleep since before the agent started, left
+    /// out because its stack is unknown.
+    pub off_cpu_before_start_nanos: AtomicU64,
     /// Unique stacks (samples after aggregation) of the last window.
     pub last_window_stacks: AtomicU64,
     /// Stacks folded into the overflow marker because of `max_stacks`, and
@@ -39,6 +42,12 @@ pub struct Metrics {
     pub symbol_cache_misses: AtomicU64,
     pub symbol_cache_entries: AtomicU64,
     pub symbol_cache_evicted: AtomicU64,
+    /// Files the symbolizer keeps mapped and parsed, and those it let go.
+    pub symbol_files_held: AtomicU64,
+    pub symbol_files_released: AtomicU64,
+    /// Windows after which every symbol file was let go because the agent's
+    /// RSS was above `memory_target`.
+    pub memory_target_releases: AtomicU64,
     pub processes_cached: AtomicU64,
     pub processes_evicted: AtomicU64,
     pub spool_pushed: AtomicU64,
@@ -195,6 +204,12 @@ impl Metrics {
             "Off-CPU intervals found in a map set after it was read, given to the next window.",
             get(&self.off_cpu_between_windows),
         );
+        w.metric(
+            "profiler_off_cpu_before_start_seconds_total",
+            "counter",
+            "Off-CPU time of threads asleep since before the agent started, left out (stack unknown).",
+            get(&self.off_cpu_before_start_nanos) as f64 / 1e9,
+        );
         w.labelled(
             "profiler_map_entries",
             "gauge",
@@ -256,6 +271,24 @@ impl Metrics {
             "counter",
             "Names dropped from the symbolization cache (files no longer mapped, or over the bound).",
             get(&self.symbol_cache_evicted),
+        );
+        w.metric(
+            "profiler_symbol_files_held",
+            "gauge",
+            "Executables and debug files kept mapped and parsed for symbolization.",
+            get(&self.symbol_files_held),
+        );
+        w.metric(
+            "profiler_symbol_files_released_total",
+            "counter",
+            "Symbol files let go (idle for 3 windows, or over memory_target); parsed again when needed.",
+            get(&self.symbol_files_released),
+        );
+        w.metric(
+            "profiler_memory_target_releases_total",
+            "counter",
+            "Windows after which every symbol file was let go because RSS was above memory_target.",
+            get(&self.memory_target_releases),
         );
         w.metric(
             "profiler_processes_cached",

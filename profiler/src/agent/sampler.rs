@@ -18,7 +18,7 @@ use aya::maps::{MapData, RingBuf};
 use symbolizer::Symbolizer;
 
 use crate::agent::config::AgentConfig;
-use crate::agent::metrics::Metrics;
+use crate::agent::metrics::{Metrics, SelfUsage};
 use crate::agent::pyroscope::Upload;
 use crate::agent::spool::Spool;
 use crate::agent::store::Store;
@@ -33,6 +33,8 @@ const POLL: Duration = Duration::from_millis(100);
 const RESCAN: Duration = Duration::from_secs(1);
 /// Names the symbolization cache may hold before it is emptied.
 pub const MAX_SYMBOL_CACHE: usize = 500_000;
+/// Windows a file may go without a lookup before blazesym lets go of it.
+const FILE_IDLE_WINDOWS: u64 = 3;
 
 /// Messages to the sampler thread.
 #[derive(Debug)]
@@ -73,7 +75,8 @@ struct Sampler {
 pub fn tracer_options(config: &AgentConfig, selection: &Selection) -> TracerOptions {
     TracerOptions {
         on_cpu: true,
-        off_cpu: false,
+        off_cpu: config.off_cpu,
+        min_block_ns: config.min_block.as_nanos().min(u64::MAX as u128) as u64,
         frequency_hz: config.frequency_hz,
         targets: selection.tracer_targets(),
         follow_forks: selection.follow_forks(),
@@ -193,6 +196,13 @@ impl Sampler {
                 "the sampling frequency changes only when the agent restarts"
             );
         }
+        if (config.off_cpu, config.min_block) != (self.config.off_cpu, self.config.min_block) {
+            tracing::warn!(
+                running = self.config.off_cpu,
+                configured = config.off_cpu,
+                "off_cpu and min_block change only when the agent restarts"
+            );
+        }
         let targets_changed = config.targets != self.config.targets;
         if targets_changed {
             let selection = Selection::new(&config.targets);
@@ -208,6 +218,8 @@ impl Sampler {
         }
         let mut config = config;
         config.frequency_hz = self.config.frequency_hz;
+        config.off_cpu = self.config.off_cpu;
+        config.min_block = self.config.min_block;
         if !targets_changed || !self.selection.is_dynamic() {
             config.targets = self.config.targets.clone();
         }
@@ -265,6 +277,11 @@ impl Sampler {
             .store(drain.stacks_entries, Ordering::Relaxed);
 
         let mut samples = drain.samples;
+        // Threads asleep since before the agent started: their stacks are
+        // unknown, and one long sleep would outweigh a window's real waits.
+        let hidden = crate::raw::hide_before_start(&mut samples);
+        m.off_cpu_before_start_nanos
+            .fetch_add(hidden.nanos, Ordering::Relaxed);
         let overflow = window::cap_stacks(&mut samples, self.config.max_stacks);
         m.stacks_over_cap
             .fetch_add(overflow.stacks, Ordering::Relaxed);
@@ -326,13 +343,14 @@ impl Sampler {
 
         // Bounded memory: exited processes go (unless sampled in this
         // window), then names of files nobody maps, then everything if the
-        // cache is still over its bound.
+        // cache is still over its bound; then the files blazesym holds.
         let evicted = self.processes.evict_exited(&pids);
         m.processes_evicted
             .fetch_add(evicted as u64, Ordering::Relaxed);
         let live = self.processes.live_files();
         let dropped = self.symbolizer.evict(&live, MAX_SYMBOL_CACHE);
         m.symbol_cache_evicted.fetch_add(dropped, Ordering::Relaxed);
+        self.release_memory();
         m.symbol_cache_entries
             .store(self.symbolizer.cache_len() as u64, Ordering::Relaxed);
         m.processes_cached
@@ -348,6 +366,34 @@ impl Sampler {
             took_ms = started.elapsed().as_millis() as u64,
             "window stored"
         );
+    }
+
+    /// Lets blazesym go of files idle for a few windows, and of all of them
+    /// when the agent is over its memory target; then returns freed heap to
+    /// the system (glibc keeps it otherwise, and RSS would not go down).
+    fn release_memory(&mut self) {
+        let m = &self.metrics;
+        let mut released = self.symbolizer.release_idle_files(FILE_IDLE_WINDOWS);
+        let rss = SelfUsage::read().rss_bytes;
+        if rss > self.config.memory_target {
+            released += self.symbolizer.release_idle_files(0);
+            m.memory_target_releases.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                rss,
+                target = self.config.memory_target,
+                released,
+                "over the memory target"
+            );
+        }
+        self.symbolizer.next_window();
+        if released > 0 {
+            // SAFETY: malloc_trim has no preconditions.
+            unsafe { libc::malloc_trim(0) };
+        }
+        m.symbol_files_released
+            .fetch_add(released as u64, Ordering::Relaxed);
+        m.symbol_files_held
+            .store(self.symbolizer.files_held() as u64, Ordering::Relaxed);
     }
 
     fn write(&mut self, profile: &window::WindowProfile) {

@@ -9,7 +9,7 @@ use ::pprof::protos::Message;
 
 use crate::agent::store::{WindowKey, unix_millis};
 use crate::aggregate::{ERRNO_OVER_STACK_CAP, Resolve, aggregate};
-use crate::profile::{Meta, ProfileKind};
+use crate::profile::{Meta, ProfileKind, ThreadState};
 use crate::raw::{KernelStats, RawProfile, RawSample, RawStack};
 
 /// What [`cap_stacks`] folded away.
@@ -90,7 +90,8 @@ pub struct WindowProfile {
     pub unique_stacks: usize,
 }
 
-/// The window `[start, end)`: one profile per process.
+/// The window `[start, end)`: one profile per process and kind (on-CPU
+/// samples, and off-CPU intervals when the agent records them).
 pub fn build(
     samples: Vec<RawSample>,
     start: SystemTime,
@@ -98,42 +99,65 @@ pub fn build(
     frequency_hz: u64,
     resolver: &mut dyn Resolve,
 ) -> Vec<WindowProfile> {
-    let start_nanos = start
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let duration_nanos = end.duration_since(start).map_or(0, |d| d.as_nanos() as u64);
+    let (on_cpu, off_cpu): (Vec<RawSample>, Vec<RawSample>) = samples
+        .into_iter()
+        .partition(|s| s.state == ThreadState::OnCpu);
     let mut out = Vec::new();
-    for (tgid, samples) in split_by_process(samples) {
-        let comm = process_comm(tgid, &samples);
-        let raw = RawProfile {
-            samples,
-            stats: KernelStats::default(),
-        };
-        let meta = Meta {
-            kind: ProfileKind::Cpu,
-            target: format!("pid {tgid} ({comm})"),
-            start_unix_nanos: start_nanos,
-            duration_nanos,
-            frequency_hz,
-        };
-        let profile = aggregate(&raw, resolver, meta);
-        if profile.total_value() == 0 {
-            continue;
+    for (kind, samples) in [(ProfileKind::Cpu, on_cpu), (ProfileKind::OffCpu, off_cpu)] {
+        for (tgid, samples) in split_by_process(samples) {
+            out.extend(build_one(
+                kind,
+                tgid,
+                samples,
+                start,
+                end,
+                frequency_hz,
+                resolver,
+            ));
         }
-        out.push(WindowProfile {
-            key: WindowKey {
-                start_unix_millis: unix_millis(start),
-                end_unix_millis: unix_millis(end).max(unix_millis(start)),
-                pid: tgid,
-                comm,
-                kind: ProfileKind::Cpu,
-            },
-            pprof: crate::output::pprof::to_proto(&profile).encode_to_vec(),
-            samples: profile.total_samples(),
-            unique_stacks: profile.samples.len(),
-        });
     }
     out
+}
+
+fn build_one(
+    kind: ProfileKind,
+    tgid: u32,
+    samples: Vec<RawSample>,
+    start: SystemTime,
+    end: SystemTime,
+    frequency_hz: u64,
+    resolver: &mut dyn Resolve,
+) -> Option<WindowProfile> {
+    let comm = process_comm(tgid, &samples);
+    let raw = RawProfile {
+        samples,
+        stats: KernelStats::default(),
+    };
+    let meta = Meta {
+        kind,
+        target: format!("pid {tgid} ({comm})"),
+        start_unix_nanos: start
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+        duration_nanos: end.duration_since(start).map_or(0, |d| d.as_nanos() as u64),
+        frequency_hz,
+    };
+    let profile = aggregate(&raw, resolver, meta);
+    if profile.total_value() == 0 {
+        return None;
+    }
+    Some(WindowProfile {
+        key: WindowKey {
+            start_unix_millis: unix_millis(start),
+            end_unix_millis: unix_millis(end).max(unix_millis(start)),
+            pid: tgid,
+            comm,
+            kind,
+        },
+        pprof: crate::output::pprof::to_proto(&profile).encode_to_vec(),
+        samples: profile.total_samples(),
+        unique_stacks: profile.samples.len(),
+    })
 }
 
 #[cfg(test)]
@@ -226,5 +250,34 @@ mod tests {
         let decoded = crate::output::pprof::decode(&profiles[1].pprof).unwrap();
         assert_eq!(decoded.sample.len(), 1);
         assert!(decoded.string_table.iter().any(|s| s == "fn_2200"));
+    }
+
+    #[test]
+    fn off_cpu_intervals_make_their_own_profile_in_nanoseconds() {
+        let mut blocked = sample(10, 10, "server", 0x2300, 2);
+        blocked.state = ThreadState::Blocked;
+        blocked.nanos = 1_500_000_000;
+        let samples = vec![sample(10, 10, "server", 0x2000, 3), blocked];
+        let start = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let end = start + std::time::Duration::from_secs(10);
+        let profiles = build(samples, start, end, 19, &mut Names);
+        let kinds: Vec<(ProfileKind, u32, u64)> = profiles
+            .iter()
+            .map(|p| (p.key.kind, p.key.pid, p.samples))
+            .collect();
+        assert_eq!(
+            kinds,
+            [(ProfileKind::Cpu, 10, 3), (ProfileKind::OffCpu, 10, 2)]
+        );
+        let off = crate::output::pprof::decode(&profiles[1].pprof).unwrap();
+        let types: Vec<&str> = off
+            .sample_type
+            .iter()
+            .map(|t| off.string_table[t.ty as usize].as_str())
+            .collect();
+        assert_eq!(types, ["blocks", "off_cpu"]);
+        assert_eq!(off.sample[0].value, [2, 1_500_000_000]);
+        assert!(off.string_table.iter().any(|s| s == "fn_2300"));
+        assert!(!off.string_table.iter().any(|s| s == "fn_2000"));
     }
 }

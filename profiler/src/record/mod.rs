@@ -30,7 +30,7 @@ use crate::{
     output::{self, Format, OutputError, OutputOptions},
     processes::{ProcessTable, Resolver, SETTLE_AFTER},
     profile::{Meta, Profile, ProfileKind},
-    raw::KernelStats,
+    raw::{HiddenTime, KernelStats},
     tracer::{Targets, Tracer, TracerError, TracerOptions},
 };
 
@@ -147,35 +147,6 @@ pub struct RecordReport {
     /// Off-CPU mode only: time of threads already off CPU when the recording
     /// started, until they first ran, left out of the profile.
     pub hidden_before_start: HiddenTime,
-}
-
-/// Off-CPU time left out of a profile, and from how many threads.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct HiddenTime {
-    pub threads: u64,
-    pub nanos: u64,
-}
-
-/// In off-CPU mode, time a thread spent off CPU since before the recording
-/// is left out: its stack was never taken, so it says only "idle", and
-/// system-wide it is most of the profile (every idle daemon thread for the
-/// whole recording), which buries the blocking stacks the mode is for.
-/// libbpf-tools' offcputime leaves it out too. Wall mode keeps it, since
-/// there each thread must add up to the recording's length.
-fn hide_before_start(raw: &mut crate::raw::RawProfile) -> HiddenTime {
-    let mut hidden = HiddenTime::default();
-    raw.samples.retain(|sample| {
-        let before = matches!(
-            sample.user_stack,
-            crate::raw::RawStack::Lost { errno } if errno == -profiler_common::STACK_ERROR_BEFORE_START
-        );
-        if before {
-            hidden.threads += 1;
-            hidden.nanos += sample.nanos;
-        }
-        !before
-    });
-    hidden
 }
 
 fn describe(target: &RecordTarget) -> String {
@@ -358,7 +329,7 @@ impl Session {
     ) -> Result<(Profile, KernelStats, symbolizer::Stats, usize, HiddenTime), RecordError> {
         let mut raw = self.tracer.drain()?;
         let hidden = if config.mode == ProfileKind::OffCpu {
-            hide_before_start(&mut raw)
+            crate::raw::hide_before_start(&mut raw.samples)
         } else {
             HiddenTime::default()
         };
