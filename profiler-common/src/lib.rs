@@ -59,6 +59,8 @@ pub mod program_names {
     pub const FORK: &str = "on_process_fork";
     pub const EXEC: &str = "on_process_exec";
     pub const EXIT: &str = "on_process_exit";
+    /// The exit program for kernels whose `sched_process_exit` passes `group_dead`.
+    pub const EXIT_GROUP: &str = "on_process_exit_group";
     pub const SWITCH: &str = "on_sched_switch";
 }
 

@@ -466,9 +466,30 @@ pub fn on_process_exec(_ctx: RawTracePointContext) -> u32 {
 
 /// `sched_process_exit` (raw, like exec): drop the entries forks made for
 /// threads, and forget an exiting process so that a later process reusing
-/// its pid is announced.
+/// its pid is announced. For kernels whose tracepoint has no `group_dead`
+/// argument (before 6.16): a followed child process's own entry stays.
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn on_process_exit(_ctx: RawTracePointContext) -> u32 {
+    forget_exiting(false);
+    0
+}
+
+/// `sched_process_exit(struct task_struct *p, bool group_dead)`: as
+/// [`on_process_exit`], and when the last thread of a process exits its
+/// `TARGETS` entry goes too, so that following a fork-heavy command
+/// (`-- make -j`) does not fill the map with processes long gone, nor follow
+/// an unrelated process that reuses one of their pids.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn on_process_exit_group(ctx: RawTracePointContext) -> u32 {
+    // SAFETY: the tracepoint's second argument; user space loads this
+    // program only when the tracepoint's format lists `group_dead`.
+    let group_dead = unsafe { ctx.arg::<u64>(1) } & 0xff != 0;
+    forget_exiting(group_dead);
+    0
+}
+
+#[inline(always)]
+fn forget_exiting(group_dead: bool) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
@@ -477,7 +498,9 @@ pub fn on_process_exit(_ctx: RawTracePointContext) -> u32 {
     } else {
         let _ = KNOWN.remove(tgid);
     }
-    0
+    if group_dead {
+        let _ = TARGETS.remove(tgid);
+    }
 }
 
 #[cfg(not(test))]

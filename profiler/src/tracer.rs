@@ -212,6 +212,12 @@ fn sched_field_offset(event: &str, field: &str) -> Result<u32, TracerError> {
     Err(last_err.expect("at least one candidate"))
 }
 
+/// Whether `sched_process_exit` has the `group_dead` argument (Linux 6.16 and
+/// later), which [`program_names::EXIT_GROUP`] reads.
+fn exit_passes_group_dead() -> bool {
+    sched_field_offset("sched_process_exit", "group_dead").is_ok()
+}
+
 /// Parses `field:pid_t child_pid;\toffset:44;\tsize:4;...` lines of a tracepoint format file.
 pub fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
     format.lines().find_map(|line| {
@@ -350,9 +356,14 @@ impl Tracer {
         // exec and exit read nothing, so they are raw tracepoints, whose
         // detach does not wait for an RCU grace period (76 ms each here).
         let mut tracepoints = vec![(program_names::FORK, "sched", "sched_process_fork")];
+        let exit = if exit_passes_group_dead() {
+            program_names::EXIT_GROUP
+        } else {
+            program_names::EXIT
+        };
         let raw_tracepoints = [
             (program_names::EXEC, "sched_process_exec"),
-            (program_names::EXIT, "sched_process_exit"),
+            (exit, "sched_process_exit"),
         ];
         if tracer.options.off_cpu {
             tracepoints.push((program_names::SWITCH, "sched", "sched_switch"));

@@ -553,6 +553,35 @@ fn command_mode_follows_forks() {
     );
 }
 
+/// 10 000 children exit before the one that does the work is forked: more
+/// than the targets map holds (8192), so unless exited processes leave it the
+/// late children are not followed.
+#[test]
+fn command_mode_follows_forks_after_thousands_of_exited_children() {
+    let test = "command_mode_follows_forks_after_thousands_of_exited_children";
+    if !require_root(test) {
+        return;
+    }
+    let _guard = shared_recording();
+    let dir = temp_dir("many-forks");
+    let out = dir.path().join("out.folded");
+    let run = record()
+        .freq(199)
+        .output(&out)
+        .command(workload("forker"), &["2", "10000"])
+        .run_ok(TIMEOUT);
+    let Recording { stacks, d, .. } = Recording::read(test, run, &out);
+    assert!(
+        !d.contains("targets map full"),
+        "forked children were not followed: the targets map filled up{d}"
+    );
+    let child = samples_with(&stacks, "child_work");
+    assert!(
+        child >= 100,
+        "child_work in {child} samples over 2 s at 199 Hz: children forked after 10 000 exited ones were not followed{d}"
+    );
+}
+
 #[test]
 fn pid_mode_follows_forks() {
     if !require_root("pid_mode_follows_forks") {

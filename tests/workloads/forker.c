@@ -1,6 +1,7 @@
-/* forker SECONDS: forks a child after another until SECONDS have passed; each
- * child spins in child_work for about 200 ms and exits; the parent waits for
- * it (sleeping) before forking the next. */
+/* forker SECONDS [QUICK]: first forks QUICK children (default 0) that exit at
+ * once, one after another; then forks a child after another until SECONDS
+ * have passed; each child spins in child_work for about 200 ms and exits; the
+ * parent waits for it (sleeping) before forking the next. */
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -22,6 +23,16 @@ __attribute__((noinline)) void child_work(double seconds) {
 }
 
 int main(int argc, char **argv) {
+    long quick = argc > 2 ? atol(argv[2]) : 0;
+    for (long i = 0; i < quick; i++) {
+        pid_t pid = fork();
+        if (pid < 0)
+            return 1;
+        if (pid == 0)
+            _exit(0);
+        int status;
+        waitpid(pid, &status, 0);
+    }
     double end = now() + (argc > 1 ? atof(argv[1]) : 3.0);
     while (now() < end) {
         pid_t pid = fork();
