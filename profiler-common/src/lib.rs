@@ -242,8 +242,13 @@ pub mod stat {
     /// Off-CPU intervals recorded into a counts map (what user space
     /// should find in the maps, in all).
     pub const OFF_CPU_RECORDED: u32 = 17;
+    /// A tracked thread left the CPU with its previous switch-out still
+    /// open: its switch-in was not seen, because the tracepoint program was
+    /// skipped on that CPU (the kernel runs one BPF program at a time per
+    /// CPU, and a BPF map syscall counts as one). That interval is lost.
+    pub const OFF_CPU_SWITCH_IN_MISSED: u32 = 18;
     /// Number of counters.
-    pub const COUNT: u32 = 18;
+    pub const COUNT: u32 = 19;
 }
 
 /// `ProcessEvent::kind`: first sample of a process (or first since its exec).

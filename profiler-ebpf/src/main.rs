@@ -337,8 +337,16 @@ pub fn on_sched_switch(ctx: TracePointContext) -> u32 {
         set,
         reserved: 0,
     };
-    if OFF_CPU_START.insert(tid, &start, 0).is_err() {
-        bump(stat::OFF_CPU_START_FULL);
+    match OFF_CPU_START.insert(tid, &start, BPF_NOEXIST as u64) {
+        Ok(()) => {}
+        Err(err) if err == -EEXIST => {
+            // The last switch-out's interval never ended: its switch-in was missed.
+            bump(stat::OFF_CPU_SWITCH_IN_MISSED);
+            if OFF_CPU_START.insert(tid, &start, 0).is_err() {
+                bump(stat::OFF_CPU_START_FULL);
+            }
+        }
+        Err(_) => bump(stat::OFF_CPU_START_FULL),
     }
     0
 }

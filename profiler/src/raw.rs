@@ -61,6 +61,8 @@ pub struct KernelStats {
     pub off_cpu_late: u64,
     /// Off-CPU intervals recorded into the counts maps.
     pub off_cpu_recorded: u64,
+    /// Off-CPU intervals lost because their switch-in was not seen.
+    pub off_cpu_switch_in_missed: u64,
 }
 
 impl KernelStats {
@@ -85,6 +87,7 @@ impl KernelStats {
             flip_races: at(stat::FLIP_RACES),
             off_cpu_late: at(stat::OFF_CPU_LATE),
             off_cpu_recorded: at(stat::OFF_CPU_RECORDED),
+            off_cpu_switch_in_missed: at(stat::OFF_CPU_SWITCH_IN_MISSED),
         }
     }
 
@@ -127,6 +130,10 @@ impl KernelStats {
             (
                 "off-CPU intervals dropped: in-kernel off-CPU map full",
                 self.off_cpu_counts_full,
+            ),
+            (
+                "off-CPU intervals lost: switch-in not seen (another BPF program or a BPF map syscall was running on that CPU)",
+                self.off_cpu_switch_in_missed,
             ),
         ]
         .into_iter()

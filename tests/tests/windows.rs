@@ -15,6 +15,10 @@ use profiler::raw::RawStack;
 use profiler::tracer::{Targets, Tracer, TracerOptions, WindowDrain};
 use profiler_tests::*;
 
+/// Threads of the `waits` workload: main, sleeper, reader, writer, waiter,
+/// holder and one spinner.
+const WAITS_THREADS: u64 = 7;
+
 /// Starts a windowed tracer following the forks of this process, starts
 /// `workload ARGS` (so it is followed from its first instruction, and no
 /// thread of it is off CPU from before the start), then stops following
@@ -156,14 +160,28 @@ fn every_off_cpu_interval_is_in_exactly_one_window() {
         stats.off_cpu_switches,
         stats.off_cpu_late
     );
-    // Every interval the kernel recorded is in one window. (Not compared
-    // with the switch-outs: a few per thousand switch-outs never come back
-    // as an interval, windows or not; see the README's limits.)
+    // Every interval the kernel recorded is in one window.
     assert_eq!(
         intervals,
         stats.off_cpu_recorded,
         "off-CPU intervals lost or counted twice across {} switches: {stats:?}",
         windows.len()
+    );
+    // Every switch-out is an interval, or counted as lost: a few per
+    // thousand switch-ins are not seen (the program is skipped on a CPU
+    // where the agent's own map syscall is under way), and the next
+    // switch-out of that thread counts the loss. A thread whose last
+    // switch-in was missed exits with its interval open and uncounted, so
+    // up to one per thread of the workload may be unaccounted for.
+    let accounted = stats.off_cpu_recorded
+        + stats.off_cpu_switch_in_missed
+        + stats.off_cpu_short
+        + stats.off_cpu_start_full
+        + stats.off_cpu_counts_full;
+    assert!(
+        accounted <= stats.off_cpu_switches && stats.off_cpu_switches - accounted <= WAITS_THREADS,
+        "{} switch-outs, {accounted} of them recorded or counted as lost: {stats:?}",
+        stats.off_cpu_switches
     );
     assert!(intervals > 500, "too few off-CPU intervals: {stats:?}");
     assert!(

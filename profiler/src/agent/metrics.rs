@@ -76,6 +76,12 @@ pub struct KernelCounters {
     pub targets_full: AtomicU64,
     pub known_full: AtomicU64,
     pub flip_races: AtomicU64,
+    pub off_cpu_switches: AtomicU64,
+    pub off_cpu_recorded: AtomicU64,
+    pub off_cpu_start_full: AtomicU64,
+    pub off_cpu_counts_full: AtomicU64,
+    pub off_cpu_switch_in_missed: AtomicU64,
+    pub off_cpu_short: AtomicU64,
 }
 
 impl KernelCounters {
@@ -91,6 +97,15 @@ impl KernelCounters {
         set(&self.targets_full, stats.targets_full);
         set(&self.known_full, stats.known_full);
         set(&self.flip_races, stats.flip_races);
+        set(&self.off_cpu_switches, stats.off_cpu_switches);
+        set(&self.off_cpu_recorded, stats.off_cpu_recorded);
+        set(&self.off_cpu_start_full, stats.off_cpu_start_full);
+        set(&self.off_cpu_counts_full, stats.off_cpu_counts_full);
+        set(
+            &self.off_cpu_switch_in_missed,
+            stats.off_cpu_switch_in_missed,
+        );
+        set(&self.off_cpu_short, stats.off_cpu_short);
     }
 }
 
@@ -184,6 +199,35 @@ impl Metrics {
                 ("process_events_lost", get(&k.events_lost)),
                 ("targets_map_full", get(&k.targets_full)),
                 ("known_map_full", get(&k.known_full)),
+            ],
+        );
+        w.metric(
+            "profiler_off_cpu_switches_total",
+            "counter",
+            "Profiled threads leaving a CPU (off_cpu only).",
+            get(&k.off_cpu_switches),
+        );
+        w.metric(
+            "profiler_off_cpu_intervals_total",
+            "counter",
+            "Off-CPU intervals recorded (a thread's time from leaving a CPU to running again).",
+            get(&k.off_cpu_recorded),
+        );
+        w.metric(
+            "profiler_off_cpu_short_intervals_total",
+            "counter",
+            "Off-CPU intervals shorter than min_block, counted and left out.",
+            get(&k.off_cpu_short),
+        );
+        w.labelled(
+            "profiler_failed_off_cpu_intervals_total",
+            "counter",
+            "Off-CPU intervals lost, by cause.",
+            "cause",
+            &[
+                ("start_map_full", get(&k.off_cpu_start_full)),
+                ("counts_map_full", get(&k.off_cpu_counts_full)),
+                ("switch_in_missed", get(&k.off_cpu_switch_in_missed)),
             ],
         );
         w.metric(
