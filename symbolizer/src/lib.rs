@@ -7,12 +7,13 @@
 //! exited processes are symbolized too. An address that cannot be named is
 //! data, not an error: it comes back as `module+0xoffset`.
 
+pub mod debug_cache;
 pub mod kallsyms;
 pub mod maps;
 pub mod process;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     fs::File,
     io::Write,
     os::fd::{AsRawFd, FromRawFd},
@@ -99,13 +100,23 @@ pub struct Symbolizer {
     kernel_table: Option<Option<KernelTable>>,
     /// Where the kernel table is cached; `None`: not cached, nor used.
     kernel_cache_dir: Option<PathBuf>,
+    /// Files whose debug file was given an uncompressed copy (or tried).
+    debug_prepared: HashSet<FileKey>,
 }
 
 /// See [`Symbolizer::evict`].
 pub const STALE_FILES_BEFORE_RESET: usize = 64;
 
+/// The cache of uncompressed debug files (see [`debug_cache`]), if usable.
+fn debug_cache_dir() -> Option<&'static Path> {
+    static DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| debug_cache::cache_dir(Path::new(kallsyms::CACHE_DIR)))
+        .as_deref()
+}
+
 fn new_blazesym() -> Blazesym {
     Blazesym::builder()
+        .set_debug_dirs(Some(debug_cache::debug_dirs(debug_cache_dir())))
         .enable_code_info(true)
         .enable_inlined_fns(true)
         .enable_demangling(true)
@@ -129,6 +140,7 @@ impl Symbolizer {
             resets: 0,
             kernel_table: None,
             kernel_cache_dir: Some(PathBuf::from(kallsyms::CACHE_DIR)),
+            debug_prepared: HashSet::new(),
         }
     }
 
@@ -317,6 +329,11 @@ impl Symbolizer {
             offsets.dedup();
             self.stats.cache_misses += offsets.len() as u64;
             self.stats.cache_hits += (queued - offsets.len()) as u64;
+            if let (Some(cache), Some(build_id)) = (debug_cache_dir(), &object.build_id)
+                && self.debug_prepared.insert(key)
+            {
+                debug_cache::prepare(cache, Path::new(debug_cache::SYSTEM_DEBUG_DIR), build_id);
+            }
             let source = Source::Elf(Elf::new(object.fd_path()));
             let results = match self
                 .blazesym
