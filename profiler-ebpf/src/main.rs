@@ -53,6 +53,14 @@ static STACKS_1: HashMap<u64, StackTrace> = HashMap::with_max_entries(16384, 0);
 #[map]
 static STACK_SCRATCH: PerCpuArray<StackTrace> = PerCpuArray::with_max_entries(1, 0);
 
+/// The user stack's hash and error while the kernel stack is taken: kept in
+/// map memory, which the verifier does not track, rather than in registers,
+/// where each way the user stack's walk can end (stored, none, lost) is a
+/// distinct state and the kernel stack's 127-step hash loop was verified
+/// again for each (on_cpu_sample: 16 380 instructions verified, 8 436 now).
+#[map]
+static FIRST_STACK: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
 /// Sample counts aggregated in the kernel. User space may resize it at load time.
 #[map]
 static COUNTS: HashMap<SampleKey, u64> = HashMap::with_max_entries(65536, 0);
@@ -233,9 +241,28 @@ fn announce(tgid: u32) {
 /// The current thread's stacks and command name.
 #[inline(always)]
 fn sample_key<C: EbpfContext>(ctx: &C, tgid: u32, tid: u32, set: u32) -> SampleKey {
+    let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
     let (user_stack, user_error) =
         record_stack(ctx, set, BPF_F_USER_STACK as u64, stat::USER_STACK_ERROR);
+    let Some(first) = FIRST_STACK.get_ptr_mut(0) else {
+        // Cannot happen (index 0 of a per-CPU array); the kernel stack is lost.
+        return SampleKey {
+            tgid,
+            tid,
+            user_stack,
+            kernel_stack: 0,
+            user_error,
+            kernel_error: -E2BIG,
+            comm,
+        };
+    };
+    // SAFETY: this CPU's slot; volatile so that the values are read back
+    // from memory, not kept in registers.
+    unsafe { core::ptr::write_volatile(first, [user_stack, user_error as i64 as u64]) };
     let (kernel_stack, kernel_error) = record_stack(ctx, set, 0, stat::KERNEL_STACK_ERROR);
+    // SAFETY: as above.
+    let [user_stack, user_error] = unsafe { core::ptr::read_volatile(first) };
+    let user_error = user_error as i64 as i32;
     SampleKey {
         tgid,
         tid,
@@ -243,7 +270,7 @@ fn sample_key<C: EbpfContext>(ctx: &C, tgid: u32, tid: u32, set: u32) -> SampleK
         kernel_stack,
         user_error,
         kernel_error,
-        comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+        comm,
     }
 }
 

@@ -292,23 +292,31 @@ impl Tracer {
             (0, 0)
         };
 
-        // The second map set costs nothing unless windows are drained.
+        // The second map set costs nothing unless windows are drained, nor
+        // do the off-CPU maps unless off-CPU time is traced: hash maps are
+        // preallocated, and in CPU mode these were 16 MiB of the ~40 MiB the
+        // kernel zeroed at load (~4 ms of a short recording's CPU).
         let second = |entries: u32| if options.windowed { entries } else { 1 };
-        let mut ebpf = EbpfLoader::new()
-            // No CO-RE relocations to apply (the programs read only tracepoint
-            // records, whose offsets come from tracefs), so the kernel's BTF
-            // need not be parsed: that was 18 ms, a fifth of a short recording's CPU.
-            .btf(None)
+        let off_cpu = |entries: u32| if options.off_cpu { entries } else { 1 };
+        // No CO-RE relocations to apply (the programs read only tracepoint
+        // records, whose offsets come from tracefs), so the kernel's BTF need
+        // not be parsed: ~20 ms of a short recording's CPU. `EbpfLoader::new`
+        // parses it even when `.btf(None)` follows; `without_btf` is added by
+        // the vendored aya (vendor/README.md).
+        let mut ebpf = EbpfLoader::without_btf()
             .map_max_entries(map_names::STACKS, options.stack_map_entries)
             .map_max_entries(map_names::COUNTS, options.counts_map_entries)
-            .map_max_entries(map_names::OFF_CPU_COUNTS, options.counts_map_entries)
+            .map_max_entries(
+                map_names::OFF_CPU_COUNTS,
+                off_cpu(options.counts_map_entries),
+            )
             .map_max_entries(map_names::STACKS_1, second(options.stack_map_entries))
             .map_max_entries(map_names::COUNTS_1, second(options.counts_map_entries))
             .map_max_entries(
                 map_names::OFF_CPU_COUNTS_1,
-                second(options.counts_map_entries),
+                off_cpu(second(options.counts_map_entries)),
             )
-            .map_max_entries(map_names::OFF_CPU_START, options.off_cpu_threads)
+            .map_max_entries(map_names::OFF_CPU_START, off_cpu(options.off_cpu_threads))
             .load(EBPF_OBJECT)
             .map_err(|e| ebpf_error("load the eBPF object", e))?;
 

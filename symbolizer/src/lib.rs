@@ -7,19 +7,28 @@
 //! exited processes are symbolized too. An address that cannot be named is
 //! data, not an error: it comes back as `module+0xoffset`.
 
+pub mod debug_cache;
+pub mod kallsyms;
 pub mod maps;
 pub mod process;
 
 use std::{
     collections::{HashMap, HashSet},
+    fs::File,
+    io::Write,
+    os::fd::{AsRawFd, FromRawFd},
     path::{Path, PathBuf},
 };
 
-use blazesym::symbolize::{
-    CodeInfo, Input, Sym, Symbolized, Symbolizer as Blazesym,
-    evict::{self, Evict},
-    source::{Elf, Kernel, Source},
+use blazesym::{
+    MaybeDefault,
+    symbolize::{
+        CodeInfo, Input, Sym, Symbolized, Symbolizer as Blazesym,
+        evict::{self, Evict},
+        source::{Elf, Kernel, Source},
+    },
 };
+use kallsyms::KernelTable;
 pub use process::{FileCache, Mapping, ObjectFile, ProcessMaps, capture};
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +99,13 @@ pub struct Symbolizer {
     generation: u64,
     stats: Stats,
     files_released: u64,
+    /// The core kernel's symbols for this boot, loaded at the first kernel
+    /// lookup (`Some(None)`: unavailable, blazesym reads `/proc/kallsyms`).
+    kernel_table: Option<Option<KernelTable>>,
+    /// Where the kernel table is cached; `None`: not cached, nor used.
+    kernel_cache_dir: Option<PathBuf>,
+    /// Files whose debug file was given an uncompressed copy (or tried).
+    debug_prepared: HashSet<FileKey>,
 }
 
 /// A file blazesym keeps mapped (and its parsed symbols and DWARF in memory).
@@ -100,12 +116,16 @@ struct HeldFile {
     last_used: u64,
 }
 
-/// Where blazesym looks for a separate debug file by build ID (its default
-/// debug directories).
-const DEBUG_DIRS: [&str; 2] = ["/usr/lib/debug", "/lib/debug"];
+/// The cache of uncompressed debug files (see [`debug_cache`]), if usable.
+fn debug_cache_dir() -> Option<&'static Path> {
+    static DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| debug_cache::cache_dir(Path::new(kallsyms::CACHE_DIR)))
+        .as_deref()
+}
 
 fn new_blazesym() -> Blazesym {
     Blazesym::builder()
+        .set_debug_dirs(Some(debug_cache::debug_dirs(debug_cache_dir())))
         .enable_code_info(true)
         .enable_inlined_fns(true)
         .enable_demangling(true)
@@ -128,7 +148,31 @@ impl Symbolizer {
             generation: 0,
             stats: Stats::default(),
             files_released: 0,
+            kernel_table: None,
+            kernel_cache_dir: Some(PathBuf::from(kallsyms::CACHE_DIR)),
+            debug_prepared: HashSet::new(),
         }
+    }
+
+    /// Caches the core kernel's symbols in `dir` rather than
+    /// [`kallsyms::CACHE_DIR`]; `None`: no table, every kernel address is
+    /// looked up by blazesym in `/proc/kallsyms`.
+    pub fn with_kernel_cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.kernel_cache_dir = dir;
+        self.kernel_table = None;
+        self
+    }
+
+    fn kernel_table(&mut self) -> Option<&KernelTable> {
+        if self.kernel_table.is_none() {
+            let table = match &self.kernel_cache_dir {
+                // blazesym prefers a vmlinux image when it finds one; then so do we.
+                Some(dir) if !vmlinux_present() => kallsyms::load(dir),
+                _ => None,
+            };
+            self.kernel_table = Some(table);
+        }
+        self.kernel_table.as_ref().and_then(|t| t.as_ref())
     }
 
     pub fn stats(&self) -> Stats {
@@ -202,9 +246,14 @@ impl Symbolizer {
                 .iter()
                 .filter(|id| id.len() > 2)
                 .flat_map(|id| {
-                    DEBUG_DIRS.iter().map(move |dir| {
-                        PathBuf::from(format!("{dir}/.build-id/{}/{}.debug", &id[..2], &id[2..]))
-                    })
+                    // Wherever blazesym may have found it: the uncompressed copy first.
+                    debug_cache::debug_dirs(debug_cache_dir())
+                        .into_iter()
+                        .map(move |dir| {
+                            dir.join(".build-id")
+                                .join(&id[..2])
+                                .join(format!("{}.debug", &id[2..]))
+                        })
                 })
                 .collect(),
             last_used: generation,
@@ -231,16 +280,55 @@ impl Symbolizer {
         self.stats.cache_hits += (addrs.len() - missing.len()) as u64;
         self.stats.cache_misses += missing.len() as u64;
         if !missing.is_empty() {
-            let source = Source::Kernel(Kernel::default());
-            let results = self.blazesym.symbolize(&source, Input::AbsAddr(&missing));
-            let results = match results {
-                Ok(results) => results.into_iter().map(|r| to_frames(&r)).collect(),
-                Err(_) => {
-                    self.stats.failed_lookups += missing.len() as u64;
-                    vec![None; missing.len()]
-                }
+            // Addresses in the kernel image are named from the cached table,
+            // the rest (modules, BPF) by blazesym on /proc/kallsyms.
+            let (covered, rest): (Vec<u64>, Vec<u64>) = match self.kernel_table() {
+                Some(table) => missing.iter().partition(|&&a| table.covers(a)),
+                None => (Vec::new(), missing.clone()),
             };
-            for (addr, frames) in missing.iter().zip(results) {
+            let mut named = Vec::with_capacity(missing.len());
+            if !covered.is_empty() {
+                let excerpt = self
+                    .kernel_table()
+                    .map(|t| t.excerpt(&covered))
+                    .unwrap_or_default();
+                let results = match memfd_with("kallsyms", excerpt.as_bytes()) {
+                    Some(file) => {
+                        let source = Source::Kernel(Kernel {
+                            kallsyms: MaybeDefault::Some(fd_path(&file)),
+                            vmlinux: MaybeDefault::None,
+                            ..Kernel::default()
+                        });
+                        // Afresh: blazesym caches a kallsyms file by path.
+                        new_blazesym()
+                            .symbolize(&source, Input::AbsAddr(&covered))
+                            .map(|r| r.iter().map(to_frames).collect::<Vec<_>>())
+                            .map_err(|_| ())
+                    }
+                    None => Err(()),
+                };
+                match results {
+                    Ok(results) => named.extend(covered.iter().copied().zip(results)),
+                    Err(_) => {
+                        self.stats.failed_lookups += covered.len() as u64;
+                        named.extend(covered.iter().map(|&a| (a, None)));
+                    }
+                }
+            }
+            if !rest.is_empty() {
+                let source = Source::Kernel(Kernel::default());
+                let results = self.blazesym.symbolize(&source, Input::AbsAddr(&rest));
+                match results {
+                    Ok(results) => {
+                        named.extend(rest.iter().copied().zip(results.iter().map(to_frames)))
+                    }
+                    Err(_) => {
+                        self.stats.failed_lookups += rest.len() as u64;
+                        named.extend(rest.iter().map(|&a| (a, None)));
+                    }
+                }
+            }
+            for (addr, frames) in named {
                 let symbol = match frames {
                     Some(frames) => Symbol {
                         frames,
@@ -252,7 +340,7 @@ impl Symbolizer {
                         Symbol::unknown(format!("[kernel]+0x{addr:x}"), None)
                     }
                 };
-                self.kernel.insert(*addr, symbol);
+                self.kernel.insert(addr, symbol);
             }
         }
         addrs.iter().map(|a| self.kernel[a].clone()).collect()
@@ -292,6 +380,11 @@ impl Symbolizer {
             offsets.dedup();
             self.stats.cache_misses += offsets.len() as u64;
             self.stats.cache_hits += (queued - offsets.len()) as u64;
+            if let (Some(cache), Some(build_id)) = (debug_cache_dir(), &object.build_id)
+                && self.debug_prepared.insert(key)
+            {
+                debug_cache::prepare(cache, Path::new(debug_cache::SYSTEM_DEBUG_DIR), build_id);
+            }
             let source = Source::Elf(Elf::new(object.fd_path()));
             let results = match self
                 .blazesym
@@ -348,6 +441,36 @@ impl Symbolizer {
             })
             .collect()
     }
+}
+
+/// Whether blazesym would find a vmlinux image for the running kernel
+/// (the paths it tries by default).
+fn vmlinux_present() -> bool {
+    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return true;
+    };
+    let release = release.trim();
+    ["/boot/", "/usr/lib/debug/boot/"]
+        .iter()
+        .any(|dir| Path::new(&format!("{dir}vmlinux-{release}")).exists())
+}
+
+/// An anonymous file holding `bytes`.
+fn memfd_with(name: &str, bytes: &[u8]) -> Option<File> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a valid C string and flags; a non-negative result is a new fd we own.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a new descriptor owned by nothing else.
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    file.write_all(bytes).ok()?;
+    Some(file)
+}
+
+fn fd_path(file: &File) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
 fn basename(path: &str) -> &str {
@@ -488,6 +611,51 @@ mod tests {
                 .any(|n| n.contains("clock_gettime") || n.contains("gettimeofday")),
             "no vdso time function among {names:?}"
         );
+    }
+
+    /// Kernel frames are named the same from the cached table as by
+    /// blazesym on /proc/kallsyms, in and out of the cached range, from a
+    /// fresh cache and from the file it wrote.
+    #[test]
+    fn kernel_names_from_the_cached_table_equal_blazesyms() {
+        let text = std::fs::read_to_string("/proc/kallsyms").unwrap();
+        let mut addrs: Vec<u64> = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let Some(addr) = line
+                .split_ascii_whitespace()
+                .next()
+                .and_then(|a| u64::from_str_radix(a, 16).ok())
+            else {
+                continue;
+            };
+            // Every 97th symbol, inside it and at its start; every BPF or
+            // module symbol (outside the cached range).
+            if addr != 0 && (i % 97 == 0 || line.contains('[')) {
+                addrs.extend([addr, addr + 1, addr + 0x13]);
+            }
+        }
+        if addrs.is_empty() {
+            eprintln!("skipped: /proc/kallsyms shows no addresses (kptr_restrict)");
+            return;
+        }
+        addrs.extend([1, u64::MAX]);
+        let expected = Symbolizer::new()
+            .with_kernel_cache_dir(None)
+            .symbolize_kernel(&addrs);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("cache");
+        for round in ["building the cache", "reading the cache"] {
+            let mut symbolizer = Symbolizer::new().with_kernel_cache_dir(Some(dir.clone()));
+            let got = symbolizer.symbolize_kernel(&addrs);
+            for ((addr, want), got) in addrs.iter().zip(&expected).zip(&got) {
+                assert_eq!(want, got, "{round}: address {addr:#x}");
+            }
+            assert!(
+                symbolizer.kernel_table().is_some(),
+                "{round}: no kernel table"
+            );
+        }
+        assert!(expected.iter().filter(|s| s.symbolized).count() > addrs.len() / 2);
     }
 
     #[test]

@@ -158,14 +158,127 @@ impl FileCache {
     }
 }
 
-/// Reads `/proc/PID/maps` and opens every executable file mapping.
+/// `struct procmap_query` of `linux/fs.h` (Linux 6.11+).
+#[repr(C)]
+#[derive(Default)]
+struct ProcmapQuery {
+    size: u64,
+    query_flags: u64,
+    query_addr: u64,
+    vma_start: u64,
+    vma_end: u64,
+    vma_flags: u64,
+    vma_page_size: u64,
+    vma_offset: u64,
+    inode: u64,
+    dev_major: u32,
+    dev_minor: u32,
+    vma_name_size: u32,
+    build_id_size: u32,
+    vma_name_addr: u64,
+    build_id_addr: u64,
+}
+
+/// `_IOWR('f', 17, struct procmap_query)`.
+const PROCMAP_QUERY: libc::c_ulong = (3 << 30)
+    | ((std::mem::size_of::<ProcmapQuery>() as libc::c_ulong) << 16)
+    | ((b'f' as libc::c_ulong) << 8)
+    | 17;
+const PROCMAP_QUERY_VMA_READABLE: u64 = 0x01;
+const PROCMAP_QUERY_VMA_EXECUTABLE: u64 = 0x04;
+const PROCMAP_QUERY_COVERING_OR_NEXT_VMA: u64 = 0x10;
+
+/// The executable mappings of an open `/proc/PID/maps`, asked of the kernel
+/// one by one (`PROCMAP_QUERY`), which spares it formatting every mapping
+/// as text: a fork-heavy recording captured ~2 400 processes a second, and
+/// formatting their maps was a third of the profiler's CPU while recording.
+/// `None` when the kernel cannot answer (before 6.11, a process without
+/// memory): the caller reads the text instead. The struct and the ioctl are
+/// written by hand (the libc crate does not have them).
+fn query_executable(maps: &fs::File) -> Option<Vec<maps::MapEntry>> {
+    let mut entries = Vec::new();
+    let mut name = vec![0u8; libc::PATH_MAX as usize + 64];
+    let mut addr = 0u64;
+    loop {
+        let mut query = ProcmapQuery {
+            size: std::mem::size_of::<ProcmapQuery>() as u64,
+            query_flags: PROCMAP_QUERY_COVERING_OR_NEXT_VMA | PROCMAP_QUERY_VMA_EXECUTABLE,
+            query_addr: addr,
+            vma_name_size: name.len() as u32,
+            vma_name_addr: name.as_mut_ptr() as u64,
+            ..ProcmapQuery::default()
+        };
+        // SAFETY: a valid fd, a struct of the size given in its `size`
+        // field, and a name buffer of `vma_name_size` bytes that outlives the call.
+        let ret = unsafe { libc::ioctl(maps.as_raw_fd(), PROCMAP_QUERY as _, &mut query) };
+        if ret != 0 {
+            let errno = io::Error::last_os_error().raw_os_error();
+            // No executable mapping at or after `addr`: all found. Any other
+            // failure, even after some were found: let the text say.
+            return (errno == Some(libc::ENOENT) && addr != 0).then_some(entries);
+        }
+        let len = (query.vma_name_size as usize)
+            .saturating_sub(1)
+            .min(name.len());
+        let path = String::from_utf8_lossy(&name[..len]).into_owned();
+        entries.push(maps::MapEntry {
+            start: query.vma_start,
+            end: query.vma_end,
+            readable: query.vma_flags & PROCMAP_QUERY_VMA_READABLE != 0,
+            executable: true,
+            file_offset: query.vma_offset,
+            dev: (query.dev_major, query.dev_minor),
+            inode: query.inode,
+            path,
+        });
+        if query.vma_end <= addr {
+            return None;
+        }
+        addr = query.vma_end;
+    }
+}
+
+/// The `[vsyscall]` page, which `/proc/PID/maps` lists but `PROCMAP_QUERY`
+/// does not (it is not one of the process's own mappings): the same for
+/// every 64-bit process, so taken once from our own maps. (A 32-bit process
+/// gets it too, at an address its stacks cannot hold.)
+fn vsyscall_entry() -> Option<maps::MapEntry> {
+    static ENTRY: std::sync::OnceLock<Option<maps::MapEntry>> = std::sync::OnceLock::new();
+    ENTRY
+        .get_or_init(|| {
+            let text = fs::read_to_string("/proc/self/maps").ok()?;
+            maps::parse(&text)
+                .into_iter()
+                .find(|e| e.path == "[vsyscall]")
+        })
+        .clone()
+}
+
+/// Reads the executable mappings of `/proc/PID/maps` and opens every
+/// executable file mapping.
 pub fn capture(pid: u32, cache: &mut FileCache) -> Result<ProcessMaps, Error> {
+    capture_with(pid, cache, true)
+}
+
+fn capture_with(pid: u32, cache: &mut FileCache, query: bool) -> Result<ProcessMaps, Error> {
     let path = format!("/proc/{pid}/maps");
-    let text = fs::read_to_string(&path).map_err(|source| match source.kind() {
+    let gone = |source: io::Error| match source.kind() {
         io::ErrorKind::NotFound => Error::ProcessGone { pid },
         _ => Error::ReadMaps { pid, source },
-    })?;
-    let mut mappings: Vec<Mapping> = maps::parse(&text)
+    };
+    let mut file = fs::File::open(&path).map_err(gone)?;
+    let (entries, text_empty) = match query.then(|| query_executable(&file)).flatten() {
+        Some(mut entries) => {
+            entries.extend(vsyscall_entry());
+            (entries, false)
+        }
+        None => {
+            let mut text = String::new();
+            io::Read::read_to_string(&mut file, &mut text).map_err(gone)?;
+            (maps::parse(&text), text.is_empty())
+        }
+    };
+    let mut mappings: Vec<Mapping> = entries
         .into_iter()
         .filter(|entry| entry.executable)
         .map(|entry| Mapping {
@@ -182,7 +295,7 @@ pub fn capture(pid: u32, cache: &mut FileCache) -> Result<ProcessMaps, Error> {
             name: entry.file_path().to_string(),
         })
         .collect();
-    if mappings.is_empty() && text.is_empty() {
+    if mappings.is_empty() && text_empty {
         // A zombie or a kernel thread: nothing mapped.
         return Err(Error::ProcessGone { pid });
     }
@@ -204,6 +317,47 @@ mod tests {
         assert!(object.path.contains("symbolizer"), "{}", object.path);
         assert!(!cache.is_empty());
         assert!(maps.find(0).is_none());
+    }
+
+    /// The kernel's answers to `PROCMAP_QUERY` give the same mappings as
+    /// the text of `/proc/PID/maps`, for this process and for a child.
+    #[test]
+    fn queried_mappings_equal_the_texts() {
+        let own = fs::File::open("/proc/self/maps").unwrap();
+        if query_executable(&own).is_none() {
+            eprintln!("skipped: no PROCMAP_QUERY (Linux 6.11+)");
+            return;
+        }
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        for pid in [std::process::id(), child.id()] {
+            let mut cache = FileCache::default();
+            let describe = |maps: ProcessMaps| -> Vec<String> {
+                maps.mappings
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{:x}-{:x} {:x} {} {:?}",
+                            m.start,
+                            m.end,
+                            m.file_offset,
+                            m.name,
+                            m.object.as_ref().map(|o| (o.key, o.path.clone()))
+                        )
+                    })
+                    .collect()
+            };
+            let queried = describe(capture_with(pid, &mut cache, true).unwrap());
+            let text = describe(capture_with(pid, &mut cache, false).unwrap());
+            assert!(queried.len() >= 3, "{queried:?}");
+            assert!(queried.iter().any(|m| m.contains("[vdso]")), "{queried:?}");
+            assert_eq!(queried, text, "pid {pid}");
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     #[test]
