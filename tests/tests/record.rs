@@ -894,3 +894,52 @@ fn deleted_binary_is_still_symbolized() {
         "no main;outer;hot_a stack from the deleted binary{d}"
     );
 }
+
+/// A `-p` target that exits while sampling is being set up (after the
+/// profiler checked it exists, before it could wait on it) ends the
+/// recording at once with a clear error; it used to record until Ctrl-C.
+#[test]
+fn a_pid_target_exiting_during_start_up_ends_the_recording() {
+    let test = "a_pid_target_exiting_during_start_up_ends_the_recording";
+    if !require_root(test) {
+        return;
+    }
+    let _guard = shared_recording();
+    let dir = temp_dir("exits-at-start");
+    let out = dir.path().join("out.svg");
+    // Killed (and reaped: a zombie still has a pidfd) at times spread over
+    // the profiler's start-up, so that some runs hit the window.
+    for ms in (0..=60).step_by(3) {
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .expect("spawning sleep");
+        let pid = sleeper.id();
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(ms));
+            let _ = sleeper.kill();
+            let _ = sleeper.wait();
+        });
+        let run = record().pid(pid).output(&out).run(Duration::from_secs(10));
+        killer.join().unwrap();
+        let shown = format!("record -p (a process killed after {ms} ms)");
+        assert_failed_cleanly(&run, &shown);
+        assert!(
+            [
+                "exited before the recording started",
+                "no samples",
+                "no process with pid"
+            ]
+            .iter()
+            .any(|m| run.stderr.contains(m)),
+            "{shown}: unexpected error\n--- stderr ---\n{}",
+            run.stderr
+        );
+        assert!(!out.exists(), "{shown} failed but wrote {}", out.display());
+        eprintln!(
+            "{shown}: {:.2} s: {}",
+            run.elapsed.as_secs_f64(),
+            run.stderr.trim()
+        );
+    }
+}

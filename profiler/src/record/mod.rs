@@ -10,7 +10,7 @@ use std::{
     ffi::OsString,
     io::IsTerminal,
     os::fd::OwnedFd,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::ExitStatus,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -104,6 +104,13 @@ pub enum RecordError {
     )]
     NoSamples { secs: f64 },
     #[error(
+        "the target process{} {} exited before the recording started, so nothing was recorded; \
+         profile a process that is running, or start it with `profiler record -- COMMAND`",
+        if .pids.len() > 1 { "es" } else { "" },
+        .pids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    ExitedBeforeStart { pids: Vec<u32> },
+    #[error(
         "no off-CPU time in {secs:.1} s: the target never left a CPU for longer than --min-block \
          while recording, so nothing was written. Record longer, lower --min-block, or use \
          --mode cpu"
@@ -186,6 +193,9 @@ struct Session {
     ring: Option<AsyncFd<RingBuf<MapData>>>,
     child: Option<tokio::process::Child>,
     pidfds: Vec<AsyncFd<OwnedFd>>,
+    /// Every `-p` target exited while sampling was being set up: there is
+    /// no pidfd to wait on, and nothing left to record.
+    targets_gone_at_start: bool,
     start: Instant,
     start_wall: SystemTime,
 }
@@ -226,6 +236,7 @@ impl Session {
             ring,
             child: None,
             pidfds: Vec::new(),
+            targets_gone_at_start: false,
             start: Instant::now(),
             start_wall: SystemTime::now(),
         };
@@ -245,10 +256,17 @@ impl Session {
                 session.child = Some(spawned);
             }
             RecordTarget::Pids(pids) => {
+                let mut gone = 0;
                 for &pid in pids {
                     session.processes.capture(pid);
-                    session.pidfds.extend(pidfd_open(pid));
+                    match pidfd_open(pid) {
+                        Some(fd) => session.pidfds.push(fd),
+                        // Exited between the check and now (pidfd_open: ESRCH).
+                        None if !Path::new(&format!("/proc/{pid}")).exists() => gone += 1,
+                        None => {}
+                    }
                 }
+                session.targets_gone_at_start = gone == pids.len();
             }
             RecordTarget::All => {}
         }
@@ -265,6 +283,9 @@ impl Session {
         let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
         let mut command_status = None;
         let stop = loop {
+            if self.targets_gone_at_start {
+                break StopReason::TargetsExited;
+            }
             tokio::select! {
                 _ = sigint.recv() => break StopReason::Interrupted,
                 _ = sigterm.recv() => break StopReason::Interrupted,
@@ -372,6 +393,11 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
         config.target = RecordTarget::Pids(target_processes(pids));
     }
     let mut session = Session::start(&config)?;
+    if session.targets_gone_at_start
+        && let RecordTarget::Pids(pids) = &config.target
+    {
+        return Err(RecordError::ExitedBeforeStart { pids: pids.clone() });
+    }
     let Watched {
         stop,
         command_status,
