@@ -377,8 +377,23 @@ fn windows_arrive_at_the_receiver_with_labels_and_time_ranges() {
             .iter()
             .filter(|s| pprof_functions(&r.profile, s).iter().any(|f| f == "hot_a"))
             .count();
-        assert!(hot > 0, "a pushed window without hot_a: {}", r.name);
+        let samples: i64 = r.profile.sample.iter().map(|s| s.value[0]).sum();
+        // The last window is cut by the stop, right after the second one was
+        // stored: it may hold a sample or two, none of them in hot_a (75%).
+        assert!(
+            hot > 0 || samples < 20,
+            "a pushed window of {samples} samples without hot_a: {}",
+            r.name
+        );
     }
+    assert!(
+        received.iter().any(|r| r
+            .profile
+            .sample
+            .iter()
+            .any(|s| { pprof_functions(&r.profile, s).iter().any(|f| f == "hot_a") })),
+        "no pushed window has hot_a"
+    );
 }
 
 #[test]
