@@ -132,8 +132,9 @@ fn cache_bytes(cache: &Path) -> u64 {
         .sum()
 }
 
-/// Writes `bytes` to a temporary file next to `path`, then renames it there.
-fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Writes `bytes` to a temporary file next to `path` (root-only, not
+/// following a link), then renames it there.
+pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
     let _ = fs::remove_file(&tmp);
     let mut file = fs::OpenOptions::new()

@@ -28,7 +28,7 @@
 
 use std::{
     fs::{self, File},
-    io::{self, Read, Write},
+    io::{self, Read},
     os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
 };
@@ -330,23 +330,7 @@ fn read_cache(dir: &Path, boot_id: &[u8; BOOT_ID_LEN]) -> Option<KernelTable> {
 }
 
 fn write_cache(dir: &Path, table: &KernelTable) -> io::Result<()> {
-    let tmp = dir.join(format!("{CACHE_FILE}.{}.tmp", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&tmp)?;
-    let written = file.write_all(table.bytes());
-    drop(file);
-    match written {
-        Ok(()) => fs::rename(&tmp, dir.join(CACHE_FILE)),
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+    crate::debug_cache::write_new(&dir.join(CACHE_FILE), table.bytes())
 }
 
 /// The first entry `/proc/kallsyms` lists, read without making the kernel
