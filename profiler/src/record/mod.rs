@@ -194,7 +194,8 @@ struct Session {
     child: Option<tokio::process::Child>,
     pidfds: Vec<AsyncFd<OwnedFd>>,
     /// Every `-p` target exited while sampling was being set up: there is
-    /// no pidfd to wait on, and nothing left to record.
+    /// no pidfd to wait on, and nothing left to record (`record` fails
+    /// before watching).
     targets_gone_at_start: bool,
     start: Instant,
     start_wall: SystemTime,
@@ -283,9 +284,6 @@ impl Session {
         let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
         let mut command_status = None;
         let stop = loop {
-            if self.targets_gone_at_start {
-                break StopReason::TargetsExited;
-            }
             tokio::select! {
                 _ = sigint.recv() => break StopReason::Interrupted,
                 _ = sigterm.recv() => break StopReason::Interrupted,
