@@ -23,10 +23,11 @@
 
 use std::{
     fs,
-    io::{self, Read, Write},
-    os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt},
+    io::Read,
     path::{Path, PathBuf},
 };
+
+use crate::private_files::{private_dir, write_new};
 
 /// Where distributions install separate debug files by build ID: the first
 /// place blazesym's default debug directories lead it to.
@@ -57,20 +58,6 @@ fn build_id_path(build_id: &str) -> Option<PathBuf> {
             .join(&build_id[..2])
             .join(format!("{}.debug", &build_id[2..]))
     })
-}
-
-/// A directory we (root) own that no one else can enter, created if missing.
-fn private_dir(dir: &Path) -> Option<()> {
-    match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(_) => return None,
-    }
-    let meta = fs::symlink_metadata(dir).ok()?;
-    // SAFETY: geteuid has no preconditions.
-    let ours = meta.uid() == unsafe { libc::geteuid() };
-    let private = meta.permissions().mode() & 0o077 == 0;
-    (meta.file_type().is_dir() && ours && private).then_some(())
 }
 
 /// The cache directory (`CACHE/debug`), root-only; `None` when unusable.
@@ -130,28 +117,6 @@ fn cache_bytes(cache: &Path) -> u64 {
         .filter_map(|f| f.metadata().ok())
         .map(|m| m.len())
         .sum()
-}
-
-/// Writes `bytes` to a temporary file next to `path` (root-only, not
-/// following a link), then renames it there.
-pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&tmp)?;
-    let written = file.write_all(bytes);
-    drop(file);
-    match written {
-        Ok(()) => fs::rename(&tmp, path),
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
 }
 
 fn get<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {

@@ -29,7 +29,7 @@
 use std::{
     fs::{self, File},
     io::{self, Read},
-    os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
@@ -297,18 +297,11 @@ impl KernelTable {
 /// real directory owned by us (root) that no one else can enter.
 fn cache_dir(dir: &Path) -> Option<PathBuf> {
     // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
+    if unsafe { libc::geteuid() } != 0 {
         return None;
     }
-    match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(_) => return None,
-    }
-    let meta = fs::symlink_metadata(dir).ok()?;
-    let private = meta.permissions().mode() & 0o077 == 0;
-    (meta.file_type().is_dir() && meta.uid() == euid && private).then(|| dir.to_path_buf())
+    crate::private_files::private_dir(dir)?;
+    Some(dir.to_path_buf())
 }
 
 fn read_cache(dir: &Path, boot_id: &[u8; BOOT_ID_LEN]) -> Option<KernelTable> {
@@ -330,7 +323,7 @@ fn read_cache(dir: &Path, boot_id: &[u8; BOOT_ID_LEN]) -> Option<KernelTable> {
 }
 
 fn write_cache(dir: &Path, table: &KernelTable) -> io::Result<()> {
-    crate::debug_cache::write_new(&dir.join(CACHE_FILE), table.bytes())
+    crate::private_files::write_new(&dir.join(CACHE_FILE), table.bytes())
 }
 
 /// The first entry `/proc/kallsyms` lists, read without making the kernel

@@ -10,13 +10,14 @@
 pub mod debug_cache;
 pub mod kallsyms;
 pub mod maps;
+mod private_files;
 pub mod process;
 
 use std::{
     collections::{HashMap, HashSet},
     fs::File,
     io::Write,
-    os::fd::{AsRawFd, FromRawFd},
+    os::fd::FromRawFd,
     path::{Path, PathBuf},
 };
 
@@ -295,7 +296,7 @@ impl Symbolizer {
                 let results = match memfd_with("kallsyms", excerpt.as_bytes()) {
                     Some(file) => {
                         let source = Source::Kernel(Kernel {
-                            kallsyms: MaybeDefault::Some(fd_path(&file)),
+                            kallsyms: MaybeDefault::Some(process::fd_path(&file)),
                             vmlinux: MaybeDefault::None,
                             ..Kernel::default()
                         });
@@ -467,10 +468,6 @@ fn memfd_with(name: &str, bytes: &[u8]) -> Option<File> {
     let mut file = unsafe { File::from_raw_fd(fd) };
     file.write_all(bytes).ok()?;
     Some(file)
-}
-
-fn fd_path(file: &File) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
 fn basename(path: &str) -> &str {

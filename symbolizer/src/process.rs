@@ -35,8 +35,13 @@ pub struct ObjectFile {
 impl ObjectFile {
     /// A path through which this process can read the file.
     pub fn fd_path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+        fd_path(&self.file)
     }
+}
+
+/// `/proc/self/fd/N`: a path through which this process reads an open file.
+pub(crate) fn fd_path(file: &impl AsRawFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
 /// One executable mapping of a process.
