@@ -303,31 +303,21 @@ impl Symbolizer {
                         // Afresh: blazesym caches a kallsyms file by path.
                         new_blazesym()
                             .symbolize(&source, Input::AbsAddr(&covered))
-                            .map(|r| r.iter().map(to_frames).collect::<Vec<_>>())
-                            .map_err(|_| ())
+                            .map(|r| r.iter().map(to_frames).collect())
+                            .ok()
                     }
-                    None => Err(()),
+                    None => None,
                 };
-                match results {
-                    Ok(results) => named.extend(covered.iter().copied().zip(results)),
-                    Err(_) => {
-                        self.stats.failed_lookups += covered.len() as u64;
-                        named.extend(covered.iter().map(|&a| (a, None)));
-                    }
-                }
+                self.name_or_fail(&mut named, &covered, results);
             }
             if !rest.is_empty() {
                 let source = Source::Kernel(Kernel::default());
-                let results = self.blazesym.symbolize(&source, Input::AbsAddr(&rest));
-                match results {
-                    Ok(results) => {
-                        named.extend(rest.iter().copied().zip(results.iter().map(to_frames)))
-                    }
-                    Err(_) => {
-                        self.stats.failed_lookups += rest.len() as u64;
-                        named.extend(rest.iter().map(|&a| (a, None)));
-                    }
-                }
+                let results = self
+                    .blazesym
+                    .symbolize(&source, Input::AbsAddr(&rest))
+                    .map(|r| r.iter().map(to_frames).collect())
+                    .ok();
+                self.name_or_fail(&mut named, &rest, results);
             }
             for (addr, frames) in named {
                 let symbol = match frames {
@@ -345,6 +335,23 @@ impl Symbolizer {
             }
         }
         addrs.iter().map(|a| self.kernel[a].clone()).collect()
+    }
+
+    /// Pairs `addrs` with what a lookup found; `None` (the lookup failed):
+    /// each is counted as a failed lookup and left unnamed.
+    fn name_or_fail(
+        &mut self,
+        named: &mut Vec<(u64, Option<Vec<Frame>>)>,
+        addrs: &[u64],
+        results: Option<Vec<Option<Vec<Frame>>>>,
+    ) {
+        match results {
+            Some(results) => named.extend(addrs.iter().copied().zip(results)),
+            None => {
+                self.stats.failed_lookups += addrs.len() as u64;
+                named.extend(addrs.iter().map(|&a| (a, None)));
+            }
+        }
     }
 
     /// User addresses of one process, as looked up (callers adjust return addresses).
