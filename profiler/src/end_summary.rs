@@ -105,7 +105,26 @@ pub fn render(report: &RecordReport) -> String {
         pids.len(),
         tids.len()
     );
-    let failures = report.kernel.failures();
+    let mut failures: Vec<(String, u64)> = report
+        .kernel
+        .failures()
+        .into_iter()
+        .map(|(what, n)| (what.to_string(), n))
+        .collect();
+    if report.processes_missed > 0 {
+        failures.push((
+            "process(es) exited before their memory maps were read (frames shown as addresses)"
+                .into(),
+            report.processes_missed as u64,
+        ));
+    }
+    if let Some(lost) = report.process_records_lost.filter(|&n| n > 0) {
+        failures.push((
+            "process records the kernel dropped (buffer full): processes read from /proc instead"
+                .into(),
+            lost,
+        ));
+    }
     if failures.is_empty() {
         let _ = writeln!(out, "Lost: none");
     } else {
@@ -113,13 +132,6 @@ pub fn render(report: &RecordReport) -> String {
         for (what, n) in failures {
             let _ = writeln!(out, "  {n:>8}  {what}");
         }
-    }
-    if report.processes_missed > 0 {
-        let _ = writeln!(
-            out,
-            "  {:>8}  process(es) exited before their memory maps were read (frames shown as addresses)",
-            report.processes_missed
-        );
     }
     let sym = report.symbolizer;
     if sym.unknown > 0 || sym.failed_lookups > 0 {

@@ -72,6 +72,50 @@ impl ProcessMaps {
         let mapping = &self.mappings[idx];
         (addr < mapping.end).then_some((idx, mapping))
     }
+
+    /// Adds the mappings of `older` (an earlier image of the process, before
+    /// an exec) that overlap none of its own, so that a frame still in the
+    /// old image (a sample taken inside `execve`, or in a fork's child
+    /// before it exec'd) is named rather than left an address.
+    pub fn fill_gaps(&mut self, older: Vec<Mapping>) {
+        for old in older {
+            let at = self.mappings.partition_point(|m| m.start < old.start);
+            let clear_before = at == 0 || self.mappings[at - 1].end <= old.start;
+            let clear_after = self.mappings.get(at).is_none_or(|m| m.start >= old.end);
+            if clear_before && clear_after {
+                self.mappings.insert(at, old);
+            }
+        }
+    }
+
+    /// Adds a mapping made after the snapshot. Whatever it overlaps was
+    /// replaced in the process too: those parts are cut away, as the kernel
+    /// did, keeping the pieces on either side.
+    pub fn insert(&mut self, new: Mapping) {
+        let mut kept = Vec::with_capacity(self.mappings.len() + 2);
+        for old in self.mappings.drain(..) {
+            if old.end <= new.start || old.start >= new.end {
+                kept.push(old);
+                continue;
+            }
+            if old.start < new.start {
+                kept.push(Mapping {
+                    end: new.start,
+                    ..old.clone()
+                });
+            }
+            if old.end > new.end {
+                kept.push(Mapping {
+                    start: new.end,
+                    file_offset: old.file_offset + (new.end - old.start),
+                    ..old
+                });
+            }
+        }
+        let at = kept.partition_point(|m| m.start < new.start);
+        kept.insert(at, new);
+        self.mappings = kept;
+    }
 }
 
 /// Open files shared by all captured processes, so that a library mapped by a
@@ -149,7 +193,8 @@ impl FileCache {
         let by_root = format!("/proc/{pid}/root{}", entry.file_path());
         let file = File::open(&by_map_files)
             .or_else(|_| File::open(&by_root))
-            .ok()?;
+            .ok()
+            .or_else(|| open_if_same(entry.file_path(), key))?;
         let mut object = ObjectFile {
             path: entry.file_path().to_string(),
             build_id: None,
@@ -160,6 +205,45 @@ impl FileCache {
         let object = Arc::new(object);
         self.files.insert(key, object.clone());
         Some(object)
+    }
+}
+
+/// Opens `path` in our own mount namespace, only if it is still the file
+/// `key` names (same device and inode) and a regular file: the last resort for
+/// a process that has already exited, whose `/proc/PID/` paths are gone.
+/// Non-blocking and without following a final symlink, so that a path swapped
+/// for a FIFO or a link since cannot stall us or lead elsewhere.
+fn open_if_same(path: &str, key: (u32, u32, u64)) -> Option<File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    let dev = meta.dev();
+    let same = meta.is_file() && (libc::major(dev), libc::minor(dev), meta.ino()) == key;
+    same.then_some(file)
+}
+
+/// The mapping of `entry` in process `pid`, its file opened (from the cache
+/// when another process mapped it already). For mappings the kernel announced
+/// as they were made (perf `MMAP2` records) rather than read from
+/// `/proc/PID/maps`: the process may have exited since, and the file is then
+/// found by its path if it is still the same file.
+pub fn mapping(pid: u32, entry: &maps::MapEntry, cache: &mut FileCache) -> Mapping {
+    Mapping {
+        start: entry.start,
+        end: entry.end,
+        file_offset: entry.file_offset,
+        object: if entry.is_file() {
+            cache.open(pid, entry)
+        } else if entry.path == "[vdso]" {
+            cache.vdso()
+        } else {
+            None
+        },
+        name: entry.file_path().to_string(),
     }
 }
 
@@ -286,19 +370,7 @@ fn capture_with(pid: u32, cache: &mut FileCache, query: bool) -> Result<ProcessM
     let mut mappings: Vec<Mapping> = entries
         .into_iter()
         .filter(|entry| entry.executable)
-        .map(|entry| Mapping {
-            start: entry.start,
-            end: entry.end,
-            file_offset: entry.file_offset,
-            object: if entry.is_file() {
-                cache.open(pid, &entry)
-            } else if entry.path == "[vdso]" {
-                cache.vdso()
-            } else {
-                None
-            },
-            name: entry.file_path().to_string(),
-        })
+        .map(|entry| mapping(pid, &entry, cache))
         .collect();
     if mappings.is_empty() && text_empty {
         // A zombie or a kernel thread: nothing mapped.
@@ -363,6 +435,101 @@ mod tests {
         }
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    fn anon(start: u64, end: u64, file_offset: u64, name: &str) -> Mapping {
+        Mapping {
+            start,
+            end,
+            file_offset,
+            object: None,
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn an_inserted_mapping_cuts_away_what_it_overlaps() {
+        let mut maps = ProcessMaps {
+            pid: 1,
+            mappings: vec![anon(0x1000, 0x5000, 0, "a"), anon(0x8000, 0x9000, 0, "b")],
+        };
+        maps.insert(anon(0x2000, 0x3000, 0x40, "c"));
+        maps.insert(anon(0x8800, 0xa000, 0, "d"));
+        maps.insert(anon(0x100, 0x200, 0, "e"));
+        let got: Vec<_> = maps
+            .mappings
+            .iter()
+            .map(|m| (m.start, m.end, m.file_offset, m.name.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0x100, 0x200, 0, "e"),
+                (0x1000, 0x2000, 0, "a"),
+                (0x2000, 0x3000, 0x40, "c"),
+                (0x3000, 0x5000, 0x2000, "a"),
+                (0x8000, 0x8800, 0, "b"),
+                (0x8800, 0xa000, 0, "d"),
+            ]
+        );
+        assert_eq!(maps.find(0x3500).unwrap().1.name, "a");
+    }
+
+    #[test]
+    fn an_older_image_fills_only_the_gaps() {
+        let mut maps = ProcessMaps {
+            pid: 1,
+            mappings: vec![
+                anon(0x1000, 0x2000, 0, "new1"),
+                anon(0x5000, 0x6000, 0, "new2"),
+            ],
+        };
+        maps.fill_gaps(vec![
+            anon(0x100, 0x1000, 0, "old-before"),
+            anon(0x1800, 0x3000, 0, "old-overlapping"),
+            anon(0x3000, 0x5000, 0, "old-between"),
+            anon(0x5fff, 0x7000, 0, "old-overlapping-end"),
+            anon(0x9000, 0xa000, 0, "old-after"),
+        ]);
+        let names: Vec<&str> = maps.mappings.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["old-before", "new1", "old-between", "new2", "old-after"]
+        );
+    }
+
+    /// A file whose process has exited is opened by its path, but only while
+    /// the path still names the same file.
+    #[test]
+    fn a_file_is_opened_by_path_only_while_it_is_the_same_file() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lib.so");
+        fs::write(&path, b"first").unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        let key = (libc::major(meta.dev()), libc::minor(meta.dev()), meta.ino());
+        let path = path.to_str().unwrap();
+        assert!(open_if_same(path, key).is_some());
+        assert!(open_if_same(path, (key.0, key.1, key.2 + 1)).is_none());
+        let replaced = dir.path().join("new.so");
+        fs::write(&replaced, b"second").unwrap();
+        fs::rename(&replaced, path).unwrap();
+        assert!(open_if_same(path, key).is_none(), "replaced file opened");
+        // A dead pid: the /proc paths fail, the path in our namespace is used.
+        let meta = fs::metadata(path).unwrap();
+        let entry = maps::MapEntry {
+            start: 0x1000,
+            end: 0x2000,
+            readable: true,
+            executable: true,
+            file_offset: 0,
+            dev: (libc::major(meta.dev()), libc::minor(meta.dev())),
+            inode: meta.ino(),
+            path: path.to_string(),
+        };
+        let mut cache = FileCache::default();
+        let mapped = mapping(u32::MAX - 1, &entry, &mut cache);
+        assert_eq!(mapped.object.as_ref().map(|o| o.path.as_str()), Some(path));
     }
 
     #[test]

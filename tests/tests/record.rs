@@ -553,6 +553,48 @@ fn command_mode_follows_forks() {
     );
 }
 
+/// Children that exec and live ~2 ms, one after another (a build, a shell
+/// script): their mappings come from the kernel's records as they are made,
+/// so they are named even though nearly all exit before `/proc` could be read.
+/// When their maps were read from `/proc` after their first sample, a quarter
+/// of the samples in `short_child_work` had libc's frame as an address
+/// (libc not yet mapped when the process was read).
+#[test]
+fn short_lived_exec_children_are_symbolized() {
+    let test = "short_lived_exec_children_are_symbolized";
+    if !require_root(test) {
+        return;
+    }
+    let _guard = shared_recording();
+    let dir = temp_dir("exec-children");
+    let out = dir.path().join("out.folded");
+    let run = record()
+        .freq(999)
+        .output(&out)
+        .command(workload("execer"), &["2"])
+        .run_ok(TIMEOUT);
+    let Recording { stacks, d, .. } = Recording::read(test, run, &out);
+    // main is called from libc's __libc_start_call_main: a child whose libc
+    // mapping was not known shows `[unknown]+0x7f…;main;short_child_work`.
+    let (mut work, mut named) = (0u64, 0u64);
+    for (frames, count) in &stacks {
+        if frames[0] == "execer" && frames.iter().any(|f| f == "short_child_work") {
+            work += count;
+            if frames.iter().any(|f| f == "__libc_start_call_main") {
+                named += count;
+            }
+        }
+    }
+    assert!(
+        work >= 300,
+        "short_child_work in only {work} samples (2 s at 999 Hz){d}"
+    );
+    assert!(
+        named * 100 >= work * 98,
+        "only {named} of {work} samples in short_child_work have libc's caller named: the exec'd children's libraries were not known{d}"
+    );
+}
+
 /// 10 000 children exit before the one that does the work is forked: more
 /// than the targets map holds (8192), so unless exited processes leave it the
 /// late children are not followed.

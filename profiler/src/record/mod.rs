@@ -15,7 +15,10 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use aya::maps::{MapData, RingBuf};
+use aya::{
+    maps::{MapData, RingBuf},
+    util::online_cpus,
+};
 use symbolizer::Symbolizer;
 use tokio::{
     io::unix::AsyncFd,
@@ -28,6 +31,7 @@ use watch::{all_exited, end_command, handle_events, pidfd_open, status_line};
 use crate::{
     aggregate::aggregate,
     output::{self, Format, OutputError, OutputOptions},
+    process_events::ProcessEvents,
     processes::{ProcessTable, Resolver, SETTLE_AFTER},
     profile::{Meta, Profile, ProfileKind},
     raw::{HiddenTime, KernelStats},
@@ -148,6 +152,11 @@ pub struct RecordReport {
     pub symbolizer: symbolizer::Stats,
     /// Processes with samples whose maps could not be read before they exited.
     pub processes_missed: usize,
+    /// Processes whose maps came from the kernel's records, not from `/proc`.
+    pub processes_followed: usize,
+    /// Process records the kernel dropped (buffer full); `None` when the
+    /// records could not be opened. Either way, processes were read from `/proc`.
+    pub process_records_lost: Option<u64>,
     pub stop: StopReason,
     pub command_status: Option<ExitStatus>,
     pub written: Vec<PathBuf>,
@@ -190,7 +199,14 @@ struct Watched {
 struct Session {
     tracer: Tracer,
     processes: ProcessTable,
+    /// The kernel's fork/exec/mmap records, when they could be opened.
+    process_events: Option<ProcessEvents>,
     ring: Option<AsyncFd<RingBuf<MapData>>>,
+    /// The announcements, read on the records' tick instead of on every
+    /// wake-up when the records are followed: they rarely need a `/proc`
+    /// read then, and a fork-heavy program announced ~2 000 processes a
+    /// second, each a wake-up of the profiler.
+    polled_ring: Option<RingBuf<MapData>>,
     child: Option<tokio::process::Child>,
     pidfds: Vec<AsyncFd<OwnedFd>>,
     /// Every `-p` target exited while sampling was being set up: there is
@@ -212,6 +228,16 @@ impl Session {
             // Following our own fork puts the child in the targets before it execs.
             RecordTarget::Command(_) => Targets::Pids(vec![self_pid]),
         };
+        // Opened before sampling starts, so that no mapping of a sampled
+        // process is made before the records begin.
+        let process_events = match online_cpus().map(|cpus| ProcessEvents::open(&cpus)) {
+            Ok(Ok(events)) => Some(events),
+            Ok(Err(_)) | Err(_) => None,
+        };
+        let mut processes = ProcessTable::default();
+        if process_events.is_some() {
+            processes.follow_records(config.target == RecordTarget::All);
+        }
         let mut tracer = Tracer::start(TracerOptions {
             on_cpu: config.mode != ProfileKind::OffCpu,
             off_cpu: config.mode != ProfileKind::Cpu,
@@ -223,18 +249,24 @@ impl Session {
             counts_map_entries: config.counts_map_entries,
             ..TracerOptions::default()
         })?;
-        let ring = match tracer.take_events() {
+        let (ring, polled_ring) = match tracer.take_events() {
+            Some(ring) if process_events.is_some() => (None, Some(ring)),
             // SAFETY: the AsyncFd owns the ring buffer and so its fd.
-            Some(ring) => Some(
-                unsafe { AsyncFd::register(ring) }
-                    .map_err(|e| std::io::Error::other(e.to_string()))?,
+            Some(ring) => (
+                Some(
+                    unsafe { AsyncFd::register(ring) }
+                        .map_err(|e| std::io::Error::other(e.to_string()))?,
+                ),
+                None,
             ),
-            None => None,
+            None => (None, None),
         };
         let mut session = Session {
             tracer,
-            processes: ProcessTable::default(),
+            processes,
+            process_events,
             ring,
+            polled_ring,
             child: None,
             pidfds: Vec::new(),
             targets_gone_at_start: false,
@@ -281,6 +313,7 @@ impl Session {
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut records_tick = tokio::time::interval(Duration::from_millis(50));
         let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
         let mut command_status = None;
         let stop = loop {
@@ -299,6 +332,9 @@ impl Session {
                     let mut guard = guard?;
                     handle_events(guard.get_inner_mut(), &mut self.processes);
                     guard.clear_ready();
+                }
+                _ = records_tick.tick(), if self.process_events.is_some() => {
+                    self.apply_process_records(false);
                 }
                 _ = tick.tick() => {
                     self.processes.settle(SETTLE_AFTER);
@@ -333,11 +369,35 @@ impl Session {
         if let Some(ring) = self.ring.as_mut() {
             handle_events(ring.get_mut(), &mut self.processes);
         }
+        if let Some(ring) = self.polled_ring.as_mut() {
+            handle_events(ring, &mut self.processes);
+        }
+        if let Some(events) = self.process_events.as_mut() {
+            events.disable();
+        }
+        self.apply_process_records(true);
         Ok(Watched {
             stop,
             command_status,
             duration,
         })
+    }
+
+    /// Applies the kernel's process records that are due (all of them when
+    /// `everything`); any record lost sends every process back to `/proc`.
+    fn apply_process_records(&mut self, everything: bool) {
+        let Some(events) = self.process_events.as_mut() else {
+            return;
+        };
+        if let Some(ring) = self.polled_ring.as_mut() {
+            handle_events(ring, &mut self.processes);
+        }
+        let changes = events.read(everything);
+        if events.lost() > 0 {
+            self.processes.stop_following();
+        }
+        self.processes.apply(changes);
+        self.processes.capture_announced(events.horizon_ns());
     }
 
     /// Drains the maps and symbolizes what they hold.
@@ -426,6 +486,8 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
         kernel,
         symbolizer,
         processes_missed,
+        processes_followed: session.processes.followed(),
+        process_records_lost: session.process_events.as_ref().map(ProcessEvents::lost),
         stop,
         command_status,
         written,

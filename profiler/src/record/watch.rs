@@ -46,7 +46,7 @@ pub(crate) fn handle_events(ring: &mut RingBuf<MapData>, processes: &mut Process
             // most never sampled, and waking up for each, slowed a fork-heavy
             // program by a third. Other kinds, if any, are ignored.
             if event.kind == EVENT_NEW_PROCESS {
-                processes.capture(event.tgid);
+                processes.announce(event.tgid);
             }
         }
     }
