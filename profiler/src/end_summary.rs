@@ -120,7 +120,7 @@ pub fn render(report: &RecordReport) -> String {
     }
     if let Some(lost) = report.process_records_lost.filter(|&n| n > 0) {
         failures.push((
-            "process records the kernel dropped (buffer full): processes read from /proc instead"
+            "process records the kernel dropped (buffer full): live processes read from /proc again"
                 .into(),
             lost,
         ));

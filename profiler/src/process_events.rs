@@ -19,7 +19,7 @@
 use std::io;
 
 use perf_event::{
-    Builder, Clock, SampleFlag, Sampler,
+    Builder, Clock, ReadFormat, SampleFlag, Sampler,
     data::{
         Comm, Fork, Lost, Mmap2, RecordMetadata, Visitor,
         parse::{ParseConfig, Parser},
@@ -62,10 +62,12 @@ pub struct Timed {
 /// How old a record must be to be applied before the last read.
 pub const SETTLE_NS: u64 = 20_000_000;
 
-/// Bytes of ring buffer per CPU. A fork-heavy workload (2 400 exec'd
-/// children a second on 2 CPUs) writes ~1.5 MB a second per CPU; the buffers
-/// are read every 50 ms, so 512 KiB holds ~6 reads' worth.
-pub const BUFFER_BYTES: usize = 512 * 1024;
+/// Bytes of ring buffer per CPU. A fork-heavy workload (`ovh_fork`, ~1 500
+/// fork+exec'd children a second on 2 CPUs) writes ~10 000 records (~1 MB)
+/// a second in all (measured with `perf record -e dummy -a`); `record` reads
+/// every 50 ms and the agent every 100 ms, so 256 KiB per CPU holds 5–10
+/// reads' worth. Any overflow is counted, never silent.
+pub const BUFFER_BYTES: usize = 256 * 1024;
 
 /// CLOCK_MONOTONIC now, in nanoseconds: the clock the records carry.
 pub fn monotonic_ns() -> u64 {
@@ -82,6 +84,9 @@ pub fn monotonic_ns() -> u64 {
 pub struct ProcessEvents {
     samplers: Vec<Sampler>,
     pending: Vec<Timed>,
+    /// Records dropped, by the LOST records read.
+    lost_records: u64,
+    /// Records dropped, by the kernel's per-event count.
     lost: u64,
     /// Every record up to this time (CLOCK_MONOTONIC ns) has been returned.
     horizon_ns: u64,
@@ -90,6 +95,11 @@ pub struct ProcessEvents {
 impl ProcessEvents {
     /// Opens and enables a tracking event on each of `cpus`.
     pub fn open(cpus: &[u32]) -> io::Result<Self> {
+        Self::open_with(cpus, BUFFER_BYTES)
+    }
+
+    /// As [`Self::open`], with `buffer_bytes` of ring buffer per CPU.
+    pub fn open_with(cpus: &[u32], buffer_bytes: usize) -> io::Result<Self> {
         let mut samplers = Vec::with_capacity(cpus.len());
         for &cpu in cpus {
             let counter = Builder::new(Software::DUMMY)
@@ -105,13 +115,18 @@ impl ProcessEvents {
                 .sample(SampleFlag::TID)
                 .sample(SampleFlag::TIME)
                 .clockid(Clock::MONOTONIC)
+                // The kernel's count of records it could not write (6.0+):
+                // a LOST record only appears once space frees up, and not at
+                // all if nothing is written after.
+                .read_format(ReadFormat::LOST)
                 .enabled(true)
                 .build()?;
-            samplers.push(counter.sampled(BUFFER_BYTES)?);
+            samplers.push(counter.sampled(buffer_bytes)?);
         }
         Ok(Self {
             samplers,
             pending: Vec::new(),
+            lost_records: 0,
             lost: 0,
             horizon_ns: 0,
         })
@@ -153,13 +168,19 @@ impl ProcessEvents {
                 let mut parser = Parser::new(&*bytes, config.clone());
                 match parser.parse_record_with_header(Read, header) {
                     Ok(Some(Parsed::Change(timed))) => self.pending.push(timed),
-                    Ok(Some(Parsed::Lost(n))) => self.lost += n,
+                    Ok(Some(Parsed::Lost(n))) => self.lost_records += n,
                     // Other kinds (exit, throttle) and records that do not
                     // parse say nothing about mappings.
                     Ok(None) | Err(_) => {}
                 }
             }
         }
+        let counted: u64 = self
+            .samplers
+            .iter_mut()
+            .filter_map(|s| s.as_counter_mut().read_full().ok()?.lost())
+            .sum();
+        self.lost = counted.max(self.lost_records);
         self.pending.sort_by_key(|t| t.at_ns);
         self.horizon_ns = if everything { u64::MAX } else { horizon };
         let due = if everything {
@@ -311,6 +332,40 @@ mod tests {
         assert!(mapped.contains(&"[vdso]"), "{mapped:?}");
         let times: Vec<u64> = changes.iter().map(|t| t.at_ns).collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "not in time order");
+    }
+
+    /// A buffer too small for what happens is counted, not silent.
+    #[test]
+    fn dropped_records_are_counted() {
+        if !root_or_skip() {
+            return;
+        }
+        let cpus: Vec<u32> =
+            (0..std::thread::available_parallelism().unwrap().get() as u32).collect();
+        let mut events = ProcessEvents::open_with(&cpus, 4096).expect("open tracking events");
+        let mut table = crate::processes::ProcessTable::default();
+        table.follow_records(true);
+        let pid = std::process::id();
+        table.apply([Timed {
+            at_ns: 0,
+            change: Change::Exec { pid },
+        }]);
+        assert_eq!(table.followed(), 1);
+        for _ in 0..40 {
+            std::process::Command::new("/bin/true").status().unwrap();
+        }
+        events.disable();
+        let lost = table.follow(&mut events, true);
+        assert!(
+            lost > 0 && events.lost() == lost,
+            "40 execs of /bin/true in a page of buffer per CPU: {lost} lost"
+        );
+        // What was built from the records may have gaps: read again from /proc.
+        assert!(
+            table.get(pid).is_some_and(|p| !p.mappings.is_empty()),
+            "a followed process was not read from /proc again after records were lost"
+        );
+        assert_eq!(table.followed(), 1, "read again, it is followed again");
     }
 
     #[test]

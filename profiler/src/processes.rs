@@ -19,7 +19,7 @@ use symbolizer::{FileCache, ProcessMaps, Symbol, Symbolizer, maps::MapEntry};
 
 use crate::{
     aggregate::Resolve,
-    process_events::{Change, MappedRange, Timed, monotonic_ns},
+    process_events::{Change, MappedRange, ProcessEvents, Timed, monotonic_ns},
     profile::Mapping,
 };
 
@@ -57,17 +57,24 @@ impl ProcessTable {
         if self.followed.contains(&pid) {
             return;
         }
-        let at = monotonic_ns();
-        if let Ok(maps) = symbolizer::capture(pid, &mut self.files) {
-            if self.following {
-                // The snapshot and the records after it make the whole.
-                self.captured_at.insert(pid, at);
-                self.followed.insert(pid);
-            } else {
-                self.unsettled.entry(pid).or_insert_with(Instant::now);
-            }
-            self.processes.insert(pid, maps);
+        if self.read_proc(pid) && !self.following {
+            self.unsettled.entry(pid).or_insert_with(Instant::now);
         }
+    }
+
+    /// Reads `pid` from `/proc`; true if it could. With records followed,
+    /// the snapshot and the records after it make the whole: it is followed.
+    fn read_proc(&mut self, pid: u32) -> bool {
+        let at = monotonic_ns();
+        let Ok(maps) = symbolizer::capture(pid, &mut self.files) else {
+            return false;
+        };
+        if self.following {
+            self.captured_at.insert(pid, at);
+            self.followed.insert(pid);
+        }
+        self.processes.insert(pid, maps);
+        true
     }
 
     /// The kernel announced `pid` (its first sample). Without records it is
@@ -106,15 +113,40 @@ impl ProcessTable {
     }
 
     /// Records were lost: the mappings built from them may be incomplete, so
-    /// every process goes back to being read from `/proc`.
-    pub fn stop_following(&mut self) {
-        self.following = false;
-        self.followed.clear();
+    /// every followed process is read from `/proc` again ([`Self::settle`];
+    /// one that has exited keeps what it has). Records keep being applied:
+    /// from its next read on, a process is whole again.
+    fn reread_followed(&mut self) {
+        let now = Instant::now() - SETTLE_AFTER;
+        for pid in self.followed.drain() {
+            self.unsettled.insert(pid, now);
+        }
     }
 
     /// Processes whose mappings come from the kernel's records.
     pub fn followed(&self) -> usize {
         self.followed.len()
+    }
+
+    /// Reads the kernel's records that are due from `events` (all of them
+    /// when `everything`), applies them, and reads from `/proc` the announced
+    /// processes they did not make followed. When the kernel dropped records
+    /// since the last call, every followed process is read from `/proc` again;
+    /// returns how many records were dropped since then.
+    pub fn follow(&mut self, events: &mut ProcessEvents, everything: bool) -> u64 {
+        let before = events.lost();
+        let changes = events.read(everything);
+        let lost = events.lost() - before;
+        self.apply(changes);
+        if lost > 0 {
+            self.reread_followed();
+        }
+        self.capture_announced(events.horizon_ns());
+        if lost > 0 && everything {
+            // No settle comes after the last read: read them now.
+            self.settle(Duration::ZERO);
+        }
+        lost
     }
 
     /// Applies the kernel's records, in time order.
@@ -187,10 +219,20 @@ impl ProcessTable {
                 self.unsettled.remove(&pid);
                 continue;
             }
-            if let Ok(maps) = symbolizer::capture(pid, &mut self.files) {
-                self.processes.insert(pid, maps);
-            }
             self.unsettled.remove(&pid);
+            self.read_proc(pid);
+        }
+    }
+
+    /// Lets samples taken in a process before its last exec (inside
+    /// `execve`, or in a fork's child before it exec'd) be symbolized in the
+    /// image they were taken in, where the new one leaves it room. Call
+    /// before symbolizing.
+    pub fn fill_before_exec(&mut self) {
+        for (pid, older) in std::mem::take(&mut self.before_exec) {
+            if let Some(maps) = self.processes.get_mut(&pid) {
+                maps.fill_gaps(older);
+            }
         }
     }
 
@@ -200,13 +242,7 @@ impl ProcessTable {
         for pid in pids {
             self.capture(pid);
         }
-        // Samples taken in a process before its exec are symbolized in the
-        // image they were taken in, where the new one leaves it room.
-        for (pid, older) in std::mem::take(&mut self.before_exec) {
-            if let Some(maps) = self.processes.get_mut(&pid) {
-                maps.fill_gaps(older);
-            }
-        }
+        self.fill_before_exec();
         self.files.prune();
     }
 
@@ -231,8 +267,11 @@ impl ProcessTable {
         self.processes.retain(|pid, _| {
             keep.contains(pid) || std::path::Path::new(&format!("/proc/{pid}")).exists()
         });
-        self.unsettled
-            .retain(|pid, _| self.processes.contains_key(pid));
+        let held = &self.processes;
+        self.unsettled.retain(|pid, _| held.contains_key(pid));
+        self.captured_at.retain(|pid, _| held.contains_key(pid));
+        self.followed.retain(|pid| held.contains_key(pid));
+        self.before_exec.retain(|pid, _| held.contains_key(pid));
         self.files.prune();
         before - self.processes.len()
     }
@@ -297,5 +336,134 @@ impl Resolve for Resolver<'_> {
                 .map_or_else(|| mapping.name.clone(), |o| o.path.clone()),
             build_id: mapping.object.as_ref().and_then(|o| o.build_id.clone()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pid: u32, start: u64, name: &str, at_ns: u64) -> Timed {
+        Timed {
+            at_ns,
+            change: Change::Map {
+                pid,
+                mapping: MappedRange {
+                    start,
+                    end: start + 0x1000,
+                    file_offset: 0,
+                    dev: (0, 0),
+                    inode: 0,
+                    path: name.into(),
+                },
+            },
+        }
+    }
+
+    fn names(table: &ProcessTable, pid: u32) -> Vec<String> {
+        table
+            .get(pid)
+            .map(|p| p.mappings.iter().map(|m| m.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// A process exec'd during the recording gets its mappings from the
+    /// records alone; its fork's child starts with them, then execs and
+    /// starts afresh, and keeps the old image for the gaps.
+    #[test]
+    fn records_build_exec_fork_and_exec_again() {
+        let mut table = ProcessTable::default();
+        table.follow_records(true);
+        table.apply([
+            Timed {
+                at_ns: 1,
+                change: Change::Exec { pid: 10 },
+            },
+            map(10, 0x10000, "//anon-parent-exe", 2),
+            map(10, 0x20000, "//anon-parent-lib", 3),
+            Timed {
+                at_ns: 4,
+                change: Change::Fork {
+                    pid: 11,
+                    parent: 10,
+                },
+            },
+            Timed {
+                at_ns: 5,
+                change: Change::Exec { pid: 11 },
+            },
+            map(11, 0x30000, "//anon-child-exe", 6),
+            // Another process's mapping, never announced: not held.
+            map(99, 0x40000, "//anon-other", 7),
+        ]);
+        assert_eq!(
+            names(&table, 10),
+            ["//anon-parent-exe", "//anon-parent-lib"]
+        );
+        assert_eq!(names(&table, 11), ["//anon-child-exe"]);
+        assert!(table.get(99).is_none());
+        assert_eq!(table.followed(), 2);
+        table.fill_before_exec();
+        assert_eq!(
+            names(&table, 11),
+            ["//anon-parent-exe", "//anon-parent-lib", "//anon-child-exe"]
+        );
+        // Followed processes are never read from /proc: an announcement of
+        // one is dropped (pid 10 does not exist, a read would fail and be
+        // counted as a capture of nothing; the snapshot must stay).
+        table.announce(10);
+        table.capture_announced(u64::MAX);
+        assert_eq!(
+            names(&table, 10),
+            ["//anon-parent-exe", "//anon-parent-lib"]
+        );
+    }
+
+    /// Without `every_exec` (per-PID and command recordings), only the
+    /// descendants of processes already held are taken up.
+    #[test]
+    fn only_descendants_are_followed_when_not_every_exec() {
+        let mut table = ProcessTable::default();
+        table.follow_records(false);
+        table.apply([
+            Timed {
+                at_ns: 1,
+                change: Change::Exec { pid: 20 },
+            },
+            map(20, 0x10000, "//anon", 2),
+            Timed {
+                at_ns: 3,
+                change: Change::Fork {
+                    pid: 21,
+                    parent: 20,
+                },
+            },
+        ]);
+        assert!(table.get(20).is_none());
+        assert!(table.get(21).is_none());
+        assert_eq!(table.followed(), 0);
+    }
+
+    /// A snapshot read from /proc at time T already holds every record
+    /// before T: those are skipped, later ones are applied.
+    #[test]
+    fn records_older_than_a_snapshot_are_skipped() {
+        let mut table = ProcessTable::default();
+        table.follow_records(true);
+        let pid = std::process::id();
+        table.capture(pid);
+        let own = names(&table, pid).len();
+        assert!(own > 0);
+        let captured = table.captured_at[&pid];
+        table.apply([
+            Timed {
+                at_ns: captured - 1,
+                change: Change::Exec { pid },
+            },
+            map(pid, 0x1000, "//anon-new", captured + 1),
+        ]);
+        let now = names(&table, pid);
+        assert_eq!(now.len(), own + 1, "{now:?}");
+        assert!(now.contains(&"//anon-new".to_string()));
     }
 }

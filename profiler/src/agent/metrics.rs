@@ -50,6 +50,10 @@ pub struct Metrics {
     pub memory_target_releases: AtomicU64,
     pub processes_cached: AtomicU64,
     pub processes_evicted: AtomicU64,
+    /// Processes whose maps the kernel's records keep (no /proc read).
+    pub processes_followed: AtomicU64,
+    /// Process records the kernel dropped (buffer full).
+    pub process_records_lost: AtomicU64,
     pub spool_pushed: AtomicU64,
     pub spool_errors: AtomicU64,
     pub spool_bytes: AtomicU64,
@@ -345,6 +349,18 @@ impl Metrics {
             "counter",
             "Exited processes whose maps were dropped.",
             get(&self.processes_evicted),
+        );
+        w.metric(
+            "profiler_processes_followed",
+            "gauge",
+            "Processes whose maps come from the kernel's fork/exec/mmap records rather than /proc.",
+            get(&self.processes_followed),
+        );
+        w.metric(
+            "profiler_process_records_lost_total",
+            "counter",
+            "Fork/exec/mmap records the kernel dropped; after any, live processes are read from /proc again.",
+            get(&self.process_records_lost),
         );
         w.metric(
             "profiler_windows_written_total",

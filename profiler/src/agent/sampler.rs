@@ -24,6 +24,7 @@ use crate::agent::spool::Spool;
 use crate::agent::store::Store;
 use crate::agent::targets::Selection;
 use crate::agent::window;
+use crate::process_events::ProcessEvents;
 use crate::processes::{ProcessTable, Resolver, SETTLE_AFTER};
 use crate::tracer::{Tracer, TracerError, TracerOptions};
 
@@ -60,6 +61,8 @@ struct Sampler {
     targeted: BTreeSet<u32>,
     tracer: Tracer,
     ring: Option<RingBuf<MapData>>,
+    /// The kernel's fork/exec/mmap records, when they could be opened.
+    process_events: Option<ProcessEvents>,
     processes: ProcessTable,
     symbolizer: Symbolizer,
     store: Store,
@@ -105,13 +108,26 @@ pub fn start(
     metrics
         .window_seconds
         .store(config.window.as_secs(), Ordering::Relaxed);
+    // Opened before sampling starts, so that no mapping of a sampled
+    // process is made before the records begin.
+    let process_events = match aya::util::online_cpus() {
+        Ok(cpus) => ProcessEvents::open(&cpus)
+            .map_err(
+                |e| tracing::warn!(error = %e, "no process records; processes are read from /proc"),
+            )
+            .ok(),
+        Err(_) => None,
+    };
+    let mut processes = ProcessTable::default();
+    if process_events.is_some() {
+        processes.follow_records(!matches!(selection, Selection::Pids(_)));
+    }
     let mut tracer = Tracer::start(options)?;
     let ring = tracer.take_events();
     let targeted = match &selection {
         Selection::Matching { .. } => selection.scan(),
         _ => BTreeSet::new(),
     };
-    let mut processes = ProcessTable::default();
     if let crate::tracer::Targets::Pids(pids) = selection.tracer_targets() {
         for pid in pids {
             processes.capture(pid);
@@ -128,6 +144,7 @@ pub fn start(
                 targeted,
                 tracer,
                 ring,
+                process_events,
                 processes,
                 symbolizer: Symbolizer::new(),
                 store,
@@ -160,7 +177,7 @@ impl Sampler {
                 Ok(Control::Reload(config)) => self.reload(*config),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
-            self.poll_events();
+            self.poll_events(false);
             self.processes.settle(SETTLE_AFTER);
             if self.selection.is_dynamic() && last_scan.elapsed() >= RESCAN {
                 self.rescan();
@@ -178,7 +195,7 @@ impl Sampler {
         // The last, partial window: nothing is recorded after the stop, and
         // what was recorded before it is drained and stored.
         self.tracer.stop();
-        self.poll_events();
+        self.poll_events(true);
         self.end_window();
         tracing::info!(
             windows = self.summary.windows,
@@ -227,10 +244,31 @@ impl Sampler {
         tracing::info!("configuration reloaded");
     }
 
-    fn poll_events(&mut self) {
+    /// Announcements, then the kernel's process records (all of them when
+    /// `everything`, at the stop).
+    fn poll_events(&mut self, everything: bool) {
         if let Some(ring) = self.ring.as_mut() {
             crate::record::watch::handle_events(ring, &mut self.processes);
         }
+        let Some(events) = self.process_events.as_mut() else {
+            return;
+        };
+        if everything {
+            events.disable();
+        }
+        let lost = self.processes.follow(events, everything);
+        if lost > 0 {
+            tracing::warn!(
+                lost,
+                "the kernel dropped process records; live processes are read from /proc again"
+            );
+        }
+        self.metrics
+            .process_records_lost
+            .store(events.lost(), Ordering::Relaxed);
+        self.metrics
+            .processes_followed
+            .store(self.processes.followed() as u64, Ordering::Relaxed);
     }
 
     /// Adds newly matching processes to the kernel's targets and removes
@@ -301,6 +339,7 @@ impl Sampler {
                 self.processes.capture(pid);
             }
         }
+        self.processes.fill_before_exec();
         let before = self.symbolizer.stats();
         let profiles = window::build(
             samples,

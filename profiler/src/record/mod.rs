@@ -392,12 +392,7 @@ impl Session {
         if let Some(ring) = self.polled_ring.as_mut() {
             handle_events(ring, &mut self.processes);
         }
-        let changes = events.read(everything);
-        if events.lost() > 0 {
-            self.processes.stop_following();
-        }
-        self.processes.apply(changes);
-        self.processes.capture_announced(events.horizon_ns());
+        self.processes.follow(events, everything);
     }
 
     /// Drains the maps and symbolizes what they hold.
