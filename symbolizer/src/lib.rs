@@ -7,6 +7,7 @@
 //! exited processes are symbolized too. An address that cannot be named is
 //! data, not an error: it comes back as `module+0xoffset`.
 
+mod bpf_names;
 pub mod debug_cache;
 pub mod kallsyms;
 pub mod maps;
@@ -282,10 +283,14 @@ impl Symbolizer {
         self.stats.cache_misses += missing.len() as u64;
         if !missing.is_empty() {
             // Addresses in the kernel image are named from the cached table,
-            // the rest (modules, BPF) by blazesym on /proc/kallsyms.
-            let (covered, rest): (Vec<u64>, Vec<u64>) = match self.kernel_table() {
-                Some(table) => missing.iter().partition(|&&a| table.covers(a)),
-                None => (Vec::new(), missing.clone()),
+            // those in BPF programs from bpf(2), the rest (modules,
+            // trampolines) by blazesym on /proc/kallsyms.
+            let (covered, rest, cheap): (Vec<u64>, Vec<u64>, bool) = match self.kernel_table() {
+                Some(table) => {
+                    let (covered, rest) = missing.iter().partition(|&&a| table.covers(a));
+                    (covered, rest, true)
+                }
+                None => (Vec::new(), missing.clone(), false),
             };
             let mut named = Vec::with_capacity(missing.len());
             if !covered.is_empty() {
@@ -293,22 +298,22 @@ impl Symbolizer {
                     .kernel_table()
                     .map(|t| t.excerpt(&covered))
                     .unwrap_or_default();
-                let results = match memfd_with("kallsyms", excerpt.as_bytes()) {
-                    Some(file) => {
-                        let source = Source::Kernel(Kernel {
-                            kallsyms: MaybeDefault::Some(process::fd_path(&file)),
-                            vmlinux: MaybeDefault::None,
-                            ..Kernel::default()
-                        });
-                        // Afresh: blazesym caches a kallsyms file by path.
-                        new_blazesym()
-                            .symbolize(&source, Input::AbsAddr(&covered))
-                            .map(|r| r.iter().map(to_frames).collect())
-                            .ok()
-                    }
-                    None => None,
-                };
+                let results = symbolize_excerpt(&excerpt, &covered);
                 self.name_or_fail(&mut named, &covered, results);
+            }
+            // Without the table (a vmlinux image, or no cache), blazesym
+            // names everything, as before.
+            let functions = if cheap && !rest.is_empty() {
+                bpf_names::functions_holding(&rest)
+            } else {
+                Vec::new()
+            };
+            let (in_bpf, rest): (Vec<u64>, Vec<u64>) = rest
+                .iter()
+                .partition(|&&a| functions.iter().any(|f| f.holds(a)));
+            if !in_bpf.is_empty() {
+                let results = symbolize_excerpt(&bpf_names::excerpt(&functions), &in_bpf);
+                self.name_or_fail(&mut named, &in_bpf, results);
             }
             if !rest.is_empty() {
                 let source = Source::Kernel(Kernel::default());
@@ -461,6 +466,23 @@ fn vmlinux_present() -> bool {
     ["/boot/", "/usr/lib/debug/boot/"]
         .iter()
         .any(|dir| Path::new(&format!("{dir}vmlinux-{release}")).exists())
+}
+
+/// Names `addrs` with blazesym reading `excerpt` as the kallsyms file, so
+/// that it applies its own naming (demangling) as on `/proc/kallsyms`.
+/// `None`: the lookup failed.
+fn symbolize_excerpt(excerpt: &str, addrs: &[u64]) -> Option<Vec<Option<Vec<Frame>>>> {
+    let file = memfd_with("kallsyms", excerpt.as_bytes())?;
+    let source = Source::Kernel(Kernel {
+        kallsyms: MaybeDefault::Some(process::fd_path(&file)),
+        vmlinux: MaybeDefault::None,
+        ..Kernel::default()
+    });
+    // Afresh: blazesym caches a kallsyms file by path.
+    new_blazesym()
+        .symbolize(&source, Input::AbsAddr(addrs))
+        .map(|r| r.iter().map(to_frames).collect())
+        .ok()
 }
 
 /// An anonymous file holding `bytes`.
@@ -617,11 +639,14 @@ mod tests {
         );
     }
 
-    /// Kernel frames are named the same from the cached table as by
-    /// blazesym on /proc/kallsyms, in and out of the cached range, from a
-    /// fresh cache and from the file it wrote.
+    /// Kernel frames are named the same from the cached table (and BPF
+    /// programs from bpf(2)) as by blazesym on /proc/kallsyms, in and out
+    /// of the cached range, from a fresh cache and from the file it wrote.
     #[test]
     fn kernel_names_from_the_cached_table_equal_blazesyms() {
+        // BPF programs to name (from bpf(2) rather than /proc/kallsyms).
+        let _programs = bpf_names::load_test_programs()
+            .inspect_err(|why| eprintln!("BPF programs not covered: {why}"));
         let text = std::fs::read_to_string("/proc/kallsyms").unwrap();
         let mut addrs: Vec<u64> = Vec::new();
         for (i, line) in text.lines().enumerate() {
