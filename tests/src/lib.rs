@@ -208,13 +208,18 @@ fn recording_lock() -> &'static RwLock<()> {
     &LOCK
 }
 
-/// Held by a test that records only its own processes.
+/// Held by a test that records only its own processes. The profiler binary
+/// is built (if stale) before the lock is taken: a test starts its workload
+/// next, and a minute of `cargo build` inside the profiler's spawn let a
+/// 60 s workload end before the agent watching it started (CI, once).
 pub fn shared_recording() -> RwLockReadGuard<'static, ()> {
+    let _ = profiler_bin();
     recording_lock().read().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Held by a test that must be the only recording running (`-a`).
 pub fn exclusive_recording() -> RwLockWriteGuard<'static, ()> {
+    let _ = profiler_bin();
     recording_lock().write().unwrap_or_else(|e| e.into_inner())
 }
 
