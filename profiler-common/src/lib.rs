@@ -56,6 +56,8 @@ pub const MAP_SETS: u32 = 2;
 /// Program names (the function names in `profiler-ebpf`).
 pub mod program_names {
     pub const ON_CPU: &str = "on_cpu_sample";
+    /// `ON_CPU` recording into map set 0 only (`profiler record`).
+    pub const ON_CPU_ONE_SET: &str = "on_cpu_sample_one_set";
     /// `ON_CPU` without `bpf_loop`, for kernels before 5.17.
     pub const ON_CPU_COMPAT: &str = "on_cpu_sample_compat";
     pub const FORK: &str = "on_process_fork";
@@ -64,6 +66,8 @@ pub mod program_names {
     /// The exit program for kernels whose `sched_process_exit` passes `group_dead`.
     pub const EXIT_GROUP: &str = "on_process_exit_group";
     pub const SWITCH: &str = "on_sched_switch";
+    /// `SWITCH` recording into map set 0 only (`profiler record`).
+    pub const SWITCH_ONE_SET: &str = "on_sched_switch_one_set";
     /// `SWITCH` without `bpf_loop`, for kernels before 5.17.
     pub const SWITCH_COMPAT: &str = "on_sched_switch_compat";
 }

@@ -263,18 +263,28 @@ extern "C" fn hash_step(index: u64, state: *mut c_void) -> i64 {
 
 #[perf_event]
 pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
-    cpu_sample::<_, true>(&ctx)
+    cpu_sample::<_, true, true>(&ctx)
+}
+
+/// [`on_cpu_sample`] recording into map set 0 only, for `profiler record`:
+/// with the set fixed, every map access has one map, where choosing the
+/// set at run time makes the verifier check what follows once per set.
+#[perf_event]
+pub fn on_cpu_sample_one_set(ctx: PerfEventContext) -> u32 {
+    cpu_sample::<_, true, false>(&ctx)
 }
 
 /// [`on_cpu_sample`] for kernels without `bpf_loop` (before 5.17), whose
 /// verifier walks the stack hash's loop step by step.
 #[perf_event]
 pub fn on_cpu_sample_compat(ctx: PerfEventContext) -> u32 {
-    cpu_sample::<_, false>(&ctx)
+    cpu_sample::<_, false, true>(&ctx)
 }
 
+/// `LOOP`: hash stacks with `bpf_loop`. `SETS`: record into the map set
+/// `Config::active_set` names (else set 0).
 #[inline(always)]
-fn cpu_sample<C: EbpfContext, const LOOP: bool>(ctx: &C) -> u32 {
+fn cpu_sample<C: EbpfContext, const LOOP: bool, const SETS: bool>(ctx: &C) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
@@ -296,12 +306,12 @@ fn cpu_sample<C: EbpfContext, const LOOP: bool>(ctx: &C) -> u32 {
     }
     bump(stat::SAMPLES);
     announce(tgid);
-    let set = config.active_set;
+    let set = if SETS { config.active_set } else { 0 };
     let key = sample_key::<_, LOOP>(ctx, tgid, tid, set);
     count(&key, set);
     // Switched meanwhile: this sample may land in a set user space is
     // reading or has read; it finds it when it reads the set again.
-    if active_set() != set {
+    if SETS && active_set() != set {
         bump(stat::FLIP_RACES);
     }
     0
@@ -367,17 +377,26 @@ fn sample_key<C: EbpfContext, const LOOP: bool>(
 /// and so that no `task_struct` offsets are needed.
 #[tracepoint]
 pub fn on_sched_switch(ctx: TracePointContext) -> u32 {
-    sched_switch::<true>(&ctx)
+    sched_switch::<true, true>(&ctx)
+}
+
+/// [`on_sched_switch`] recording into map set 0 only, for `profiler record`
+/// (see [`on_cpu_sample_one_set`]).
+#[tracepoint]
+pub fn on_sched_switch_one_set(ctx: TracePointContext) -> u32 {
+    sched_switch::<true, false>(&ctx)
 }
 
 /// [`on_sched_switch`] for kernels without `bpf_loop` (before 5.17).
 #[tracepoint]
 pub fn on_sched_switch_compat(ctx: TracePointContext) -> u32 {
-    sched_switch::<false>(&ctx)
+    sched_switch::<false, true>(&ctx)
 }
 
+/// `LOOP` and `SETS` as in [`cpu_sample`]. Without `SETS`, every
+/// `OFF_CPU_START` entry is of set 0 (user space seeds them so too).
 #[inline(always)]
-fn sched_switch<const LOOP: bool>(ctx: &TracePointContext) -> u32 {
+fn sched_switch<const LOOP: bool, const SETS: bool>(ctx: &TracePointContext) -> u32 {
     let config = config();
     if config.stopped != 0 {
         return 0;
@@ -396,9 +415,9 @@ fn sched_switch<const LOOP: bool>(ctx: &TracePointContext) -> u32 {
             bump(stat::OFF_CPU_SHORT);
             add(stat::OFF_CPU_SHORT_NANOS, nanos);
         } else {
-            let set = config.active_set;
+            let set = if SETS { config.active_set } else { 0 };
             let mut key = start.key;
-            if start.set != set {
+            if SETS && start.set != set {
                 // The thread left the CPU in an earlier window: its stacks
                 // are in that window's set, which user space may be reading
                 // or clearing. The interval goes to the active set, with its
@@ -419,7 +438,7 @@ fn sched_switch<const LOOP: bool>(ctx: &TracePointContext) -> u32 {
                 key.sample.kernel_error = kernel_error;
             }
             add_off_cpu(&key, nanos, set);
-            if active_set() != set {
+            if SETS && active_set() != set {
                 bump(stat::FLIP_RACES);
             }
         }
@@ -451,7 +470,7 @@ fn sched_switch<const LOOP: bool>(ctx: &TracePointContext) -> u32 {
     } else {
         OFF_CPU_RUNNABLE
     };
-    let set = config.active_set;
+    let set = if SETS { config.active_set } else { 0 };
     let start = OffCpuStart {
         key: OffCpuKey {
             sample: sample_key::<_, LOOP>(ctx, tgid, tid, set),

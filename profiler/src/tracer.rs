@@ -245,7 +245,8 @@ pub fn max_sample_rate() -> Option<u64> {
 pub struct Tracer {
     ebpf: Ebpf,
     options: TracerOptions,
-    /// The on-CPU and `sched_switch` programs loaded: with or without `bpf_loop`.
+    /// The on-CPU and `sched_switch` programs loaded: with or without
+    /// `bpf_loop`, for one map set or two.
     on_cpu_program: &'static str,
     switch_program: &'static str,
     perf_links: Vec<PerfEventLinkId>,
@@ -392,18 +393,21 @@ impl Tracer {
             })?;
         }
 
+        let windowed = options.windowed;
         let mut tracer = Tracer {
             ebpf,
             options,
-            on_cpu_program: if features.bpf_loop {
-                program_names::ON_CPU
-            } else {
-                program_names::ON_CPU_COMPAT
+            // Without windows only map set 0 is used: the programs that
+            // know it have less to verify.
+            on_cpu_program: match (features.bpf_loop, windowed) {
+                (false, _) => program_names::ON_CPU_COMPAT,
+                (true, false) => program_names::ON_CPU_ONE_SET,
+                (true, true) => program_names::ON_CPU,
             },
-            switch_program: if features.bpf_loop {
-                program_names::SWITCH
-            } else {
-                program_names::SWITCH_COMPAT
+            switch_program: match (features.bpf_loop, windowed) {
+                (false, _) => program_names::SWITCH_COMPAT,
+                (true, false) => program_names::SWITCH_ONE_SET,
+                (true, true) => program_names::SWITCH,
             },
             perf_links: Vec::new(),
             tracepoint_links: Vec::new(),
