@@ -56,12 +56,20 @@ pub const MAP_SETS: u32 = 2;
 /// Program names (the function names in `profiler-ebpf`).
 pub mod program_names {
     pub const ON_CPU: &str = "on_cpu_sample";
+    /// `ON_CPU` recording into map set 0 only (`profiler record`).
+    pub const ON_CPU_ONE_SET: &str = "on_cpu_sample_one_set";
+    /// `ON_CPU` without `bpf_loop`, for kernels before 5.17.
+    pub const ON_CPU_COMPAT: &str = "on_cpu_sample_compat";
     pub const FORK: &str = "on_process_fork";
     pub const EXEC: &str = "on_process_exec";
     pub const EXIT: &str = "on_process_exit";
     /// The exit program for kernels whose `sched_process_exit` passes `group_dead`.
     pub const EXIT_GROUP: &str = "on_process_exit_group";
     pub const SWITCH: &str = "on_sched_switch";
+    /// `SWITCH` recording into map set 0 only (`profiler record`).
+    pub const SWITCH_ONE_SET: &str = "on_sched_switch_one_set";
+    /// `SWITCH` without `bpf_loop`, for kernels before 5.17.
+    pub const SWITCH_COMPAT: &str = "on_sched_switch_compat";
 }
 
 /// `Config::filter` value: only tgids present in the `TARGETS` map are sampled.
@@ -179,19 +187,41 @@ pub struct StackTrace {
 
 /// The hash that keys a stack in the `STACKS` map; never 0 (0 means "no stack").
 /// Shared so that user space can check what the kernel stored.
+///
+/// The eBPF side runs the same three steps ([`stack_hash_start`], one
+/// [`stack_hash_step`] per address, [`stack_hash_finish`]) from a `bpf_loop`
+/// callback, which the verifier checks once rather than once per address.
 #[inline(always)]
 pub fn stack_hash(ips: &[u64; MAX_STACK_DEPTH], len: usize) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ len as u64;
+    let mut hash = stack_hash_start(len);
     let mut i = 0;
     while i < MAX_STACK_DEPTH {
         if i >= len {
             break;
         }
-        hash = (hash ^ ips[i])
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            .rotate_left(31);
+        hash = stack_hash_step(hash, ips[i]);
         i += 1;
     }
+    stack_hash_finish(hash)
+}
+
+/// The hash of a stack of `len` addresses before any is added.
+#[inline(always)]
+pub fn stack_hash_start(len: usize) -> u64 {
+    0xcbf2_9ce4_8422_2325 ^ len as u64
+}
+
+/// Adds the next address (innermost first) to `hash`.
+#[inline(always)]
+pub fn stack_hash_step(hash: u64, ip: u64) -> u64 {
+    (hash ^ ip)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .rotate_left(31)
+}
+
+/// The final mix; never 0.
+#[inline(always)]
+pub fn stack_hash_finish(mut hash: u64) -> u64 {
     hash ^= hash >> 33;
     hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
     hash ^= hash >> 33;

@@ -13,7 +13,9 @@ use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
     cty::c_void,
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_stack, bpf_ktime_get_ns},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_stack, bpf_ktime_get_ns, bpf_loop,
+    },
     macros::{map, perf_event, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{PerfEventContext, RawTracePointContext, TracePointContext},
@@ -21,7 +23,7 @@ use aya_ebpf::{
 use profiler_common::{
     COMM_LEN, Config, EVENT_NEW_PROCESS, FILTER_ALL, MAX_STACK_DEPTH, OFF_CPU_BLOCKED,
     OFF_CPU_RUNNABLE, OffCpuKey, OffCpuStart, OffCpuValue, ProcessEvent, SampleKey, StackTrace,
-    stack_hash, stat,
+    stack_hash, stack_hash_finish, stack_hash_start, stack_hash_step, stat,
 };
 
 const ENOENT: i32 = 2;
@@ -56,8 +58,10 @@ static STACK_SCRATCH: PerCpuArray<StackTrace> = PerCpuArray::with_max_entries(1,
 /// The user stack's hash and error while the kernel stack is taken: kept in
 /// map memory, which the verifier does not track, rather than in registers,
 /// where each way the user stack's walk can end (stored, none, lost) is a
-/// distinct state and the kernel stack's 127-step hash loop was verified
-/// again for each (on_cpu_sample: 16 380 instructions verified, 8 436 now).
+/// distinct state and the kernel stack's hashing was verified again for
+/// each (on_cpu_sample with the open-coded 127-step hash loop: 16 380
+/// instructions verified without this map, 8 436 with it; with `bpf_loop`,
+/// 1 962, and 1 433 for `on_cpu_sample_one_set`).
 #[map]
 static FIRST_STACK: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
 
@@ -146,9 +150,15 @@ fn send_event(kind: u32, tgid: u32) {
 
 /// Copies the current user (`BPF_F_USER_STACK`) or kernel stack into the
 /// stacks map of map set `set` and returns `(hash, 0)`, `(0, 0)` when there is no such stack, or
-/// `(0, -errno)` when it was lost (counted).
+/// `(0, -errno)` when it was lost (counted). `LOOP`: hash with `bpf_loop`
+/// (Linux 5.17 and later), else with an open-coded loop.
 #[inline(always)]
-fn record_stack<C: EbpfContext>(ctx: &C, set: u32, flags: u64, error_stat: u32) -> (u64, i32) {
+fn record_stack<C: EbpfContext, const LOOP: bool>(
+    ctx: &C,
+    set: u32,
+    flags: u64,
+    error_stat: u32,
+) -> (u64, i32) {
     let Some(scratch) = STACK_SCRATCH.get_ptr_mut(0) else {
         return (0, -E2BIG);
     };
@@ -177,7 +187,11 @@ fn record_stack<C: EbpfContext>(ctx: &C, set: u32, flags: u64, error_stat: u32) 
         (*scratch).len = len as u64;
         &*scratch
     };
-    let hash = stack_hash(&trace.ips, len);
+    let hash = if LOOP {
+        hash_scratch(trace, len)
+    } else {
+        stack_hash(&trace.ips, len)
+    };
     let stacks = stacks(set);
     if stacks.get_ptr(hash).is_none() {
         match stacks.insert(hash, trace, BPF_NOEXIST as u64) {
@@ -192,8 +206,118 @@ fn record_stack<C: EbpfContext>(ctx: &C, set: u32, flags: u64, error_stat: u32) 
     (hash, 0)
 }
 
+/// `bpf_loop` state of [`hash_scratch`]: the stack, where the addresses
+/// hashed one by one start, and the hash so far.
+#[repr(C)]
+struct HashLoop {
+    /// This CPU's `STACK_SCRATCH` slot (the verifier keeps a pointer's type
+    /// through the stack, so the callbacks need not look it up each time).
+    trace: *const StackTrace,
+    rest: u64,
+    hash: u64,
+}
+
+/// Addresses hashed per call of [`hash_group`]: each call costs every
+/// sample a little (one call per address cost ~0.3 us more per sample than
+/// the open-coded loop), while the verifier checks the body once whatever
+/// its size.
+const HASH_GROUP: usize = 4;
+
+/// `profiler_common::stack_hash` of the first `len` addresses of `trace`,
+/// this CPU's `STACK_SCRATCH` slot. The addresses are hashed by `bpf_loop`
+/// callbacks, [`HASH_GROUP`] at a time and then the last few one by one:
+/// the verifier checks a callback's body once (until its states converge),
+/// where an open-coded loop of up to `MAX_STACK_DEPTH` steps was walked
+/// step by step, for both stacks of a sample: most of the ~7 ms that
+/// verifying `on_cpu_sample` cost every recording.
+#[inline(always)]
+fn hash_scratch(trace: *const StackTrace, len: usize) -> u64 {
+    let groups = len / HASH_GROUP;
+    let mut state = HashLoop {
+        trace,
+        rest: (groups * HASH_GROUP) as u64,
+        hash: stack_hash_start(len),
+    };
+    let state_ptr = &mut state as *mut HashLoop as *mut c_void;
+    // SAFETY: the callbacks are static functions of this object and `state`
+    // outlives the calls; bpf_loop calls each with 0..n.
+    unsafe {
+        bpf_loop(groups as u32, hash_group as *mut c_void, state_ptr, 0);
+        bpf_loop(
+            (len - groups * HASH_GROUP) as u32,
+            hash_one as *mut c_void,
+            state_ptr,
+            0,
+        );
+    }
+    stack_hash_finish(state.hash)
+}
+
+/// Call `index` of [`hash_scratch`]'s first loop: adds addresses
+/// `index * HASH_GROUP` to `index * HASH_GROUP + HASH_GROUP - 1`, in order.
+/// Returns 1 (stop) past the scratch's end, which the verifier needs to see.
+#[inline(never)]
+extern "C" fn hash_group(index: u64, state: *mut c_void) -> i64 {
+    let state = state as *mut HashLoop;
+    if index >= (MAX_STACK_DEPTH / HASH_GROUP) as u64 {
+        return 1;
+    }
+    let first = index as usize * HASH_GROUP;
+    // SAFETY: `state` is the caller's `HashLoop`, whose `trace` is this
+    // CPU's scratch slot; the group is within it (checked above).
+    unsafe {
+        let ips = &(*(*state).trace).ips;
+        let mut hash = (*state).hash;
+        let mut j = 0;
+        while j < HASH_GROUP {
+            hash = stack_hash_step(hash, ips[first + j]);
+            j += 1;
+        }
+        (*state).hash = hash;
+    }
+    0
+}
+
+/// Call `index` of [`hash_scratch`]'s second loop: adds address
+/// `rest + index`, one of the last `len % HASH_GROUP`.
+#[inline(never)]
+extern "C" fn hash_one(index: u64, state: *mut c_void) -> i64 {
+    let state = state as *mut HashLoop;
+    // SAFETY: as in `hash_group`; the index is checked against the scratch's size.
+    unsafe {
+        let i = (*state).rest + index;
+        if i >= MAX_STACK_DEPTH as u64 {
+            return 1;
+        }
+        (*state).hash = stack_hash_step((*state).hash, (*(*state).trace).ips[i as usize]);
+    }
+    0
+}
+
 #[perf_event]
 pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
+    cpu_sample::<_, true, true>(&ctx)
+}
+
+/// [`on_cpu_sample`] recording into map set 0 only, for `profiler record`:
+/// with the set fixed, every map access has one map, where choosing the
+/// set at run time makes the verifier check what follows once per set.
+#[perf_event]
+pub fn on_cpu_sample_one_set(ctx: PerfEventContext) -> u32 {
+    cpu_sample::<_, true, false>(&ctx)
+}
+
+/// [`on_cpu_sample`] for kernels without `bpf_loop` (before 5.17), whose
+/// verifier walks the stack hash's loop step by step.
+#[perf_event]
+pub fn on_cpu_sample_compat(ctx: PerfEventContext) -> u32 {
+    cpu_sample::<_, false, true>(&ctx)
+}
+
+/// `LOOP`: hash stacks with `bpf_loop`. `SETS`: record into the map set
+/// `Config::active_set` names (else set 0).
+#[inline(always)]
+fn cpu_sample<C: EbpfContext, const LOOP: bool, const SETS: bool>(ctx: &C) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
@@ -215,12 +339,12 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
     }
     bump(stat::SAMPLES);
     announce(tgid);
-    let set = config.active_set;
-    let key = sample_key(&ctx, tgid, tid, set);
+    let set = if SETS { config.active_set } else { 0 };
+    let key = sample_key::<_, LOOP>(ctx, tgid, tid, set);
     count(&key, set);
     // Switched meanwhile: this sample may land in a set user space is
     // reading or has read; it finds it when it reads the set again.
-    if active_set() != set {
+    if SETS && active_set() != set {
         bump(stat::FLIP_RACES);
     }
     0
@@ -240,10 +364,15 @@ fn announce(tgid: u32) {
 
 /// The current thread's stacks and command name.
 #[inline(always)]
-fn sample_key<C: EbpfContext>(ctx: &C, tgid: u32, tid: u32, set: u32) -> SampleKey {
+fn sample_key<C: EbpfContext, const LOOP: bool>(
+    ctx: &C,
+    tgid: u32,
+    tid: u32,
+    set: u32,
+) -> SampleKey {
     let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
     let (user_stack, user_error) =
-        record_stack(ctx, set, BPF_F_USER_STACK as u64, stat::USER_STACK_ERROR);
+        record_stack::<_, LOOP>(ctx, set, BPF_F_USER_STACK as u64, stat::USER_STACK_ERROR);
     let Some(first) = FIRST_STACK.get_ptr_mut(0) else {
         // Cannot happen (index 0 of a per-CPU array); the kernel stack is lost.
         return SampleKey {
@@ -259,7 +388,8 @@ fn sample_key<C: EbpfContext>(ctx: &C, tgid: u32, tid: u32, set: u32) -> SampleK
     // SAFETY: this CPU's slot; volatile so that the values are read back
     // from memory, not kept in registers.
     unsafe { core::ptr::write_volatile(first, [user_stack, user_error as i64 as u64]) };
-    let (kernel_stack, kernel_error) = record_stack(ctx, set, 0, stat::KERNEL_STACK_ERROR);
+    let (kernel_stack, kernel_error) =
+        record_stack::<_, LOOP>(ctx, set, 0, stat::KERNEL_STACK_ERROR);
     // SAFETY: as above.
     let [user_stack, user_error] = unsafe { core::ptr::read_volatile(first) };
     let user_error = user_error as i64 as i32;
@@ -280,6 +410,26 @@ fn sample_key<C: EbpfContext>(ctx: &C, tgid: u32, tid: u32, set: u32) -> SampleK
 /// and so that no `task_struct` offsets are needed.
 #[tracepoint]
 pub fn on_sched_switch(ctx: TracePointContext) -> u32 {
+    sched_switch::<true, true>(&ctx)
+}
+
+/// [`on_sched_switch`] recording into map set 0 only, for `profiler record`
+/// (see [`on_cpu_sample_one_set`]).
+#[tracepoint]
+pub fn on_sched_switch_one_set(ctx: TracePointContext) -> u32 {
+    sched_switch::<true, false>(&ctx)
+}
+
+/// [`on_sched_switch`] for kernels without `bpf_loop` (before 5.17).
+#[tracepoint]
+pub fn on_sched_switch_compat(ctx: TracePointContext) -> u32 {
+    sched_switch::<false, true>(&ctx)
+}
+
+/// `LOOP` and `SETS` as in [`cpu_sample`]. Without `SETS`, every
+/// `OFF_CPU_START` entry is of set 0 (user space seeds them so too).
+#[inline(always)]
+fn sched_switch<const LOOP: bool, const SETS: bool>(ctx: &TracePointContext) -> u32 {
     let config = config();
     if config.stopped != 0 {
         return 0;
@@ -298,9 +448,9 @@ pub fn on_sched_switch(ctx: TracePointContext) -> u32 {
             bump(stat::OFF_CPU_SHORT);
             add(stat::OFF_CPU_SHORT_NANOS, nanos);
         } else {
-            let set = config.active_set;
+            let set = if SETS { config.active_set } else { 0 };
             let mut key = start.key;
-            if start.set != set {
+            if SETS && start.set != set {
                 // The thread left the CPU in an earlier window: its stacks
                 // are in that window's set, which user space may be reading
                 // or clearing. The interval goes to the active set, with its
@@ -321,7 +471,7 @@ pub fn on_sched_switch(ctx: TracePointContext) -> u32 {
                 key.sample.kernel_error = kernel_error;
             }
             add_off_cpu(&key, nanos, set);
-            if active_set() != set {
+            if SETS && active_set() != set {
                 bump(stat::FLIP_RACES);
             }
         }
@@ -353,10 +503,10 @@ pub fn on_sched_switch(ctx: TracePointContext) -> u32 {
     } else {
         OFF_CPU_RUNNABLE
     };
-    let set = config.active_set;
+    let set = if SETS { config.active_set } else { 0 };
     let start = OffCpuStart {
         key: OffCpuKey {
-            sample: sample_key(&ctx, tgid, tid, set),
+            sample: sample_key::<_, LOOP>(ctx, tgid, tid, set),
             state,
             reserved: 0,
         },

@@ -3,6 +3,7 @@
 //! into a [`RawProfile`]. Nothing here symbolizes; everything after the drain
 //! works on plain data and is tested without root.
 
+mod kernel_features;
 mod windowed;
 
 use std::{fs, io, path::Path};
@@ -26,6 +27,7 @@ use profiler_common::{
     program_names, stat,
 };
 
+pub use kernel_features::KernelFeatures;
 pub use windowed::WindowDrain;
 
 /// `BPF_NOEXIST`: insert only if the key is absent.
@@ -243,6 +245,10 @@ pub fn max_sample_rate() -> Option<u64> {
 pub struct Tracer {
     ebpf: Ebpf,
     options: TracerOptions,
+    /// The on-CPU and `sched_switch` programs loaded: with or without
+    /// `bpf_loop`, for one map set or two.
+    on_cpu_program: &'static str,
+    switch_program: &'static str,
     perf_links: Vec<PerfEventLinkId>,
     tracepoint_links: Vec<(&'static str, TracePointLinkId)>,
     raw_tracepoint_links: Vec<(&'static str, RawTracePointLinkId)>,
@@ -298,12 +304,30 @@ impl Tracer {
         // kernel zeroed at load (~4 ms of a short recording's CPU).
         let second = |entries: u32| if options.windowed { entries } else { 1 };
         let off_cpu = |entries: u32| if options.off_cpu { entries } else { 1 };
+        let features = KernelFeatures::current();
+        let mut loader = EbpfLoader::without_btf();
+        if features.no_prealloc {
+            // See `kernel_features`. OFF_CPU_START stays preallocated: an
+            // entry is added and removed at every context switch.
+            for name in [
+                map_names::STACKS,
+                map_names::STACKS_1,
+                map_names::COUNTS,
+                map_names::COUNTS_1,
+                map_names::OFF_CPU_COUNTS,
+                map_names::OFF_CPU_COUNTS_1,
+                map_names::KNOWN,
+                map_names::TARGETS,
+            ] {
+                loader.map_extra_flags(name, kernel_features::BPF_F_NO_PREALLOC);
+            }
+        }
         // No CO-RE relocations to apply (the programs read only tracepoint
         // records, whose offsets come from tracefs), so the kernel's BTF need
         // not be parsed: ~20 ms of a short recording's CPU. `EbpfLoader::new`
         // parses it even when `.btf(None)` follows; `without_btf` is added by
         // the vendored aya (vendor/README.md).
-        let mut ebpf = EbpfLoader::without_btf()
+        let mut ebpf = loader
             .map_max_entries(map_names::STACKS, options.stack_map_entries)
             .map_max_entries(map_names::COUNTS, options.counts_map_entries)
             .map_max_entries(
@@ -344,9 +368,47 @@ impl Tracer {
             .set(0, config, 0)
             .map_err(|e| ebpf_error("write the CONFIG map", e))?;
 
+        if features.no_prealloc && options.on_cpu | options.off_cpu {
+            let cpus = online_cpus().map_err(|(what, source)| TracerError::Read {
+                path: what.to_string(),
+                source,
+            })?;
+            let mut sets = Vec::new();
+            for (name, map) in ebpf.maps_mut() {
+                let wanted =
+                    name == map_names::STACKS || (options.windowed && name == map_names::STACKS_1);
+                if wanted {
+                    sets.push(
+                        HashMap::<_, u64, StackTrace>::try_from(map)
+                            .map_err(|e| ebpf_error("open the STACKS map", e))?,
+                    );
+                }
+            }
+            let mut sets: Vec<_> = sets.iter_mut().collect();
+            kernel_features::warm_stack_caches(&mut sets, &cpus).map_err(|source| {
+                TracerError::Read {
+                    path: "this thread's CPU affinity".into(),
+                    source,
+                }
+            })?;
+        }
+
+        let windowed = options.windowed;
         let mut tracer = Tracer {
             ebpf,
             options,
+            // Without windows only map set 0 is used: the programs that
+            // know it have less to verify.
+            on_cpu_program: match (features.bpf_loop, windowed) {
+                (false, _) => program_names::ON_CPU_COMPAT,
+                (true, false) => program_names::ON_CPU_ONE_SET,
+                (true, true) => program_names::ON_CPU,
+            },
+            switch_program: match (features.bpf_loop, windowed) {
+                (false, _) => program_names::SWITCH_COMPAT,
+                (true, false) => program_names::SWITCH_ONE_SET,
+                (true, true) => program_names::SWITCH,
+            },
             perf_links: Vec::new(),
             tracepoint_links: Vec::new(),
             raw_tracepoint_links: Vec::new(),
@@ -374,7 +436,7 @@ impl Tracer {
             (exit, "sched_process_exit"),
         ];
         if tracer.options.off_cpu {
-            tracepoints.push((program_names::SWITCH, "sched", "sched_switch"));
+            tracepoints.push((tracer.switch_program, "sched", "sched_switch"));
         }
         // Every program is loaded (verified) before any is attached, so that
         // off-CPU and on-CPU accounting start together, and as close as can be
@@ -391,7 +453,7 @@ impl Tracer {
                 .map_err(|e| ebpf_error(&format!("load {name}"), e))?;
         }
         if tracer.options.on_cpu {
-            program::<PerfEvent>(&mut tracer.ebpf, program_names::ON_CPU)?
+            program::<PerfEvent>(&mut tracer.ebpf, tracer.on_cpu_program)?
                 .load()
                 .map_err(|e| ebpf_error("load the perf_event program", e))?;
         }
@@ -420,7 +482,7 @@ impl Tracer {
     /// Opens the cpu-clock event on every online CPU, with the loaded program.
     fn attach_perf_events(&mut self) -> Result<(), TracerError> {
         let frequency_hz = self.options.frequency_hz;
-        let program = program::<PerfEvent>(&mut self.ebpf, program_names::ON_CPU)?;
+        let program = program::<PerfEvent>(&mut self.ebpf, self.on_cpu_program)?;
         let cpus = online_cpus().map_err(|(what, source)| TracerError::Read {
             path: what.to_string(),
             source,
@@ -547,7 +609,7 @@ impl Tracer {
         }
         if let Some(Ok(program)) = self
             .ebpf
-            .program_mut(program_names::ON_CPU)
+            .program_mut(self.on_cpu_program)
             .map(<&mut PerfEvent>::try_from)
         {
             for link in self.perf_links.drain(..) {

@@ -13,6 +13,7 @@ pub mod kallsyms;
 pub mod maps;
 mod private_files;
 pub mod process;
+mod segments;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -106,8 +107,9 @@ pub struct Symbolizer {
     kernel_table: Option<Option<KernelTable>>,
     /// Where the kernel table is cached; `None`: not cached, nor used.
     kernel_cache_dir: Option<PathBuf>,
-    /// Files whose debug file was given an uncompressed copy (or tried).
-    debug_prepared: HashSet<FileKey>,
+    /// Files whose debug file was given an uncompressed copy (or tried),
+    /// with the copy if there is one.
+    debug_copies: HashMap<FileKey, Option<PathBuf>>,
 }
 
 /// A file blazesym keeps mapped (and its parsed symbols and DWARF in memory).
@@ -152,7 +154,7 @@ impl Symbolizer {
             files_released: 0,
             kernel_table: None,
             kernel_cache_dir: Some(PathBuf::from(kallsyms::CACHE_DIR)),
-            debug_prepared: HashSet::new(),
+            debug_copies: HashMap::new(),
         }
     }
 
@@ -393,16 +395,37 @@ impl Symbolizer {
             offsets.dedup();
             self.stats.cache_misses += offsets.len() as u64;
             self.stats.cache_hits += (queued - offsets.len()) as u64;
-            if let (Some(cache), Some(build_id)) = (debug_cache_dir(), &object.build_id)
-                && self.debug_prepared.insert(key)
-            {
-                debug_cache::prepare(cache, Path::new(debug_cache::SYSTEM_DEBUG_DIR), build_id);
-            }
-            let source = Source::Elf(Elf::new(object.fd_path()));
-            let results = match self
-                .blazesym
-                .symbolize(&source, Input::FileOffset(&offsets))
-            {
+            let copy = match (debug_cache_dir(), &object.build_id) {
+                (Some(cache), Some(build_id)) => self
+                    .debug_copies
+                    .entry(key)
+                    .or_insert_with(|| {
+                        let system = Path::new(debug_cache::SYSTEM_DEBUG_DIR);
+                        debug_cache::copy(cache, system, build_id)
+                    })
+                    .clone(),
+                _ => None,
+            };
+            // With an uncompressed copy of its debug file, the copy is read
+            // directly (see `debug_cache::copy`); its segments have no file
+            // offsets, so the addresses go as virtual offsets.
+            let direct = copy.and_then(|copy| {
+                Some((
+                    copy,
+                    segments::virtual_offsets(&object.fd_path(), &offsets)?,
+                ))
+            });
+            let looked_up = match &direct {
+                Some((copy, virtual_offsets)) => self.blazesym.symbolize(
+                    &Source::Elf(Elf::new(copy)),
+                    Input::VirtOffset(virtual_offsets),
+                ),
+                None => self.blazesym.symbolize(
+                    &Source::Elf(Elf::new(object.fd_path())),
+                    Input::FileOffset(&offsets),
+                ),
+            };
+            let results = match looked_up {
                 Ok(results) => results.into_iter().map(|r| to_frames(&r)).collect(),
                 Err(_) => {
                     self.stats.failed_lookups += offsets.len() as u64;
