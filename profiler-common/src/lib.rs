@@ -63,8 +63,6 @@ pub mod program_names {
     pub const FORK: &str = "on_process_fork";
     pub const EXEC: &str = "on_process_exec";
     pub const EXIT: &str = "on_process_exit";
-    /// The exit program for kernels whose `sched_process_exit` passes `group_dead`.
-    pub const EXIT_GROUP: &str = "on_process_exit_group";
     pub const SWITCH: &str = "on_sched_switch";
     /// `SWITCH` recording into map set 0 only (`profiler record`).
     pub const SWITCH_ONE_SET: &str = "on_sched_switch_one_set";

@@ -651,30 +651,12 @@ pub fn on_process_exec(_ctx: RawTracePointContext) -> u32 {
 
 /// `sched_process_exit` (raw, like exec): drop the entries forks made for
 /// threads, and forget an exiting process so that a later process reusing
-/// its pid is announced. For kernels whose tracepoint has no `group_dead`
-/// argument (before 6.16): a followed child process's own entry stays.
+/// its pid is announced. A followed process's own `TARGETS` entry stays: the
+/// tracepoint fires before the kernel tears the process's memory down, which
+/// is still the process's time (a tenth of a short-lived child's); user space
+/// removes the entries of processes gone (`Tracer::prune_targets`).
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn on_process_exit(_ctx: RawTracePointContext) -> u32 {
-    forget_exiting(false);
-    0
-}
-
-/// `sched_process_exit(struct task_struct *p, bool group_dead)`: as
-/// [`on_process_exit`], and when the last thread of a process exits its
-/// `TARGETS` entry goes too, so that following a fork-heavy command
-/// (`-- make -j`) does not fill the map with processes long gone, nor follow
-/// an unrelated process that reuses one of their pids.
-#[raw_tracepoint(tracepoint = "sched_process_exit")]
-pub fn on_process_exit_group(ctx: RawTracePointContext) -> u32 {
-    // SAFETY: the tracepoint's second argument; user space loads this
-    // program only when the tracepoint's format lists `group_dead`.
-    let group_dead = unsafe { ctx.arg::<u64>(1) } & 0xff != 0;
-    forget_exiting(group_dead);
-    0
-}
-
-#[inline(always)]
-fn forget_exiting(group_dead: bool) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
@@ -683,9 +665,7 @@ fn forget_exiting(group_dead: bool) {
     } else {
         let _ = KNOWN.remove(tgid);
     }
-    if group_dead {
-        let _ = TARGETS.remove(tgid);
-    }
+    0
 }
 
 #[cfg(not(test))]

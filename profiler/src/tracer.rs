@@ -214,12 +214,6 @@ fn sched_field_offset(event: &str, field: &str) -> Result<u32, TracerError> {
     Err(last_err.expect("at least one candidate"))
 }
 
-/// Whether `sched_process_exit` has the `group_dead` argument (Linux 6.16 and
-/// later), which [`program_names::EXIT_GROUP`] reads.
-fn exit_passes_group_dead() -> bool {
-    sched_field_offset("sched_process_exit", "group_dead").is_ok()
-}
-
 /// Parses `field:pid_t child_pid;\toffset:44;\tsize:4;...` lines of a tracepoint format file.
 pub fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
     format.lines().find_map(|line| {
@@ -426,14 +420,9 @@ impl Tracer {
         // exec and exit read nothing, so they are raw tracepoints, whose
         // detach does not wait for an RCU grace period (76 ms each here).
         let mut tracepoints = vec![(program_names::FORK, "sched", "sched_process_fork")];
-        let exit = if exit_passes_group_dead() {
-            program_names::EXIT_GROUP
-        } else {
-            program_names::EXIT
-        };
         let raw_tracepoints = [
             (program_names::EXEC, "sched_process_exec"),
-            (exit, "sched_process_exit"),
+            (program_names::EXIT, "sched_process_exit"),
         ];
         if tracer.options.off_cpu {
             tracepoints.push((tracer.switch_program, "sched", "sched_switch"));
@@ -585,6 +574,28 @@ impl Tracer {
         targets
             .remove(&pid)
             .map_err(|e| ebpf_error("remove a target pid", e))
+    }
+
+    /// Removes the targets whose process (or thread) is gone, and returns
+    /// how many. The kernel keeps a followed process's entry past its exit
+    /// tracepoint so that its memory teardown is still sampled; without this
+    /// a fork-heavy command (`-- make -j`) would fill the map (8192 entries)
+    /// with processes long gone, and the next children would not be followed.
+    /// A zombie keeps its entry until reaped.
+    pub fn prune_targets(&mut self) -> Result<usize, TracerError> {
+        let mut targets: HashMap<_, u32, u8> =
+            HashMap::try_from(self.ebpf.map_mut(map_names::TARGETS).unwrap())
+                .map_err(|e| ebpf_error("open the TARGETS map", e))?;
+        let gone: Vec<u32> = targets
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+            .collect();
+        for pid in &gone {
+            // Gone meanwhile (the kernel removes exited threads) is fine.
+            let _ = targets.remove(pid);
+        }
+        Ok(gone.len())
     }
 
     /// The ring buffer of process events, for the process manager to poll.

@@ -246,6 +246,7 @@ pub fn workload_source(name: &str) -> &'static str {
         "syscalls" => include_str!("../workloads/syscalls.c"),
         "forker" => include_str!("../workloads/forker.c"),
         "execer" => include_str!("../workloads/execer.c"),
+        "exiter" => include_str!("../workloads/exiter.c"),
         "threads" => include_str!("../workloads/threads.c"),
         "manystacks" => include_str!("../workloads/manystacks.c"),
         "vdso_time" => include_str!("../workloads/vdso_time.c"),

@@ -595,6 +595,38 @@ fn short_lived_exec_children_are_symbolized() {
     );
 }
 
+/// A followed child is still sampled while the kernel tears its memory down
+/// at exit (`exit_mmap`, after the exit tracepoint): a tenth of `exiter`'s
+/// children's samples system-wide. When the exit tracepoint took the child
+/// out of the targets, `-- CMD` showed none of it (0 of 1 770 samples).
+#[test]
+fn command_mode_sees_children_tear_down_their_memory() {
+    let test = "command_mode_sees_children_tear_down_their_memory";
+    if !require_root(test) {
+        return;
+    }
+    let _guard = shared_recording();
+    let dir = temp_dir("exiting-children");
+    let out = dir.path().join("out.folded");
+    let run = record()
+        .freq(999)
+        .output(&out)
+        .command(workload("exiter"), &["2"])
+        .run_ok(TIMEOUT);
+    let Recording { stacks, d, .. } = Recording::read(test, run, &out);
+    let teardown = samples_with(&stacks, "exit_mmap_[k]");
+    let total: u64 = stacks
+        .iter()
+        .filter(|(f, _)| f[0] == "exiter")
+        .map(|(_, n)| n)
+        .sum();
+    assert!(total >= 500, "only {total} samples of exiter{d}");
+    assert!(
+        teardown * 100 >= total * 3,
+        "exit_mmap in {teardown} of {total} samples: the children's exits were not followed{d}"
+    );
+}
+
 /// 10 000 children exit before the one that does the work is forked: more
 /// than the targets map holds (8192), so unless exited processes leave it the
 /// late children are not followed.

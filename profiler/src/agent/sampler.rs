@@ -30,6 +30,8 @@ use crate::tracer::{Tracer, TracerError, TracerOptions};
 
 /// How often the thread wakes between boundaries (process events, settle).
 const POLL: Duration = Duration::from_millis(100);
+/// How often exited processes leave the kernel's targets.
+const PRUNE: Duration = Duration::from_millis(250);
 /// How often dynamic targets (comm regex, cgroup) are looked for again.
 const RESCAN: Duration = Duration::from_secs(1);
 /// Names the symbolization cache may hold before it is emptied.
@@ -170,6 +172,7 @@ impl Sampler {
         );
         let mut boundary = Instant::now() + self.config.window;
         let mut last_scan = Instant::now();
+        let mut last_prune = Instant::now();
         loop {
             let wait = boundary.saturating_duration_since(Instant::now()).min(POLL);
             match control.recv_timeout(wait) {
@@ -179,6 +182,12 @@ impl Sampler {
             }
             self.poll_events(false);
             self.processes.settle(SETTLE_AFTER);
+            if self.selection.follow_forks() && last_prune.elapsed() >= PRUNE {
+                if let Err(e) = self.tracer.prune_targets() {
+                    tracing::warn!(error = %e, "cannot remove exited processes from the targets");
+                }
+                last_prune = Instant::now();
+            }
             if self.selection.is_dynamic() && last_scan.elapsed() >= RESCAN {
                 self.rescan();
                 last_scan = Instant::now();

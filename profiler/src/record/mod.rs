@@ -338,6 +338,9 @@ impl Session {
                 }
                 _ = tick.tick() => {
                     self.processes.settle(SETTLE_AFTER);
+                    if config.target != RecordTarget::All {
+                        let _ = self.tracer.prune_targets();
+                    }
                     if !live {
                         continue;
                     }
