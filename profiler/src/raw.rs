@@ -95,11 +95,11 @@ impl KernelStats {
     pub fn failures(&self) -> Vec<(&'static str, u64)> {
         [
             (
-                "samples dropped: in-kernel counts map full",
+                "samples dropped: in-kernel counts map full, or no kernel memory for a new entry",
                 self.counts_map_full,
             ),
             (
-                "stacks lost: stack map full (raise --stack-map-size)",
+                "stacks lost: stack map full, or no kernel memory for a new entry (raise --stack-map-size)",
                 self.stacks_full,
             ),
             (
