@@ -65,8 +65,9 @@ pub const SETTLE_NS: u64 = 20_000_000;
 /// Bytes of ring buffer per CPU. A fork-heavy workload (`ovh_fork`, ~1 500
 /// fork+exec'd children a second on 2 CPUs) writes ~10 000 records (~1 MB)
 /// a second in all (measured with `perf record -e dummy -a`); `record` reads
-/// every 50 ms and the agent every 100 ms, so 256 KiB per CPU holds 5–10
-/// reads' worth. Any overflow is counted, never silent.
+/// every 100 ms (`record` and the agent; waking every 50 ms cost a recording
+/// ~2 ms more CPU), so 256 KiB per CPU holds ~5 reads' worth. Any overflow is
+/// counted, never silent.
 pub const BUFFER_BYTES: usize = 256 * 1024;
 
 /// CLOCK_MONOTONIC now, in nanoseconds: the clock the records carry.
@@ -115,9 +116,9 @@ impl ProcessEvents {
                 .sample(SampleFlag::TID)
                 .sample(SampleFlag::TIME)
                 .clockid(Clock::MONOTONIC)
-                // The kernel's count of records it could not write (6.0+):
-                // a LOST record only appears once space frees up, and not at
-                // all if nothing is written after.
+                // The kernel's count of records it could not write (6.0+),
+                // read at the end: a LOST record only appears once space
+                // frees up, and not at all if nothing is written after.
                 .read_format(ReadFormat::LOST)
                 .enabled(true)
                 .build()?;
@@ -175,12 +176,19 @@ impl ProcessEvents {
                 }
             }
         }
-        let counted: u64 = self
-            .samplers
-            .iter_mut()
-            .filter_map(|s| s.as_counter_mut().read_full().ok()?.lost())
-            .sum();
-        self.lost = counted.max(self.lost_records);
+        // Reading a CPU's counter costs an interrupt of that CPU and a wait
+        // for it (a fifth of the profiler's CPU when done at every read):
+        // while recording the LOST records tell (they follow a loss at the
+        // next write); at the end the counters tell what no record did.
+        let counted: u64 = if everything {
+            self.samplers
+                .iter_mut()
+                .filter_map(|s| s.as_counter_mut().read_full().ok()?.lost())
+                .sum()
+        } else {
+            0
+        };
+        self.lost = self.lost.max(counted).max(self.lost_records);
         self.pending.sort_by_key(|t| t.at_ns);
         self.horizon_ns = if everything { u64::MAX } else { horizon };
         let due = if everything {

@@ -313,7 +313,7 @@ impl Session {
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
-        let mut records_tick = tokio::time::interval(Duration::from_millis(50));
+        let mut records_tick = tokio::time::interval(Duration::from_millis(100));
         let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
         let mut command_status = None;
         let stop = loop {
