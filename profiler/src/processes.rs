@@ -360,6 +360,20 @@ mod tests {
         }
     }
 
+    fn exec(pid: u32, at_ns: u64) -> Timed {
+        Timed {
+            at_ns,
+            change: Change::Exec { pid },
+        }
+    }
+
+    fn fork(pid: u32, parent: u32, at_ns: u64) -> Timed {
+        Timed {
+            at_ns,
+            change: Change::Fork { pid, parent },
+        }
+    }
+
     fn names(table: &ProcessTable, pid: u32) -> Vec<String> {
         table
             .get(pid)
@@ -375,23 +389,11 @@ mod tests {
         let mut table = ProcessTable::default();
         table.follow_records(true);
         table.apply([
-            Timed {
-                at_ns: 1,
-                change: Change::Exec { pid: 10 },
-            },
+            exec(10, 1),
             map(10, 0x10000, "//anon-parent-exe", 2),
             map(10, 0x20000, "//anon-parent-lib", 3),
-            Timed {
-                at_ns: 4,
-                change: Change::Fork {
-                    pid: 11,
-                    parent: 10,
-                },
-            },
-            Timed {
-                at_ns: 5,
-                change: Change::Exec { pid: 11 },
-            },
+            fork(11, 10, 4),
+            exec(11, 5),
             map(11, 0x30000, "//anon-child-exe", 6),
             // Another process's mapping, never announced: not held.
             map(99, 0x40000, "//anon-other", 7),
@@ -425,20 +427,7 @@ mod tests {
     fn only_descendants_are_followed_when_not_every_exec() {
         let mut table = ProcessTable::default();
         table.follow_records(false);
-        table.apply([
-            Timed {
-                at_ns: 1,
-                change: Change::Exec { pid: 20 },
-            },
-            map(20, 0x10000, "//anon", 2),
-            Timed {
-                at_ns: 3,
-                change: Change::Fork {
-                    pid: 21,
-                    parent: 20,
-                },
-            },
-        ]);
+        table.apply([exec(20, 1), map(20, 0x10000, "//anon", 2), fork(21, 20, 3)]);
         assert!(table.get(20).is_none());
         assert!(table.get(21).is_none());
         assert_eq!(table.followed(), 0);
@@ -456,10 +445,7 @@ mod tests {
         assert!(own > 0);
         let captured = table.captured_at[&pid];
         table.apply([
-            Timed {
-                at_ns: captured - 1,
-                change: Change::Exec { pid },
-            },
+            exec(pid, captured - 1),
             map(pid, 0x1000, "//anon-new", captured + 1),
         ]);
         let now = names(&table, pid);
