@@ -103,7 +103,8 @@ impl ProcessEvents {
     pub fn open_with(cpus: &[u32], buffer_bytes: usize) -> io::Result<Self> {
         let mut samplers = Vec::with_capacity(cpus.len());
         for &cpu in cpus {
-            let counter = Builder::new(Software::DUMMY)
+            let mut builder = Builder::new(Software::DUMMY);
+            builder
                 .any_pid()
                 .one_cpu(cpu as usize)
                 .exclude_kernel(false)
@@ -116,12 +117,15 @@ impl ProcessEvents {
                 .sample(SampleFlag::TID)
                 .sample(SampleFlag::TIME)
                 .clockid(Clock::MONOTONIC)
-                // The kernel's count of records it could not write (6.0+),
-                // read at the end: a LOST record only appears once space
-                // frees up, and not at all if nothing is written after.
-                .read_format(ReadFormat::LOST)
-                .enabled(true)
-                .build()?;
+                .enabled(true);
+            // The kernel's count of records it could not write (6.0+), read
+            // at the end: a LOST record only appears once space frees up, and
+            // not at all if nothing is written after. Older kernels refuse
+            // the flag; the LOST records are all there is then.
+            let counter = match builder.clone().read_format(ReadFormat::LOST).build() {
+                Ok(counter) => counter,
+                Err(_) => builder.build()?,
+            };
             samplers.push(counter.sampled(buffer_bytes)?);
         }
         Ok(Self {
