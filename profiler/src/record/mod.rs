@@ -232,7 +232,13 @@ impl Session {
         // process is made before the records begin.
         let process_events = match online_cpus().map(|cpus| ProcessEvents::open(&cpus)) {
             Ok(Ok(events)) => Some(events),
-            Ok(Err(_)) | Err(_) => None,
+            Ok(Err(e)) => {
+                eprintln!(
+                    "note: the kernel's process records are unavailable ({e}): new processes are read from /proc at their first sample, and one that exits first stays unsymbolized"
+                );
+                None
+            }
+            Err(_) => None,
         };
         let mut processes = ProcessTable::default();
         if process_events.is_some() {
