@@ -14,4 +14,5 @@ pub mod record;
 pub mod report;
 pub mod summary;
 pub mod threads;
+mod ticker;
 pub mod tracer;

@@ -17,6 +17,7 @@
 //! being written on another CPU can be older than it.
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 
 use perf_event::{
     Builder, Clock, ReadFormat, SampleFlag, Sampler,
@@ -65,9 +66,9 @@ pub const SETTLE_NS: u64 = 20_000_000;
 /// Bytes of ring buffer per CPU. A fork-heavy workload (`ovh_fork`, ~1 500
 /// fork+exec'd children a second on 2 CPUs) writes ~10 000 records (~1 MB)
 /// a second in all (measured with `perf record -e dummy -a`); `record` reads
-/// every 100 ms (`record` and the agent; waking every 50 ms cost a recording
-/// ~2 ms more CPU), so 256 KiB per CPU holds ~5 reads' worth. Any overflow is
-/// counted, never silent.
+/// every 100 ms while records come (the agent always), and as soon as a
+/// buffer is half full, so 256 KiB per CPU holds ~5 reads' worth. Any
+/// overflow is counted, never silent.
 pub const BUFFER_BYTES: usize = 256 * 1024;
 
 /// CLOCK_MONOTONIC now, in nanoseconds: the clock the records carry.
@@ -91,6 +92,7 @@ pub struct ProcessEvents {
     lost: u64,
     /// Every record up to this time (CLOCK_MONOTONIC ns) has been returned.
     horizon_ns: u64,
+    records_read: u64,
 }
 
 impl ProcessEvents {
@@ -117,6 +119,10 @@ impl ProcessEvents {
                 .sample(SampleFlag::TID)
                 .sample(SampleFlag::TIME)
                 .clockid(Clock::MONOTONIC)
+                // `record` sleeps for up to 800 ms when nothing happens; a
+                // burst of records then wakes it before the buffer fills.
+                // (Half the buffer is also the kernel's default.)
+                .wakeup_watermark(buffer_bytes / 2)
                 .enabled(true);
             // The kernel's count of records it could not write (6.0+), read
             // at the end: a LOST record only appears once space frees up, and
@@ -134,7 +140,18 @@ impl ProcessEvents {
             lost_records: 0,
             lost: 0,
             horizon_ns: 0,
+            records_read: 0,
         })
+    }
+
+    /// The buffers' file descriptors: readable once a buffer is half full.
+    pub fn raw_fds(&self) -> Vec<RawFd> {
+        self.samplers.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+
+    /// Records read so far, applied or pending.
+    pub fn records_read(&self) -> u64 {
+        self.records_read
     }
 
     /// Records the kernel dropped because a buffer was full. Any at all means
@@ -164,6 +181,7 @@ impl ProcessEvents {
         for sampler in &mut self.samplers {
             let config: ParseConfig<_> = sampler.config().clone();
             while let Some(record) = sampler.next_record() {
+                self.records_read += 1;
                 let header = perf_event_header {
                     type_: record.ty(),
                     misc: record.misc(),
@@ -378,6 +396,49 @@ mod tests {
             "a followed process was not read from /proc again after records were lost"
         );
         assert_eq!(table.followed(), 1, "read again, it is followed again");
+    }
+
+    /// `record` sleeps up to 800 ms while nothing happens: a burst of
+    /// records must wake it (the fd readable) well before its buffer is full.
+    #[test]
+    fn a_half_full_buffer_makes_its_fd_readable() {
+        if !root_or_skip() {
+            return;
+        }
+        let cpus: Vec<u32> =
+            (0..std::thread::available_parallelism().unwrap().get() as u32).collect();
+        let mut events = ProcessEvents::open_with(&cpus, 64 * 1024).expect("open tracking events");
+        let readable = |events: &ProcessEvents| {
+            let mut fds: Vec<libc::pollfd> = events
+                .raw_fds()
+                .into_iter()
+                .map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            // SAFETY: a valid array of pollfds, of the length given.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, 0) };
+            n > 0
+        };
+        std::process::Command::new("/bin/true").status().unwrap();
+        assert!(
+            !readable(&events),
+            "readable after one exec: an idle `record` would wake for every record"
+        );
+        let mut execs = 0;
+        while !readable(&events) && execs < 2000 {
+            std::process::Command::new("/bin/true").status().unwrap();
+            execs += 1;
+        }
+        let before_full = events.read(true).len();
+        assert!(readable(&events) || before_full > 0, "never readable");
+        assert!(
+            execs < 2000 && events.lost() == 0,
+            "not readable after {execs} execs, or records lost ({}) first",
+            events.lost()
+        );
     }
 
     #[test]

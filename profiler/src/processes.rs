@@ -205,6 +205,12 @@ impl ProcessTable {
         }
     }
 
+    /// Whether processes wait to be read again or for records to catch up
+    /// with their announcement.
+    pub fn has_pending(&self) -> bool {
+        !self.unsettled.is_empty() || !self.announced.is_empty()
+    }
+
     /// Captures again the processes first captured more than `after` ago
     /// (once each), to pick up the libraries mapped after they were announced.
     pub fn settle(&mut self, after: Duration) {

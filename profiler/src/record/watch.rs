@@ -4,8 +4,9 @@
 
 use std::{
     io::Write,
-    os::fd::{FromRawFd, OwnedFd},
+    os::fd::{FromRawFd, OwnedFd, RawFd},
     process::ExitStatus,
+    task::Poll,
     time::{Duration, Instant},
 };
 
@@ -79,4 +80,24 @@ pub(super) fn status_line(start: Instant, progress: &str) {
         start.elapsed().as_secs_f64()
     );
     let _ = err.flush();
+}
+
+/// Resolves once any of `fds` is readable, clearing that readiness: the
+/// caller then reads every buffer.
+pub(super) async fn any_readable(fds: &[AsyncFd<RawFd>]) {
+    std::future::poll_fn(|cx| {
+        let mut ready = false;
+        for fd in fds {
+            if let Poll::Ready(Ok(mut guard)) = fd.poll_read_ready(cx) {
+                guard.clear_ready();
+                ready = true;
+            }
+        }
+        if ready {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }
