@@ -14,6 +14,7 @@ pub const MAX_STACK_DEPTH: usize = 127;
 pub mod map_names {
     pub const CONFIG: &str = "CONFIG";
     pub const TARGETS: &str = "TARGETS";
+    pub const FORKED: &str = "FORKED";
     pub const KNOWN: &str = "KNOWN";
     pub const STACKS: &str = "STACKS";
     pub const STACK_SCRATCH: &str = "STACK_SCRATCH";
@@ -83,13 +84,11 @@ pub struct Config {
     pub filter: u32,
     /// The profiler's own tgid, never sampled.
     pub self_tgid: u32,
-    /// Byte offset of `child_pid` in the `sched_process_fork` tracepoint record
-    /// (read from tracefs, since the layout is the kernel's to change).
-    pub fork_child_pid_offset: u32,
     /// Non-zero: children forked by a target become targets too.
     pub follow_forks: u32,
     /// Byte offsets of `prev_state` and `next_pid` in the `sched_switch`
-    /// tracepoint record (from tracefs, like `fork_child_pid_offset`).
+    /// tracepoint record (read from tracefs, since the layout is the
+    /// kernel's to change).
     pub switch_prev_state_offset: u32,
     pub switch_next_pid_offset: u32,
     /// Non-zero: the `sched_switch` program announces new processes (in
@@ -99,13 +98,12 @@ pub struct Config {
     /// while they are being detached (which takes a while) record nothing, so
     /// no time after the stop is counted.
     pub stopped: u32,
-    /// Off-CPU intervals shorter than this are counted in `stat::OFF_CPU_SHORT`
-    /// but not recorded.
-    pub min_block_ns: u64,
     /// The map set (0 or 1) programs record into now. `profiler record`
     /// keeps 0; the agent switches it at every window boundary.
     pub active_set: u32,
-    pub reserved: u32,
+    /// Off-CPU intervals shorter than this are counted in `stat::OFF_CPU_SHORT`
+    /// but not recorded.
+    pub min_block_ns: u64,
 }
 
 /// Key of the in-kernel on-CPU sample counts (`COUNTS` map).
@@ -244,7 +242,8 @@ pub mod stat {
     pub const COUNTS_FULL: u32 = 6;
     /// A process event could not be sent: the ring buffer was full.
     pub const EVENTS_LOST: u32 = 7;
-    /// A forked child could not be followed: the `TARGETS` map was full.
+    /// A forked child could not be followed: the `FORKED` or `TARGETS` map
+    /// was full.
     pub const TARGETS_FULL: u32 = 8;
     /// A new process could not be recorded as seen: the `KNOWN` map was full.
     pub const KNOWN_FULL: u32 = 9;
@@ -306,7 +305,7 @@ mod pod {
     unsafe impl aya::Pod for super::OffCpuStart {}
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 48);
+const _: () = assert!(core::mem::size_of::<Config>() == 40);
 const _: () = assert!(core::mem::size_of::<OffCpuKey>() == core::mem::size_of::<SampleKey>() + 8);
 const _: () = assert!(core::mem::size_of::<OffCpuValue>() == 16);
 const _: () =

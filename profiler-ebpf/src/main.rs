@@ -14,7 +14,8 @@ use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
     cty::c_void,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_stack, bpf_ktime_get_ns, bpf_loop,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_stack,
+        bpf_ktime_get_ns, bpf_loop,
     },
     macros::{map, perf_event, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
@@ -38,6 +39,16 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 /// Tgids to sample when `Config::filter` is `FILTER_TARGETS`.
 #[map]
 static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
+
+/// Tasks (by `task_struct` address) forked by a target or by another such
+/// task, not yet seen running as a new process: the first time one is,
+/// its tgid joins `TARGETS` (`is_target`). The fork program cannot read the
+/// child's pid without the kernel's struct layout (BTF, which costs ~20 ms
+/// to parse), and the classic tracepoint that has it in its record waits
+/// for an RCU grace period when detached (~80 ms at the end of every
+/// recording). A thread of a target lands here too, unused, until it exits.
+#[map]
+static FORKED: HashMap<u64, u8> = HashMap::with_max_entries(8192, 0);
 
 /// Tgids already announced to user space with `EVENT_NEW_PROCESS`.
 #[map]
@@ -334,7 +345,7 @@ fn cpu_sample<C: EbpfContext, const LOOP: bool, const SETS: bool>(ctx: &C) -> u3
     if tgid == config.self_tgid {
         return 0;
     }
-    if config.filter != FILTER_ALL && TARGETS.get_ptr(tgid).is_none() {
+    if config.filter != FILTER_ALL && !is_target(tgid) {
         return 0;
     }
     bump(stat::SAMPLES);
@@ -348,6 +359,25 @@ fn cpu_sample<C: EbpfContext, const LOOP: bool, const SETS: bool>(ctx: &C) -> u3
         bump(stat::FLIP_RACES);
     }
     0
+}
+
+/// Whether `tgid`, the current task's, is to be recorded (with
+/// `FILTER_TARGETS`); a task forked by a target makes its process one.
+#[inline(always)]
+fn is_target(tgid: u32) -> bool {
+    if TARGETS.get_ptr(tgid).is_some() {
+        return true;
+    }
+    // SAFETY: a helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    if FORKED.get_ptr(task).is_none() {
+        return false;
+    }
+    let _ = FORKED.remove(task);
+    if TARGETS.insert(tgid, 1, 0).is_err() {
+        bump(stat::TARGETS_FULL);
+    }
+    true
 }
 
 /// Tells user space about a process the first time it is seen (or first since its exec).
@@ -483,7 +513,7 @@ fn sched_switch<const LOOP: bool, const SETS: bool>(ctx: &TracePointContext) -> 
     if tid == 0 || tgid == config.self_tgid {
         return 0;
     }
-    if config.filter != FILTER_ALL && TARGETS.get_ptr(tgid).is_none() {
+    if config.filter != FILTER_ALL && !is_target(tgid) {
         return 0;
     }
     // SAFETY: as above.
@@ -611,23 +641,22 @@ fn count(key: &SampleKey, set: u32) {
     }
 }
 
-/// `sched/sched_process_fork`: the current task is the parent.
-#[tracepoint]
-pub fn on_process_fork(ctx: TracePointContext) -> u32 {
+/// `sched_process_fork` (raw): the current task is the parent, argument 1
+/// the child's `task_struct`.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn on_process_fork(ctx: RawTracePointContext) -> u32 {
     let config = config();
     if config.filter == FILTER_ALL || config.follow_forks == 0 {
         return 0;
     }
     let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if TARGETS.get_ptr(parent_tgid).is_none() {
+    // SAFETY: a helper without arguments.
+    let parent = unsafe { bpf_get_current_task() };
+    if TARGETS.get_ptr(parent_tgid).is_none() && FORKED.get_ptr(parent).is_none() {
         return 0;
     }
-    // SAFETY: the offset comes from the tracepoint's format file.
-    let Ok(child) = (unsafe { ctx.read_at::<u32>(config.fork_child_pid_offset as usize) }) else {
-        return 0;
-    };
-    // A new thread's tid lands here too; its entry is removed again when it exits.
-    if TARGETS.insert(child, 1, 0).is_err() {
+    let child: u64 = ctx.arg(1);
+    if FORKED.insert(child, 1, 0).is_err() {
         bump(stat::TARGETS_FULL);
     }
     // User space is not told: the child is captured when it is first sampled
@@ -638,10 +667,10 @@ pub fn on_process_fork(ctx: TracePointContext) -> u32 {
 /// `sched_process_exec`: forget the process so that its next sample
 /// announces it again and user space captures the new image's maps.
 ///
-/// A raw tracepoint, unlike fork's: it reads no argument, and detaching a
-/// raw tracepoint is immediate, where each classic tracepoint's detach waits
-/// for an RCU grace period under a global mutex (76 ms each here, most of the
-/// time from the end of a recording to its flame graph).
+/// A raw tracepoint, like fork and exit: detaching one is immediate, where
+/// each classic tracepoint's detach waits for an RCU grace period under a
+/// global mutex (76 ms each here, most of the time from the end of a
+/// recording to its flame graph).
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn on_process_exec(_ctx: RawTracePointContext) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
@@ -649,9 +678,9 @@ pub fn on_process_exec(_ctx: RawTracePointContext) -> u32 {
     0
 }
 
-/// `sched_process_exit` (raw, like exec): drop the entries forks made for
-/// threads, and forget an exiting process so that a later process reusing
-/// its pid is announced. A followed process's own `TARGETS` entry stays: the
+/// `sched_process_exit` (raw, like exec): drop the entry a fork made for the
+/// exiting task (its address may be reused), and forget an exiting process
+/// so that a later process reusing its pid is announced. A followed process's own `TARGETS` entry stays: the
 /// tracepoint fires before the kernel tears the process's memory down, which
 /// is still the process's time (a tenth of a short-lived child's); user space
 /// removes the entries of processes gone (`Tracer::prune_targets`).
@@ -660,9 +689,9 @@ pub fn on_process_exit(_ctx: RawTracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
-    if tid != tgid {
-        let _ = TARGETS.remove(tid);
-    } else {
+    // SAFETY: a helper without arguments.
+    let _ = FORKED.remove(unsafe { bpf_get_current_task() });
+    if tid == tgid {
         let _ = KNOWN.remove(tgid);
     }
     0

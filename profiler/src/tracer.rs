@@ -277,13 +277,9 @@ impl Tracer {
         if !Path::new("/sys/kernel/btf/vmlinux").exists() {
             return Err(TracerError::NoBtf);
         }
-        ensure_tracefs()?;
-        let child_pid_offset = if options.follow_forks {
-            sched_field_offset("sched_process_fork", "child_pid")?
-        } else {
-            0
-        };
+        // Only the off-CPU program is a classic tracepoint, which needs tracefs.
         let (prev_state_offset, next_pid_offset) = if options.off_cpu {
+            ensure_tracefs()?;
             (
                 sched_field_offset("sched_switch", "prev_state")?,
                 sched_field_offset("sched_switch", "next_pid")?,
@@ -312,6 +308,7 @@ impl Tracer {
                 map_names::OFF_CPU_COUNTS_1,
                 map_names::KNOWN,
                 map_names::TARGETS,
+                map_names::FORKED,
             ] {
                 loader.map_extra_flags(name, kernel_features::BPF_F_NO_PREALLOC);
             }
@@ -345,15 +342,13 @@ impl Tracer {
                 FILTER_TARGETS
             },
             self_tgid: std::process::id(),
-            fork_child_pid_offset: child_pid_offset,
             follow_forks: options.follow_forks as u32,
             switch_prev_state_offset: prev_state_offset,
             switch_next_pid_offset: next_pid_offset,
             switch_announces: (options.off_cpu && !options.on_cpu) as u32,
             stopped: 0,
-            min_block_ns: options.min_block_ns,
             active_set: 0,
-            reserved: 0,
+            min_block_ns: options.min_block_ns,
         };
         let mut config_map: Array<_, Config> =
             Array::try_from(ebpf.map_mut(map_names::CONFIG).unwrap())
@@ -416,11 +411,12 @@ impl Tracer {
             }
         }
 
-        // Fork reads the child's pid from the classic tracepoint's record;
-        // exec and exit read nothing, so they are raw tracepoints, whose
-        // detach does not wait for an RCU grace period (76 ms each here).
-        let mut tracepoints = vec![(program_names::FORK, "sched", "sched_process_fork")];
+        // Fork, exec and exit are raw tracepoints, whose detach does not
+        // wait for an RCU grace period (76 ms each here); sched_switch reads
+        // its record's fields at offsets from tracefs.
+        let mut tracepoints = Vec::new();
         let raw_tracepoints = [
+            (program_names::FORK, "sched_process_fork"),
             (program_names::EXEC, "sched_process_exec"),
             (program_names::EXIT, "sched_process_exit"),
         ];
