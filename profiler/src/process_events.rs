@@ -432,8 +432,8 @@ mod tests {
             std::process::Command::new("/bin/true").status().unwrap();
             execs += 1;
         }
-        let before_full = events.read(true).len();
-        assert!(readable(&events) || before_full > 0, "never readable");
+        // The kernel's lost count is taken at a read.
+        events.read(true);
         assert!(
             execs < 2000 && events.lost() == 0,
             "not readable after {execs} execs, or records lost ({}) first",
