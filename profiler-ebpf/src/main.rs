@@ -680,10 +680,11 @@ pub fn on_process_exec(_ctx: RawTracePointContext) -> u32 {
 
 /// `sched_process_exit` (raw, like exec): drop the entry a fork made for the
 /// exiting task (its address may be reused), and forget an exiting process
-/// so that a later process reusing its pid is announced. A followed process's own `TARGETS` entry stays: the
-/// tracepoint fires before the kernel tears the process's memory down, which
-/// is still the process's time (a tenth of a short-lived child's); user space
-/// removes the entries of processes gone (`Tracer::prune_targets`).
+/// so that a later process reusing its pid is announced. A followed
+/// process's own `TARGETS` entry stays: the tracepoint fires before the
+/// kernel tears the process's memory down, which is still the process's
+/// time (a tenth of a short-lived child's); user space removes the entries
+/// of processes gone (`Tracer::prune_targets`).
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn on_process_exit(_ctx: RawTracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
