@@ -9,6 +9,7 @@
 
 mod bpf_names;
 pub mod debug_cache;
+mod frame_cache;
 pub mod kallsyms;
 pub mod maps;
 mod private_files;
@@ -43,7 +44,7 @@ pub enum Error {
 }
 
 /// One function at an address; several for an address inside inlined code.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Frame {
     pub function: String,
     pub file: Option<String>,
@@ -84,6 +85,8 @@ pub struct Stats {
     pub unknown: u64,
     /// Lookups that failed (unreadable or malformed file); their addresses are kept as unknown.
     pub failed_lookups: u64,
+    /// Misses answered from the boot's frame cache (see [`Symbolizer::with_frame_cache_dir`]).
+    pub frame_cache_hits: u64,
 }
 
 /// A file's identity: device major and minor, inode.
@@ -110,6 +113,8 @@ pub struct Symbolizer {
     /// Files whose debug file was given an uncompressed copy (or tried),
     /// with the copy if there is one.
     debug_copies: HashMap<FileKey, Option<PathBuf>>,
+    /// Answers kept across recordings by build ID; `None`: not used.
+    frame_cache: Option<frame_cache::FrameCache>,
 }
 
 /// A file blazesym keeps mapped (and its parsed symbols and DWARF in memory).
@@ -155,7 +160,23 @@ impl Symbolizer {
             kernel_table: None,
             kernel_cache_dir: Some(PathBuf::from(kallsyms::CACHE_DIR)),
             debug_copies: HashMap::new(),
+            frame_cache: None,
         }
+    }
+
+    /// Keeps the names of addresses in files with a build ID under
+    /// `root/frames` for later symbolizers (see [`frame_cache`]), and looks
+    /// there before parsing a file. `None`, the default: no such cache.
+    /// Unusable directories (not ours, open to others, a link) are not used.
+    pub fn with_frame_cache_dir(mut self, root: Option<&Path>) -> Self {
+        self.frame_cache = root.and_then(frame_cache::FrameCache::open);
+        self
+    }
+
+    /// Writes the names found since the last call to the frame cache;
+    /// returns how many cache files were written.
+    pub fn flush_frame_cache(&mut self) -> usize {
+        self.frame_cache.as_mut().map_or(0, |cache| cache.flush())
     }
 
     /// Caches the core kernel's symbols in `dir` rather than
@@ -389,7 +410,6 @@ impl Symbolizer {
             }
         }
         for (key, (object, mut offsets)) in misses {
-            self.hold(object);
             let queued = offsets.len();
             offsets.sort_unstable();
             offsets.dedup();
@@ -406,6 +426,30 @@ impl Symbolizer {
                     .clone(),
                 _ => None,
             };
+            let cache_name = match (&self.frame_cache, &object.build_id) {
+                (Some(_), Some(build_id)) => object.size().and_then(|size| {
+                    frame_cache::FrameCache::file_name(build_id, size, copy.is_some())
+                }),
+                _ => None,
+            };
+            if let (Some(cache), Some(name)) = (&mut self.frame_cache, &cache_name) {
+                offsets.retain(|&offset| match cache.get(name, offset) {
+                    Some(resolved) => {
+                        let entry = stored_entry(resolved.clone(), object, offset);
+                        self.stats.frame_cache_hits += 1;
+                        if !entry.1 {
+                            self.stats.unknown += 1;
+                        }
+                        self.user.insert((key, offset), entry);
+                        false
+                    }
+                    None => true,
+                });
+                if offsets.is_empty() {
+                    continue;
+                }
+            }
+            self.hold(object);
             // With an uncompressed copy of its debug file, the copy is read
             // directly (see `debug_cache::copy`); its segments have no file
             // offsets, so the addresses go as virtual offsets.
@@ -425,29 +469,23 @@ impl Symbolizer {
                     Input::FileOffset(&offsets),
                 ),
             };
-            let results = match looked_up {
-                Ok(results) => results.into_iter().map(|r| to_frames(&r)).collect(),
+            let (results, failed) = match looked_up {
+                Ok(results) => (results.into_iter().map(|r| to_frames(&r)).collect(), false),
                 Err(_) => {
                     self.stats.failed_lookups += offsets.len() as u64;
-                    vec![None; offsets.len()]
+                    (vec![None; offsets.len()], true)
                 }
             };
             for (offset, frames) in offsets.into_iter().zip(results) {
-                let entry = match frames {
-                    Some(frames) => (frames, true),
-                    None => {
-                        self.stats.unknown += 1;
-                        let name = format!("{}+0x{offset:x}", basename(&object.path));
-                        (
-                            vec![Frame {
-                                function: name,
-                                file: None,
-                                line: None,
-                            }],
-                            false,
-                        )
-                    }
-                };
+                if let (Some(cache), Some(name), false) =
+                    (&mut self.frame_cache, &cache_name, failed)
+                {
+                    cache.insert(name, offset, frames.clone());
+                }
+                let entry = stored_entry(frames, object, offset);
+                if !entry.1 {
+                    self.stats.unknown += 1;
+                }
                 self.user.insert((key, offset), entry);
             }
         }
@@ -520,6 +558,29 @@ fn memfd_with(name: &str, bytes: &[u8]) -> Option<File> {
     let mut file = unsafe { File::from_raw_fd(fd) };
     file.write_all(bytes).ok()?;
     Some(file)
+}
+
+/// The user cache's entry for a file offset's answer: its frames, or the
+/// offset in the module (named by the path the process used) if none.
+fn stored_entry(
+    frames: Option<Vec<Frame>>,
+    object: &ObjectFile,
+    offset: u64,
+) -> (Vec<Frame>, bool) {
+    match frames {
+        Some(frames) => (frames, true),
+        None => {
+            let name = format!("{}+0x{offset:x}", basename(&object.path));
+            (
+                vec![Frame {
+                    function: name,
+                    file: None,
+                    line: None,
+                }],
+                false,
+            )
+        }
+    }
 }
 
 fn basename(path: &str) -> &str {
@@ -708,6 +769,61 @@ mod tests {
             );
         }
         assert!(expected.iter().filter(|s| s.symbolized).count() > addrs.len() / 2);
+    }
+
+    #[test]
+    fn a_later_symbolizer_answers_from_the_frame_cache_without_parsing_the_file() {
+        let mut cache = FileCache::default();
+        let maps = capture(std::process::id(), &mut cache).unwrap();
+        let addr = a_function_with_a_known_name as fn() -> u64 as usize as u64;
+        let (_, mapping) = maps.find(addr).unwrap();
+        let object = mapping.object.as_ref().unwrap();
+        assert!(
+            object.build_id.is_some(),
+            "the test binary {} has no build ID; the frame cache needs one",
+            object.path
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("cache");
+
+        let mut first = Symbolizer::new().with_frame_cache_dir(Some(&root));
+        let want = first.symbolize_user(&maps, &[addr]);
+        assert!(want[0].symbolized, "{want:?}");
+        assert_eq!(first.stats().frame_cache_hits, 0);
+        assert_eq!(first.flush_frame_cache(), 1);
+
+        let mut second = Symbolizer::new().with_frame_cache_dir(Some(&root));
+        assert_eq!(second.symbolize_user(&maps, &[addr]), want);
+        assert_eq!(second.stats().frame_cache_hits, 1);
+        assert_eq!(second.files_held(), 0, "the binary was opened anyway");
+        assert_eq!(second.flush_frame_cache(), 0, "nothing new to write");
+
+        // What comes back is what the file holds: edit it, and a fresh
+        // symbolizer names the address as edited.
+        let file = std::fs::read_dir(root.join("frames"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains("a_function_with_a_known_name"), "{text}");
+        std::fs::write(
+            &file,
+            text.replace("a_function_with_a_known_name", "edited"),
+        )
+        .unwrap();
+        let mut third = Symbolizer::new().with_frame_cache_dir(Some(&root));
+        let edited = third.symbolize_user(&maps, &[addr]);
+        assert!(
+            edited[0]
+                .frames
+                .last()
+                .unwrap()
+                .function
+                .ends_with("edited"),
+            "{edited:?}"
+        );
     }
 
     #[test]

@@ -37,6 +37,11 @@ impl ObjectFile {
     pub fn fd_path(&self) -> PathBuf {
         fd_path(&self.file)
     }
+
+    /// The file's size now; `None` if it cannot be read.
+    pub fn size(&self) -> Option<u64> {
+        self.file.metadata().ok().map(|m| m.len())
+    }
 }
 
 /// `/proc/self/fd/N`: a path through which this process reads an open file.

@@ -475,7 +475,14 @@ impl Session {
             duration_nanos: duration.as_nanos() as u64,
             frequency_hz: config.frequency_hz,
         };
-        let mut symbolizer = Symbolizer::new();
+        // Names found now are kept for the boot, by build ID, so the next
+        // recording of the same binaries need not parse their DWARF again
+        // (symbolizer::frame_cache; /run/profiler/frames).
+        // Root only, as the other caches there (README, Requirements).
+        // SAFETY: geteuid has no preconditions.
+        let as_root = unsafe { libc::geteuid() } == 0;
+        let mut symbolizer = Symbolizer::new()
+            .with_frame_cache_dir(as_root.then(|| Path::new(symbolizer::kallsyms::CACHE_DIR)));
         let profile = aggregate(
             &raw,
             &mut Resolver {
@@ -484,6 +491,7 @@ impl Session {
             },
             meta,
         );
+        symbolizer.flush_frame_cache();
         let missed = pids
             .iter()
             .filter(|&&pid| self.processes.get(pid).is_none())

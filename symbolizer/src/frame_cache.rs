@@ -1,0 +1,283 @@
+//! Names of addresses in files with a build ID, kept for the boot.
+//!
+//! Symbolizing one address in a file means blazesym parsing the file's DWARF
+//! unit headers and abbreviations first: for libc with its debug file that
+//! is ~2.5 ms of CPU, at every `profiler record` with a libc frame, for the
+//! same few call sites every time. A build ID names the file's contents, so
+//! the answers can be kept: after a recording, the frames found for each
+//! file offset are written to `/run/profiler/frames/<build ID>-<size>.<source>.json`
+//! (root-only; /run is a tmpfs cleared at boot on most systems, and a build
+//! ID's answers stay right across boots where it is not), and the next
+//! recording looks there before asking blazesym, which then never opens a
+//! file whose addresses were all seen before. `rm -r /run/profiler/frames`
+//! empties it.
+//!
+//! The size is there because stripping a file keeps its build ID: a
+//! stripped copy names fewer addresses than the original. The `<source>` part tells whether the names came from the separate debug
+//! file found by build ID (`debug`) or from the file alone (`own`): installing
+//! a debug package changes the first lookup's answer, so it must not be
+//! served from answers made without it. A debug file found only through a
+//! `.gnu_debuglink` outside the build-ID tree is not told apart: one
+//! installed during the boot is used for addresses not cached yet only.
+//!
+//! Unknown addresses are kept too (as "no symbol"); their `module+0xoffset`
+//! name is made again from the path the process used. Failed lookups are not
+//! kept. Bounds: at most [`MAX_ENTRIES`] addresses a file, files over
+//! [`MAX_FILE_BYTES`] are not read, and no file is written or grown once the
+//! directory holds [`MAX_DIR_BYTES`].
+
+use std::{
+    collections::HashMap,
+    fs,
+    io::Read,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Frame,
+    private_files::{private_dir, write_new},
+};
+
+/// Addresses kept for one file.
+pub const MAX_ENTRIES: usize = 65_536;
+/// Cache files larger than this are ignored (and replaced when written).
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+/// No file is written or grown once the directory holds this much (tmpfs is memory).
+pub const MAX_DIR_BYTES: u64 = 32 << 20;
+
+/// What one file offset resolved to: its frames, innermost first, or none
+/// when the file has no symbol there.
+pub(crate) type Resolved = Option<Vec<Frame>>;
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    version: u32,
+    /// (file offset, frames or none), in offset order.
+    entries: Vec<(u64, Resolved)>,
+}
+
+const VERSION: u32 = 1;
+
+#[derive(Default)]
+struct CachedFile {
+    entries: HashMap<u64, Resolved>,
+    /// New entries not written yet.
+    added: bool,
+}
+
+/// The cache directory and the files read from it so far.
+pub(crate) struct FrameCache {
+    dir: PathBuf,
+    files: HashMap<String, CachedFile>,
+}
+
+impl FrameCache {
+    /// `root/frames`, created root-only if missing; `None` if it is unusable
+    /// (a link, someone else's, open to others).
+    pub(crate) fn open(root: &Path) -> Option<Self> {
+        private_dir(root)?;
+        let dir = root.join("frames");
+        private_dir(&dir)?;
+        Some(FrameCache {
+            dir,
+            files: HashMap::new(),
+        })
+    }
+
+    /// The cache file's name for a file of `size` bytes with a hex build
+    /// ID; `None` if it is not one.
+    pub(crate) fn file_name(build_id: &str, size: u64, from_debug_file: bool) -> Option<String> {
+        let hex = build_id.len() >= 16
+            && build_id.len() <= 128
+            && build_id.bytes().all(|b| b.is_ascii_hexdigit());
+        let source = if from_debug_file { "debug" } else { "own" };
+        hex.then(|| format!("{}-{size}.{source}.json", build_id.to_ascii_lowercase()))
+    }
+
+    /// The answer kept for `offset` in the file `name`.
+    pub(crate) fn get(&mut self, name: &str, offset: u64) -> Option<&Resolved> {
+        if !self.files.contains_key(name) {
+            let loaded = self.load(name);
+            self.files.insert(name.to_string(), loaded);
+        }
+        self.files[name].entries.get(&offset)
+    }
+
+    /// Keeps an answer, written by [`FrameCache::flush`].
+    pub(crate) fn insert(&mut self, name: &str, offset: u64, resolved: Resolved) {
+        let file = self.files.entry(name.to_string()).or_default();
+        if file.entries.len() < MAX_ENTRIES && !file.entries.contains_key(&offset) {
+            file.entries.insert(offset, resolved);
+            file.added = true;
+        }
+    }
+
+    /// Writes the files that gained entries; returns how many were written.
+    pub(crate) fn flush(&mut self) -> usize {
+        let mut written = 0;
+        for (name, file) in &mut self.files {
+            if !file.added {
+                continue;
+            }
+            file.added = false;
+            let mut entries: Vec<(u64, Resolved)> = file
+                .entries
+                .iter()
+                .map(|(offset, resolved)| (*offset, resolved.clone()))
+                .collect();
+            entries.sort_unstable_by_key(|(offset, _)| *offset);
+            let Ok(bytes) = serde_json::to_vec(&Stored {
+                version: VERSION,
+                entries,
+            }) else {
+                continue;
+            };
+            let path = self.dir.join(name.as_str());
+            let replaced = file_len(&path).unwrap_or(0);
+            if dir_bytes(&self.dir) + bytes.len() as u64 > MAX_DIR_BYTES + replaced {
+                continue;
+            }
+            if write_new(&path, &bytes).is_ok() {
+                written += 1;
+            }
+        }
+        written
+    }
+
+    /// A file's entries; empty if it is missing, too large, not a regular
+    /// file, or not one we wrote (it is then replaced at the next flush).
+    fn load(&self, name: &str) -> CachedFile {
+        let read = || -> Option<Stored> {
+            let mut file = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+                .open(self.dir.join(name))
+                .ok()?;
+            let meta = file.metadata().ok()?;
+            if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
+                return None;
+            }
+            let mut bytes = Vec::with_capacity(meta.len() as usize);
+            file.read_to_end(&mut bytes).ok()?;
+            serde_json::from_slice::<Stored>(&bytes)
+                .ok()
+                .filter(|stored| stored.version == VERSION)
+        };
+        let entries = read()
+            .map(|stored| stored.entries.into_iter().take(MAX_ENTRIES).collect())
+            .unwrap_or_default();
+        CachedFile {
+            entries,
+            added: false,
+        }
+    }
+}
+
+fn file_len(path: &Path) -> Option<u64> {
+    fs::symlink_metadata(path).ok().map(|m| m.len())
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(name: &str) -> Frame {
+        Frame {
+            function: name.into(),
+            file: Some("/src/a.c".into()),
+            line: Some(12),
+        }
+    }
+
+    #[test]
+    fn names_tell_build_ids_sizes_and_sources_apart_and_refuse_non_hex() {
+        let id = "93ac61ec5a8eb1396f9fbd350e3169a558528a40";
+        let debug = FrameCache::file_name(id, 1000, true).unwrap();
+        let own = FrameCache::file_name(id, 1000, false).unwrap();
+        let stripped = FrameCache::file_name(id, 600, false).unwrap();
+        let other = FrameCache::file_name("93ac61ec5a8eb1396f9fbd350e3169a558528a41", 1000, false);
+        let names = [&debug, &own, &stripped, other.as_ref().unwrap()];
+        for (i, a) in names.iter().enumerate() {
+            for b in &names[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert!(debug.starts_with(id) && own.starts_with(id));
+        assert_eq!(FrameCache::file_name("../../etc/passwd", 1, false), None);
+        assert_eq!(FrameCache::file_name("abc", 1, false), None);
+    }
+
+    #[test]
+    fn entries_survive_a_flush_and_a_fresh_cache_reads_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let name = FrameCache::file_name("00112233445566778899", 4096, true).unwrap();
+        let mut cache = FrameCache::open(&tmp.path().join("cache")).unwrap();
+        assert_eq!(cache.get(&name, 0x10), None);
+        cache.insert(&name, 0x10, Some(vec![frame("inner"), frame("outer")]));
+        cache.insert(&name, 0x20, None);
+        assert_eq!(cache.flush(), 1);
+        assert_eq!(cache.flush(), 0, "nothing new to write");
+
+        let mut fresh = FrameCache::open(&tmp.path().join("cache")).unwrap();
+        assert_eq!(
+            fresh.get(&name, 0x10),
+            Some(&Some(vec![frame("inner"), frame("outer")]))
+        );
+        assert_eq!(fresh.get(&name, 0x20), Some(&None));
+        assert_eq!(fresh.get(&name, 0x30), None);
+    }
+
+    #[test]
+    fn a_damaged_file_reads_as_empty_and_is_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let name = FrameCache::file_name("00112233445566778899", 4096, false).unwrap();
+        let mut cache = FrameCache::open(&tmp.path().join("cache")).unwrap();
+        std::fs::write(
+            tmp.path().join("cache").join("frames").join(&name),
+            b"{\"version\":1,\"entr",
+        )
+        .unwrap();
+        assert_eq!(cache.get(&name, 0x10), None);
+        cache.insert(&name, 0x10, Some(vec![frame("f")]));
+        assert_eq!(cache.flush(), 1);
+        let mut fresh = FrameCache::open(&tmp.path().join("cache")).unwrap();
+        assert_eq!(fresh.get(&name, 0x10), Some(&Some(vec![frame("f")])));
+    }
+
+    #[test]
+    fn a_link_in_place_of_a_file_is_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let name = FrameCache::file_name("00112233445566778899", 4096, false).unwrap();
+        let elsewhere = tmp.path().join("elsewhere.json");
+        let mut cache = FrameCache::open(&tmp.path().join("cache")).unwrap();
+        cache.insert(&name, 0x10, Some(vec![frame("f")]));
+        cache.flush();
+        std::fs::rename(
+            tmp.path().join("cache").join("frames").join(&name),
+            &elsewhere,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            &elsewhere,
+            tmp.path().join("cache").join("frames").join(&name),
+        )
+        .unwrap();
+        let mut fresh = FrameCache::open(&tmp.path().join("cache")).unwrap();
+        assert_eq!(fresh.get(&name, 0x10), None);
+    }
+}
