@@ -14,7 +14,8 @@
 
 use std::fmt;
 
-/// `Fixed(value, places)` displays as `format!("{:.places$}", value)`.
+/// `Fixed(value, places)` displays as `format!("{:.places$}", value)`
+/// (width, fill and alignment flags are not applied: inferno uses none).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Fixed(pub(super) f64, pub(super) usize);
 
@@ -32,14 +33,35 @@ impl fmt::Display for Fixed {
             let scaled = (value * scale as f64).abs();
             let fraction = scaled - scaled.trunc();
             if scaled < FAST_LIMIT && (fraction - 0.5).abs() > TIE_MARGIN {
-                let n = scaled.round() as u64;
-                let sign = if value.is_sign_negative() { "-" } else { "" };
-                let (int, rest) = (n / scale, n % scale);
-                return if places == 0 {
-                    write!(f, "{sign}{int}")
-                } else {
-                    write!(f, "{sign}{int}.{rest:0places$}")
+                // At most 10 integer digits (below 2^32), a point, 6 places
+                // and a sign; written backwards.
+                let mut text = [0u8; 20];
+                let mut at = text.len();
+                let mut push = |byte: u8| {
+                    at -= 1;
+                    text[at] = byte;
                 };
+                let n = scaled.round() as u64;
+                let (mut int, mut rest) = (n / scale, n % scale);
+                for _ in 0..places {
+                    push(b'0' + (rest % 10) as u8);
+                    rest /= 10;
+                }
+                if places > 0 {
+                    push(b'.');
+                }
+                loop {
+                    push(b'0' + (int % 10) as u8);
+                    int /= 10;
+                    if int == 0 {
+                        break;
+                    }
+                }
+                if value.is_sign_negative() {
+                    push(b'-');
+                }
+                let text = std::str::from_utf8(&text[at..]).map_err(|_| fmt::Error)?;
+                return f.write_str(text);
             }
         }
         write!(f, "{value:.places$}")
