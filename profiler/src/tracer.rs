@@ -43,6 +43,10 @@ use crate::{
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!("../ebpf/profiler.bpf.o");
 
 const TRACEFS: &str = "/sys/kernel/tracing";
+/// TARGETS and FORKED (as declared in the eBPF object) when targets are traced.
+const TARGETS_ENTRIES: u32 = 8192;
+/// KNOWN (as declared in the eBPF object) when every process is traced.
+const KNOWN_ENTRIES: u32 = 32768;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Targets {
@@ -294,6 +298,16 @@ impl Tracer {
         // kernel zeroed at load (~4 ms of a short recording's CPU).
         let second = |entries: u32| if options.windowed { entries } else { 1 };
         let off_cpu = |entries: u32| if options.off_cpu { entries } else { 1 };
+        // Every hash map bucket is initialized at creation (~6 ns each here,
+        // with a cond_resched per bucket), so maps a mode does not use get
+        // one entry. With targets, only targets are announced, so KNOWN
+        // needs no more room than TARGETS.
+        let all = options.targets == Targets::All;
+        let (targets_entries, known_entries) = if all {
+            (1, KNOWN_ENTRIES)
+        } else {
+            (TARGETS_ENTRIES, TARGETS_ENTRIES)
+        };
         let features = KernelFeatures::current();
         let mut loader = EbpfLoader::without_btf();
         if features.no_prealloc {
@@ -332,6 +346,9 @@ impl Tracer {
                 off_cpu(second(options.counts_map_entries)),
             )
             .map_max_entries(map_names::OFF_CPU_START, off_cpu(options.off_cpu_threads))
+            .map_max_entries(map_names::TARGETS, targets_entries)
+            .map_max_entries(map_names::FORKED, targets_entries)
+            .map_max_entries(map_names::KNOWN, known_entries)
             .load(EBPF_OBJECT)
             .map_err(|e| ebpf_error("load the eBPF object", e))?;
 
