@@ -3,6 +3,7 @@
 //! into a [`RawProfile`]. Nothing here symbolizes; everything after the drain
 //! works on plain data and is tested without root.
 
+mod batch;
 mod kernel_features;
 mod windowed;
 
@@ -10,7 +11,7 @@ use std::{fs, io, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::{
         PerfEvent, RawTracePoint, TracePoint,
         perf_event::{
@@ -35,7 +36,7 @@ const BPF_NOEXIST: u64 = 1;
 
 use crate::{
     profile::ThreadState,
-    raw::{KernelStats, RawProfile, RawSample},
+    raw::{KernelStats, RawProfile, RawSample, RawStack},
 };
 
 /// The eBPF object built by `cargo xtask build-ebpf` (committed, so building the
@@ -680,14 +681,51 @@ impl Tracer {
     }
 
     /// Reads every count and its stacks.
+    /// Every entry of the hash map `name`, read in batches of `chunk`
+    /// where the kernel can (see [`batch`]), else one by one.
+    fn entries<K: aya::Pod, V: aya::Pod>(
+        &self,
+        name: &str,
+        chunk: usize,
+    ) -> Result<Vec<(K, V)>, TracerError> {
+        let map = self.ebpf.map(name).ok_or_else(|| TracerError::Ebpf {
+            action: format!("open the {name} map"),
+            message: "no such map in the eBPF object".into(),
+        })?;
+        if let Map::HashMap(data) = map {
+            use std::os::fd::AsFd;
+            match batch::lookup_all::<K, V>(data.fd().as_fd(), chunk) {
+                Ok(Some(entries)) => return Ok(entries),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(TracerError::Ebpf {
+                        action: format!("read the {name} map"),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        let map: HashMap<_, K, V> =
+            HashMap::try_from(map).map_err(|e| ebpf_error(&format!("open the {name} map"), e))?;
+        map.iter()
+            .collect::<Result<_, _>>()
+            .map_err(|e| ebpf_error(&format!("read the {name} map"), e))
+    }
+
     pub fn drain(&self) -> Result<RawProfile, TracerError> {
-        let counts: HashMap<_, SampleKey, u64> =
-            HashMap::try_from(self.ebpf.map(map_names::COUNTS).unwrap())
-                .map_err(|e| ebpf_error("open the COUNTS map", e))?;
         let stacks: HashMap<_, u64, StackTrace> =
             HashMap::try_from(self.ebpf.map(map_names::STACKS).unwrap())
                 .map_err(|e| ebpf_error("open the STACKS map", e))?;
+        // Every stored stack is some count's (but for failed count inserts):
+        // read them all at once rather than one lookup each.
         let mut stack_cache = std::collections::HashMap::new();
+        for (hash, trace) in self.entries::<u64, StackTrace>(map_names::STACKS, 64)? {
+            // Hash 0 means "no stack" in a count's key (`windowed::raw_stack`).
+            if hash != 0 {
+                let len = (trace.len as usize).min(trace.ips.len());
+                stack_cache.insert((hash, 0), RawStack::Frames(trace.ips[..len].to_vec()));
+            }
+        }
         let mut read_stack =
             |hash: u64, error: i32| windowed::raw_stack(&stacks, &mut stack_cache, hash, error);
         let mut samples = Vec::new();
@@ -703,18 +741,14 @@ impl Tracer {
                 state,
             };
         if self.options.on_cpu {
-            for entry in counts.iter() {
-                let (key, count) = entry.map_err(|e| ebpf_error("read the COUNTS map", e))?;
+            for (key, count) in self.entries::<SampleKey, u64>(map_names::COUNTS, 1024)? {
                 samples.push(raw_sample(&key, count, 0, ThreadState::OnCpu));
             }
         }
         if self.options.off_cpu {
-            let off_counts: HashMap<_, OffCpuKey, OffCpuValue> =
-                HashMap::try_from(self.ebpf.map(map_names::OFF_CPU_COUNTS).unwrap())
-                    .map_err(|e| ebpf_error("open the OFF_CPU_COUNTS map", e))?;
-            for entry in off_counts.iter() {
-                let (key, value) =
-                    entry.map_err(|e| ebpf_error("read the OFF_CPU_COUNTS map", e))?;
+            let off_counts =
+                self.entries::<OffCpuKey, OffCpuValue>(map_names::OFF_CPU_COUNTS, 1024)?;
+            for (key, value) in off_counts {
                 samples.push(raw_sample(
                     &key.sample,
                     value.count,

@@ -187,12 +187,14 @@ impl KernelTable {
             n,
             strings_len,
         };
-        // Sorted addresses inside the range, and string offsets in order.
-        let sorted = (1..n).all(|i| table.addr(i - 1) <= table.addr(i));
-        let offsets = (0..n).all(|i| table.offset(i) <= table.offset(i + 1))
-            && table.offset(n) as usize == strings_len;
+        // The ends only: every entry is not checked for order, as that
+        // touched all of a mapped cache (~1.4 MB of addresses and offsets,
+        // ~0.5 ms) at every recording. The file is written whole by us
+        // (temporary, then renamed) in a root-only directory; an entry out of
+        // order could only misname an address, as every access is bounds-checked.
+        let offsets = table.offset(0) == 0 && table.offset(n) as usize == strings_len;
         let in_range = table.addr(0) == lo && table.addr(n - 1) <= hi && lowest <= lo;
-        if !(sorted && offsets && in_range) {
+        if !(offsets && in_range) {
             return None;
         }
         table.second = (0..n)

@@ -138,9 +138,7 @@ impl Tracer {
             state,
         };
         if self.options.on_cpu {
-            let counts = self.hash_map::<SampleKey, u64>(map_names::counts(set))?;
-            for entry in counts.iter() {
-                let (key, count) = entry.map_err(|e| ebpf_error("read a counts map", e))?;
+            for (key, count) in self.entries::<SampleKey, u64>(map_names::counts(set), 1024)? {
                 read.entries += 1;
                 read.snapshot.counts.insert(key, count);
                 let before = since.and_then(|s| s.counts.get(&key)).copied();
@@ -152,10 +150,9 @@ impl Tracer {
             }
         }
         if self.options.off_cpu {
-            let off = self.hash_map::<OffCpuKey, OffCpuValue>(map_names::off_cpu_counts(set))?;
-            for entry in off.iter() {
-                let (key, value) =
-                    entry.map_err(|e| ebpf_error("read an off-CPU counts map", e))?;
+            let off =
+                self.entries::<OffCpuKey, OffCpuValue>(map_names::off_cpu_counts(set), 1024)?;
+            for (key, value) in off {
                 read.entries += 1;
                 read.snapshot.off_cpu.insert(key, value);
                 let before = since

@@ -71,6 +71,11 @@ pub struct Args {
     /// Output directory (default: <cargo target dir>/bench-overhead).
     #[arg(long)]
     out_dir: Option<PathBuf>,
+    /// Remove the profiler's frame cache (/run/profiler/frames) before each
+    /// of its runs: a recording of binaries not symbolized before. Without
+    /// it, every run but the first finds the names of call sites seen before.
+    #[arg(long)]
+    cold_frame_cache: bool,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -124,6 +129,7 @@ pub fn run(args: &Args) -> Result<()> {
         work: out_dir.join("work"),
         cpus,
         settle: Duration::from_millis(args.settle_ms),
+        cold_frame_cache: args.cold_frame_cache,
     };
     std::fs::create_dir_all(&ctx.work)?;
 

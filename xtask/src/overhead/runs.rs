@@ -37,7 +37,13 @@ pub struct Harness {
     pub cpus: usize,
     /// How long a system-wide tool is left sampling before the workload starts.
     pub settle: Duration,
+    /// Empty the profiler's frame cache before each of its runs.
+    pub cold_frame_cache: bool,
 }
+
+/// The profiler's names of addresses by build ID, kept between recordings
+/// (symbolizer's `frame_cache`).
+const FRAME_CACHE_DIR: &str = "/run/profiler/frames";
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Run {
@@ -127,6 +133,14 @@ impl Harness {
 
     pub fn run(&self, setup: Setup, job: &Job, hz: u32, round: u32) -> Result<Run> {
         self.clean()?;
+        if self.cold_frame_cache && matches!(setup, Setup::Profiler | Setup::ProfilerAll) {
+            match fs::remove_dir_all(FRAME_CACHE_DIR) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("emptying {FRAME_CACHE_DIR}"));
+                }
+                _ => {}
+            }
+        }
         let loadavg_before = loadavg();
         let report_path = self.path("workload.report");
         let (report, tool) = if setup == Setup::Alone {
