@@ -680,7 +680,6 @@ impl Tracer {
         Ok(KernelStats::from_counters(&values))
     }
 
-    /// Reads every count and its stacks.
     /// Every entry of the hash map `name`, read in batches of `chunk`
     /// where the kernel can (see [`batch`]), else one by one.
     fn entries<K: aya::Pod, V: aya::Pod>(
@@ -692,6 +691,10 @@ impl Tracer {
             action: format!("open the {name} map"),
             message: "no such map in the eBPF object".into(),
         })?;
+        // aya checks the key and value sizes against the map's: the batch
+        // call relies on them to size its buffers.
+        let typed: HashMap<_, K, V> =
+            HashMap::try_from(map).map_err(|e| ebpf_error(&format!("open the {name} map"), e))?;
         if let Map::HashMap(data) = map {
             use std::os::fd::AsFd;
             match batch::lookup_all::<K, V>(data.fd().as_fd(), chunk) {
@@ -705,13 +708,13 @@ impl Tracer {
                 }
             }
         }
-        let map: HashMap<_, K, V> =
-            HashMap::try_from(map).map_err(|e| ebpf_error(&format!("open the {name} map"), e))?;
-        map.iter()
+        typed
+            .iter()
             .collect::<Result<_, _>>()
             .map_err(|e| ebpf_error(&format!("read the {name} map"), e))
     }
 
+    /// Reads every count and its stacks.
     pub fn drain(&self) -> Result<RawProfile, TracerError> {
         let stacks: HashMap<_, u64, StackTrace> =
             HashMap::try_from(self.ebpf.map(map_names::STACKS).unwrap())

@@ -50,6 +50,16 @@ pub fn debug_dirs(cache: Option<&Path>) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The size of the separate debug file blazesym would find for `build_id`
+/// in its default debug directories; `None` if there is none.
+pub fn system_debug_file_size(build_id: &str) -> Option<u64> {
+    let relative = build_id_path(build_id)?;
+    DEFAULT_DEBUG_DIRS
+        .iter()
+        .find_map(|dir| fs::metadata(Path::new(dir).join(&relative)).ok())
+        .map(|meta| meta.len())
+}
+
 /// `.build-id/xx/yyyy.debug` for a hex build ID; `None` if it is not one.
 fn build_id_path(build_id: &str) -> Option<PathBuf> {
     let hex = build_id.len() >= 16 && build_id.bytes().all(|b| b.is_ascii_hexdigit());

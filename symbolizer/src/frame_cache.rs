@@ -13,12 +13,15 @@
 //! empties it.
 //!
 //! The size is there because stripping a file keeps its build ID: a
-//! stripped copy names fewer addresses than the original. The `<source>` part tells whether the names came from the separate debug
-//! file found by build ID (`debug`) or from the file alone (`own`): installing
-//! a debug package changes the first lookup's answer, so it must not be
-//! served from answers made without it. A debug file found only through a
-//! `.gnu_debuglink` outside the build-ID tree is not told apart: one
-//! installed during the boot is used for addresses not cached yet only.
+//! stripped copy names fewer addresses than the original. The `<source>`
+//! part is `own`, or `debug<size>` when a separate debug file with that
+//! build ID is installed (`/usr/lib/debug/.build-id/...`, which blazesym
+//! reads): installing, removing or updating one changes the name, so
+//! answers made without it are not served with it. A debug file found only
+//! through a `.gnu_debuglink` outside the build-ID tree is not told apart:
+//! one installed later is used for addresses not cached yet only. Each file
+//! also records the build ID of the profiler that wrote it: a new profiler
+//! (another blazesym, other naming) starts afresh.
 //!
 //! Unknown addresses are kept too (as "no symbol"); their `module+0xoffset`
 //! name is made again from the path the process used. Failed lookups are not
@@ -55,11 +58,26 @@ pub(crate) type Resolved = Option<Vec<Frame>>;
 #[derive(Serialize, Deserialize)]
 struct Stored {
     version: u32,
+    /// The build ID of the profiler that wrote the file.
+    producer: String,
     /// (file offset, frames or none), in offset order.
     entries: Vec<(u64, Resolved)>,
 }
 
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+
+/// This executable's build ID; empty if it has none, and then no cache is
+/// used ([`FrameCache::open`]), as its answers could not be told apart.
+fn producer() -> &'static str {
+    static PRODUCER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PRODUCER.get_or_init(|| {
+        blazesym::helper::read_elf_build_id(Path::new("/proc/self/exe"))
+            .ok()
+            .flatten()
+            .map(|id| id.iter().map(|b| format!("{b:02x}")).collect())
+            .unwrap_or_default()
+    })
+}
 
 #[derive(Default)]
 struct CachedFile {
@@ -78,6 +96,9 @@ impl FrameCache {
     /// `root/frames`, created root-only if missing; `None` if it is unusable
     /// (a link, someone else's, open to others).
     pub(crate) fn open(root: &Path) -> Option<Self> {
+        if producer().is_empty() {
+            return None;
+        }
         private_dir(root)?;
         let dir = root.join("frames");
         private_dir(&dir)?;
@@ -88,12 +109,16 @@ impl FrameCache {
     }
 
     /// The cache file's name for a file of `size` bytes with a hex build
-    /// ID; `None` if it is not one.
-    pub(crate) fn file_name(build_id: &str, size: u64, from_debug_file: bool) -> Option<String> {
+    /// ID, and a separate debug file of `debug_size` bytes if one is
+    /// installed; `None` if the build ID is not hex.
+    pub(crate) fn file_name(build_id: &str, size: u64, debug_size: Option<u64>) -> Option<String> {
         let hex = build_id.len() >= 16
             && build_id.len() <= 128
             && build_id.bytes().all(|b| b.is_ascii_hexdigit());
-        let source = if from_debug_file { "debug" } else { "own" };
+        let source = match debug_size {
+            Some(debug) => format!("debug{debug}"),
+            None => "own".into(),
+        };
         hex.then(|| format!("{}-{size}.{source}.json", build_id.to_ascii_lowercase()))
     }
 
@@ -118,6 +143,7 @@ impl FrameCache {
     /// Writes the files that gained entries; returns how many were written.
     pub(crate) fn flush(&mut self) -> usize {
         let mut written = 0;
+        let mut held = dir_bytes(&self.dir);
         for (name, file) in &mut self.files {
             if !file.added {
                 continue;
@@ -131,16 +157,20 @@ impl FrameCache {
             entries.sort_unstable_by_key(|(offset, _)| *offset);
             let Ok(bytes) = serde_json::to_vec(&Stored {
                 version: VERSION,
+                producer: producer().to_string(),
                 entries,
             }) else {
                 continue;
             };
+            let len = bytes.len() as u64;
             let path = self.dir.join(name.as_str());
             let replaced = file_len(&path).unwrap_or(0);
-            if dir_bytes(&self.dir) + bytes.len() as u64 > MAX_DIR_BYTES + replaced {
+            // Not written if it could not be read back, or would overfill the directory.
+            if len > MAX_FILE_BYTES || held + len > MAX_DIR_BYTES + replaced {
                 continue;
             }
             if write_new(&path, &bytes).is_ok() {
+                held = held + len - replaced;
                 written += 1;
             }
         }
@@ -164,7 +194,7 @@ impl FrameCache {
             file.read_to_end(&mut bytes).ok()?;
             serde_json::from_slice::<Stored>(&bytes)
                 .ok()
-                .filter(|stored| stored.version == VERSION)
+                .filter(|stored| stored.version == VERSION && stored.producer == producer())
         };
         let entries = read()
             .map(|stored| stored.entries.into_iter().take(MAX_ENTRIES).collect())
@@ -207,25 +237,32 @@ mod tests {
     #[test]
     fn names_tell_build_ids_sizes_and_sources_apart_and_refuse_non_hex() {
         let id = "93ac61ec5a8eb1396f9fbd350e3169a558528a40";
-        let debug = FrameCache::file_name(id, 1000, true).unwrap();
-        let own = FrameCache::file_name(id, 1000, false).unwrap();
-        let stripped = FrameCache::file_name(id, 600, false).unwrap();
-        let other = FrameCache::file_name("93ac61ec5a8eb1396f9fbd350e3169a558528a41", 1000, false);
-        let names = [&debug, &own, &stripped, other.as_ref().unwrap()];
+        let debug = FrameCache::file_name(id, 1000, Some(5000)).unwrap();
+        let updated_debug = FrameCache::file_name(id, 1000, Some(5001)).unwrap();
+        let own = FrameCache::file_name(id, 1000, None).unwrap();
+        let stripped = FrameCache::file_name(id, 600, None).unwrap();
+        let other = FrameCache::file_name("93ac61ec5a8eb1396f9fbd350e3169a558528a41", 1000, None);
+        let names = [
+            &debug,
+            &updated_debug,
+            &own,
+            &stripped,
+            other.as_ref().unwrap(),
+        ];
         for (i, a) in names.iter().enumerate() {
             for b in &names[i + 1..] {
                 assert_ne!(a, b);
             }
         }
         assert!(debug.starts_with(id) && own.starts_with(id));
-        assert_eq!(FrameCache::file_name("../../etc/passwd", 1, false), None);
-        assert_eq!(FrameCache::file_name("abc", 1, false), None);
+        assert_eq!(FrameCache::file_name("../../etc/passwd", 1, None), None);
+        assert_eq!(FrameCache::file_name("abc", 1, None), None);
     }
 
     #[test]
     fn entries_survive_a_flush_and_a_fresh_cache_reads_them() {
         let tmp = tempfile::tempdir().unwrap();
-        let name = FrameCache::file_name("00112233445566778899", 4096, true).unwrap();
+        let name = FrameCache::file_name("00112233445566778899", 4096, Some(9000)).unwrap();
         let mut cache = FrameCache::open(&tmp.path().join("cache")).unwrap();
         assert_eq!(cache.get(&name, 0x10), None);
         cache.insert(&name, 0x10, Some(vec![frame("inner"), frame("outer")]));
@@ -245,7 +282,7 @@ mod tests {
     #[test]
     fn a_damaged_file_reads_as_empty_and_is_replaced() {
         let tmp = tempfile::tempdir().unwrap();
-        let name = FrameCache::file_name("00112233445566778899", 4096, false).unwrap();
+        let name = FrameCache::file_name("00112233445566778899", 4096, None).unwrap();
         let mut cache = FrameCache::open(&tmp.path().join("cache")).unwrap();
         std::fs::write(
             tmp.path().join("cache").join("frames").join(&name),
@@ -260,9 +297,24 @@ mod tests {
     }
 
     #[test]
+    fn a_file_another_profiler_build_wrote_is_not_served() {
+        let tmp = tempfile::tempdir().unwrap();
+        let name = FrameCache::file_name("00112233445566778899", 4096, None).unwrap();
+        let mut cache = FrameCache::open(&tmp.path().join("cache")).unwrap();
+        cache.insert(&name, 0x10, Some(vec![frame("f")]));
+        assert_eq!(cache.flush(), 1);
+        let path = tmp.path().join("cache").join("frames").join(&name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(producer()), "{text}");
+        std::fs::write(&path, text.replace(producer(), "0000")).unwrap();
+        let mut fresh = FrameCache::open(&tmp.path().join("cache")).unwrap();
+        assert_eq!(fresh.get(&name, 0x10), None);
+    }
+
+    #[test]
     fn a_link_in_place_of_a_file_is_not_followed() {
         let tmp = tempfile::tempdir().unwrap();
-        let name = FrameCache::file_name("00112233445566778899", 4096, false).unwrap();
+        let name = FrameCache::file_name("00112233445566778899", 4096, None).unwrap();
         let elsewhere = tmp.path().join("elsewhere.json");
         let mut cache = FrameCache::open(&tmp.path().join("cache")).unwrap();
         cache.insert(&name, 0x10, Some(vec![frame("f")]));

@@ -428,7 +428,8 @@ impl Symbolizer {
             };
             let cache_name = match (&self.frame_cache, &object.build_id) {
                 (Some(_), Some(build_id)) => object.size().and_then(|size| {
-                    frame_cache::FrameCache::file_name(build_id, size, copy.is_some())
+                    let debug_size = debug_cache::system_debug_file_size(build_id);
+                    frame_cache::FrameCache::file_name(build_id, size, debug_size)
                 }),
                 _ => None,
             };

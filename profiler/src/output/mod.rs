@@ -232,12 +232,9 @@ pub fn write(
         .and_then(|()| writer.flush())
         .map_err(write_error)?;
     }
-    // No fsync: the rename gives readers the whole new file or the old one,
-    // which is what matters for a profile; flushing it to disk cost more
-    // CPU (~0.3 ms here) than anything else in writing it but the SVG, and
-    // its wait was most of the time from the end of a recording to the file.
-    // After a power loss the file may be the old one (the agent's spool,
-    // which is a queue, keeps its fsync).
+    // Flushed before the rename: errors that only show at writeback (quota,
+    // NFS, delayed allocation) are reported rather than leaving a short file.
+    temp.as_file().sync_all().map_err(write_error)?;
     // On error the temporary file is dropped, which deletes it.
     temp.persist(path).map_err(|e| OutputError::Persist {
         path: path.to_path_buf(),

@@ -9,15 +9,13 @@
 
 use std::{
     io,
-    mem::{MaybeUninit, size_of},
+    mem::size_of,
     os::fd::{AsRawFd, BorrowedFd},
 };
 
 use aya::Pod;
 
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-/// `ENOTSUPP` (kernel-internal, seen by user space on some paths).
-const ENOTSUPP: i32 = 524;
 
 /// The `batch` member of `union bpf_attr`.
 #[repr(C)]
@@ -34,7 +32,9 @@ struct BatchAttr {
 }
 
 /// Every entry of the hash map `fd`, `chunk` entries (or more, for a bucket
-/// that holds more) per call. `Ok(None)`: this kernel cannot batch this map.
+/// that holds more) per call. `K` and `V` must have the map's key and value
+/// sizes (the caller checks). `Ok(None)`: the first call failed (no batch
+/// operations for this map or kernel, or refused), so iterate instead.
 ///
 /// Entries added or removed while reading may or may not be seen, as with
 /// iteration; none is seen twice.
@@ -43,8 +43,14 @@ pub(crate) fn lookup_all<K: Pod, V: Pod>(
     chunk: usize,
 ) -> io::Result<Option<Vec<(K, V)>>> {
     let mut chunk = chunk.max(1);
-    let mut keys: Vec<MaybeUninit<K>> = Vec::new();
-    let mut values: Vec<MaybeUninit<V>> = Vec::new();
+    // Zeroed rather than uninitialized: on some errors the kernel leaves
+    // `count` as it was without writing anything.
+    // SAFETY: all-zero bytes are a valid value of a `Pod` type.
+    let zero_key: K = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let zero_value: V = unsafe { std::mem::zeroed() };
+    let mut keys: Vec<K> = Vec::new();
+    let mut values: Vec<V> = Vec::new();
     let mut entries = Vec::new();
     // The position to go on from: a bucket index for hash maps (4 bytes;
     // 8 leave room for any map type's token).
@@ -52,8 +58,8 @@ pub(crate) fn lookup_all<K: Pod, V: Pod>(
     let mut token_out = [0u8; 8];
     let mut first = true;
     loop {
-        keys.resize_with(chunk, MaybeUninit::uninit);
-        values.resize_with(chunk, MaybeUninit::uninit);
+        keys.resize(chunk, zero_key);
+        values.resize(chunk, zero_value);
         let mut attr = BatchAttr {
             in_batch: if first { 0 } else { token_in.as_ptr() as u64 },
             out_batch: token_out.as_mut_ptr() as u64,
@@ -64,8 +70,9 @@ pub(crate) fn lookup_all<K: Pod, V: Pod>(
             ..BatchAttr::default()
         };
         // SAFETY: `attr` is a valid `bpf_attr` prefix of the size passed; the
-        // kernel writes at most `count` keys and values into buffers that
-        // hold `chunk` of each, and 4 bytes of token into `token_out`.
+        // kernel writes at most `count` keys and values of the map's sizes,
+        // which are `K`'s and `V`'s, into buffers that hold `chunk` of each,
+        // and a 4-byte token into `token_out`.
         let ret = unsafe {
             libc::syscall(
                 libc::SYS_bpf,
@@ -75,14 +82,20 @@ pub(crate) fn lookup_all<K: Pod, V: Pod>(
             )
         };
         let error = (ret < 0).then(io::Error::last_os_error);
-        let filled = (attr.count as usize).min(chunk);
-        for i in 0..filled {
-            // SAFETY: the kernel filled the first `count` keys and values;
-            // both types are plain old data.
-            let entry = unsafe { (keys[i].assume_init(), values[i].assume_init()) };
-            entries.push(entry);
-        }
-        match error.as_ref().and_then(io::Error::raw_os_error) {
+        let errno = error.as_ref().and_then(io::Error::raw_os_error);
+        // `count` says what was copied on success and at the end (ENOENT)
+        // only; other errors may leave it untouched.
+        let filled = match errno {
+            None | Some(libc::ENOENT) => (attr.count as usize).min(chunk),
+            Some(_) => 0,
+        };
+        entries.extend(
+            keys[..filled]
+                .iter()
+                .copied()
+                .zip(values[..filled].iter().copied()),
+        );
+        match errno {
             None => {
                 token_in = token_out;
                 first = false;
@@ -90,10 +103,8 @@ pub(crate) fn lookup_all<K: Pod, V: Pod>(
             // Past the last bucket (the entries of this call are in).
             Some(libc::ENOENT) => return Ok(Some(entries)),
             // One bucket holds more entries than a chunk.
-            Some(libc::ENOSPC) if filled == 0 && chunk < 1 << 20 => chunk *= 2,
-            Some(libc::EINVAL | libc::EOPNOTSUPP | ENOTSUPP) if first && entries.is_empty() => {
-                return Ok(None);
-            }
+            Some(libc::ENOSPC) if chunk < 1 << 20 => chunk *= 2,
+            Some(_) if first => return Ok(None),
             Some(_) => return Err(error.expect("an error")),
         }
     }
