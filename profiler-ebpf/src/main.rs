@@ -684,14 +684,22 @@ pub fn on_process_exec(_ctx: RawTracePointContext) -> u32 {
 /// process's own `TARGETS` entry stays: the tracepoint fires before the
 /// kernel tears the process's memory down, which is still the process's
 /// time (a tenth of a short-lived child's); user space removes the entries
-/// of processes gone (`Tracer::prune_targets`).
+/// of processes gone (`Tracer::prune_targets`). A forked task not seen
+/// running yet becomes a target here for the same reason: most children of
+/// a fork-heavy program exit before their first sample.
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn on_process_exit(_ctx: RawTracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
     // SAFETY: a helper without arguments.
-    let _ = FORKED.remove(unsafe { bpf_get_current_task() });
+    let task = unsafe { bpf_get_current_task() };
+    if FORKED.get_ptr(task).is_some() {
+        let _ = FORKED.remove(task);
+        if TARGETS.get_ptr(tgid).is_none() && TARGETS.insert(tgid, 1, 0).is_err() {
+            bump(stat::TARGETS_FULL);
+        }
+    }
     if tid == tgid {
         let _ = KNOWN.remove(tgid);
     }
