@@ -595,6 +595,27 @@ fn short_lived_exec_children_are_symbolized() {
     );
 }
 
+/// Records `exiter ARGS` at 999 Hz from its start: its samples in
+/// `exit_mmap`, all its samples, and the diagnostics.
+fn exiter_teardown(test: &str, dir_name: &str, args: &[&str]) -> (u64, u64, String) {
+    let dir = temp_dir(dir_name);
+    let out = dir.path().join("out.folded");
+    let run = record()
+        .freq(999)
+        .output(&out)
+        .command(workload("exiter"), args)
+        .run_ok(TIMEOUT);
+    let Recording { stacks, d, .. } = Recording::read(test, run, &out);
+    let teardown = samples_with(&stacks, "exit_mmap_[k]");
+    let total: u64 = stacks
+        .iter()
+        .filter(|(f, _)| f[0] == "exiter")
+        .map(|(_, n)| n)
+        .sum();
+    assert!(total >= 500, "only {total} samples of exiter{d}");
+    (teardown, total, d)
+}
+
 /// A followed child is still sampled while the kernel tears its memory down
 /// at exit (`exit_mmap`, after the exit tracepoint): a tenth of `exiter`'s
 /// children's samples system-wide. When the exit tracepoint took the child
@@ -606,21 +627,7 @@ fn command_mode_sees_children_tear_down_their_memory() {
         return;
     }
     let _guard = shared_recording();
-    let dir = temp_dir("exiting-children");
-    let out = dir.path().join("out.folded");
-    let run = record()
-        .freq(999)
-        .output(&out)
-        .command(workload("exiter"), &["2"])
-        .run_ok(TIMEOUT);
-    let Recording { stacks, d, .. } = Recording::read(test, run, &out);
-    let teardown = samples_with(&stacks, "exit_mmap_[k]");
-    let total: u64 = stacks
-        .iter()
-        .filter(|(f, _)| f[0] == "exiter")
-        .map(|(_, n)| n)
-        .sum();
-    assert!(total >= 500, "only {total} samples of exiter{d}");
+    let (teardown, total, d) = exiter_teardown(test, "exiting-children", &["2"]);
     assert!(
         teardown * 100 >= total * 3,
         "exit_mmap in {teardown} of {total} samples: the children's exits were not followed{d}"
@@ -640,21 +647,7 @@ fn command_mode_counts_children_that_exit_before_their_first_sample() {
         return;
     }
     let _guard = shared_recording();
-    let dir = temp_dir("exit-at-once");
-    let out = dir.path().join("out.folded");
-    let run = record()
-        .freq(999)
-        .output(&out)
-        .command(workload("exiter"), &["2", "inherit"])
-        .run_ok(TIMEOUT);
-    let Recording { stacks, d, .. } = Recording::read(test, run, &out);
-    let teardown = samples_with(&stacks, "exit_mmap_[k]");
-    let total: u64 = stacks
-        .iter()
-        .filter(|(f, _)| f[0] == "exiter")
-        .map(|(_, n)| n)
-        .sum();
-    assert!(total >= 500, "only {total} samples of exiter{d}");
+    let (teardown, total, d) = exiter_teardown(test, "exit-at-once", &["2", "inherit"]);
     assert!(
         teardown * 100 >= total * 10,
         "exit_mmap in {teardown} of {total} samples: children that exit before their first sample were not counted{d}"

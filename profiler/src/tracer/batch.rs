@@ -31,6 +31,24 @@ struct BatchAttr {
     flags: u64,
 }
 
+/// bpf(2) with `attr`, a `union bpf_attr` prefix; the raw result.
+///
+/// # Safety
+/// `T` must mirror the kernel's members for `cmd`, and every pointer in
+/// `attr` must be valid for what the kernel reads or writes through it.
+unsafe fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> libc::c_long {
+    // SAFETY: `attr` is live and writable for `size_of::<T>()` bytes; the
+    // rest is the caller's promise.
+    unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut T as *mut libc::c_void,
+            size_of::<T>() as libc::c_uint,
+        )
+    }
+}
+
 /// Every entry of the hash map `fd`, `chunk` entries (or more, for a bucket
 /// that holds more) per call. `K` and `V` must have the map's key and value
 /// sizes (the caller checks). `Ok(None)`: the first call failed (no batch
@@ -69,18 +87,11 @@ pub(crate) fn lookup_all<K: Pod, V: Pod>(
             map_fd: fd.as_raw_fd() as u32,
             ..BatchAttr::default()
         };
-        // SAFETY: `attr` is a valid `bpf_attr` prefix of the size passed; the
-        // kernel writes at most `count` keys and values of the map's sizes,
-        // which are `K`'s and `V`'s, into buffers that hold `chunk` of each,
-        // and a 4-byte token into `token_out`.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &mut attr as *mut BatchAttr as *mut libc::c_void,
-                size_of::<BatchAttr>() as libc::c_uint,
-            )
-        };
+        // SAFETY: `BatchAttr` is the kernel's `batch` member; the kernel
+        // writes at most `count` keys and values of the map's sizes, which
+        // are `K`'s and `V`'s (checked by the caller), into buffers that
+        // hold `chunk` of each, and a 4-byte token into `token_out`.
+        let ret = unsafe { sys_bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) };
         let error = (ret < 0).then(io::Error::last_os_error);
         let errno = error.as_ref().and_then(io::Error::raw_os_error);
         // `count` says what was copied on success and at the end (ENOENT)
@@ -139,15 +150,8 @@ mod tests {
             max_entries: 4096,
             map_flags: 0,
         };
-        // SAFETY: a valid `bpf_attr` prefix for BPF_MAP_CREATE (0).
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                0,
-                &mut attr as *mut CreateAttr as *mut libc::c_void,
-                size_of::<CreateAttr>() as libc::c_uint,
-            )
-        };
+        // SAFETY: the kernel's BPF_MAP_CREATE (0) prefix, no pointers.
+        let fd = unsafe { sys_bpf(0, &mut attr) };
         assert!(fd >= 0, "BPF_MAP_CREATE: {}", io::Error::last_os_error());
         // SAFETY: a new descriptor we own.
         let map =
@@ -169,15 +173,8 @@ mod tests {
                 value: value as *const u64 as u64,
                 flags: 0,
             };
-            // SAFETY: a valid `bpf_attr` prefix for BPF_MAP_UPDATE_ELEM (2).
-            let ret = unsafe {
-                libc::syscall(
-                    libc::SYS_bpf,
-                    2,
-                    &mut attr as *mut UpdateAttr as *mut libc::c_void,
-                    size_of::<UpdateAttr>() as libc::c_uint,
-                )
-            };
+            // SAFETY: BPF_MAP_UPDATE_ELEM (2); key and value point to 8-byte values.
+            let ret = unsafe { sys_bpf(2, &mut attr) };
             assert_eq!(
                 ret,
                 0,
