@@ -46,6 +46,10 @@ use crate::{
 
 /// Addresses kept for one file.
 pub const MAX_ENTRIES: usize = 65_536;
+/// Files smaller than this (with no separate debug file) are not cached:
+/// parsing their DWARF again costs less than reading and rewriting a cache
+/// file (which a small program's varying hot addresses caused at every run).
+pub const MIN_FILE_BYTES: u64 = 1 << 20;
 /// Cache files larger than this are ignored (and replaced when written).
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
 /// No file is written or grown once the directory holds this much (tmpfs is memory).
@@ -110,8 +114,12 @@ impl FrameCache {
 
     /// The cache file's name for a file of `size` bytes with a hex build
     /// ID, and a separate debug file of `debug_size` bytes if one is
-    /// installed; `None` if the build ID is not hex.
+    /// installed; `None` if the build ID is not hex or the file is not
+    /// worth caching ([`MIN_FILE_BYTES`]).
     pub(crate) fn file_name(build_id: &str, size: u64, debug_size: Option<u64>) -> Option<String> {
+        if size < MIN_FILE_BYTES && debug_size.is_none() {
+            return None;
+        }
         let hex = build_id.len() >= 16
             && build_id.len() <= 128
             && build_id.bytes().all(|b| b.is_ascii_hexdigit());
@@ -237,11 +245,12 @@ mod tests {
     #[test]
     fn names_tell_build_ids_sizes_and_sources_apart_and_refuse_non_hex() {
         let id = "93ac61ec5a8eb1396f9fbd350e3169a558528a40";
+        let big = 4 << 20;
         let debug = FrameCache::file_name(id, 1000, Some(5000)).unwrap();
         let updated_debug = FrameCache::file_name(id, 1000, Some(5001)).unwrap();
-        let own = FrameCache::file_name(id, 1000, None).unwrap();
-        let stripped = FrameCache::file_name(id, 600, None).unwrap();
-        let other = FrameCache::file_name("93ac61ec5a8eb1396f9fbd350e3169a558528a41", 1000, None);
+        let own = FrameCache::file_name(id, big, None).unwrap();
+        let stripped = FrameCache::file_name(id, big - 4096, None).unwrap();
+        let other = FrameCache::file_name("93ac61ec5a8eb1396f9fbd350e3169a558528a41", big, None);
         let names = [
             &debug,
             &updated_debug,
@@ -255,14 +264,17 @@ mod tests {
             }
         }
         assert!(debug.starts_with(id) && own.starts_with(id));
-        assert_eq!(FrameCache::file_name("../../etc/passwd", 1, None), None);
-        assert_eq!(FrameCache::file_name("abc", 1, None), None);
+        assert_eq!(FrameCache::file_name("../../etc/passwd", big, None), None);
+        assert_eq!(FrameCache::file_name("abc", big, None), None);
+        // Small files are parsed again rather than cached, unless a debug file is.
+        assert_eq!(FrameCache::file_name(id, MIN_FILE_BYTES - 1, None), None);
+        assert!(FrameCache::file_name(id, MIN_FILE_BYTES - 1, Some(1)).is_some());
     }
 
     #[test]
     fn entries_survive_a_flush_and_a_fresh_cache_reads_them() {
         let tmp = tempfile::tempdir().unwrap();
-        let name = FrameCache::file_name("00112233445566778899", 4096, Some(9000)).unwrap();
+        let name = FrameCache::file_name("00112233445566778899", 4 << 20, Some(9000)).unwrap();
         let mut cache = FrameCache::open(&tmp.path().join("cache")).unwrap();
         assert_eq!(cache.get(&name, 0x10), None);
         cache.insert(&name, 0x10, Some(vec![frame("inner"), frame("outer")]));
@@ -282,7 +294,7 @@ mod tests {
     #[test]
     fn a_damaged_file_reads_as_empty_and_is_replaced() {
         let tmp = tempfile::tempdir().unwrap();
-        let name = FrameCache::file_name("00112233445566778899", 4096, None).unwrap();
+        let name = FrameCache::file_name("00112233445566778899", 4 << 20, None).unwrap();
         let mut cache = FrameCache::open(&tmp.path().join("cache")).unwrap();
         std::fs::write(
             tmp.path().join("cache").join("frames").join(&name),
@@ -299,7 +311,7 @@ mod tests {
     #[test]
     fn a_file_another_profiler_build_wrote_is_not_served() {
         let tmp = tempfile::tempdir().unwrap();
-        let name = FrameCache::file_name("00112233445566778899", 4096, None).unwrap();
+        let name = FrameCache::file_name("00112233445566778899", 4 << 20, None).unwrap();
         let mut cache = FrameCache::open(&tmp.path().join("cache")).unwrap();
         cache.insert(&name, 0x10, Some(vec![frame("f")]));
         assert_eq!(cache.flush(), 1);
@@ -314,7 +326,7 @@ mod tests {
     #[test]
     fn a_link_in_place_of_a_file_is_not_followed() {
         let tmp = tempfile::tempdir().unwrap();
-        let name = FrameCache::file_name("00112233445566778899", 4096, None).unwrap();
+        let name = FrameCache::file_name("00112233445566778899", 4 << 20, None).unwrap();
         let elsewhere = tmp.path().join("elsewhere.json");
         let mut cache = FrameCache::open(&tmp.path().join("cache")).unwrap();
         cache.insert(&name, 0x10, Some(vec![frame("f")]));
