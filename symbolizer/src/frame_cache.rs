@@ -132,16 +132,22 @@ impl FrameCache {
 
     /// The answer kept for `offset` in the file `name`.
     pub(crate) fn get(&mut self, name: &str, offset: u64) -> Option<&Resolved> {
+        self.loaded(name).entries.get(&offset)
+    }
+
+    /// The file `name`, read at its first use.
+    fn loaded(&mut self, name: &str) -> &mut CachedFile {
         if !self.files.contains_key(name) {
             let loaded = self.load(name);
             self.files.insert(name.to_string(), loaded);
         }
-        self.files[name].entries.get(&offset)
+        self.files.get_mut(name).expect("inserted above")
     }
 
-    /// Keeps an answer, written by [`FrameCache::flush`].
+    /// Keeps an answer, written by [`FrameCache::flush`] with those the
+    /// file already holds.
     pub(crate) fn insert(&mut self, name: &str, offset: u64, resolved: Resolved) {
-        let file = self.files.entry(name.to_string()).or_default();
+        let file = self.loaded(name);
         if file.entries.len() < MAX_ENTRIES && !file.entries.contains_key(&offset) {
             file.entries.insert(offset, resolved);
             file.added = true;

@@ -382,6 +382,33 @@ impl Symbolizer {
         }
     }
 
+    /// Keeps a file offset's answer: its frames, or if none the offset in
+    /// the module (named by the path the process used), counted as unknown.
+    fn remember(
+        &mut self,
+        key: FileKey,
+        object: &ObjectFile,
+        offset: u64,
+        frames: Option<Vec<Frame>>,
+    ) {
+        let entry = match frames {
+            Some(frames) => (frames, true),
+            None => {
+                self.stats.unknown += 1;
+                let name = format!("{}+0x{offset:x}", basename(&object.path));
+                (
+                    vec![Frame {
+                        function: name,
+                        file: None,
+                        line: None,
+                    }],
+                    false,
+                )
+            }
+        };
+        self.user.insert((key, offset), entry);
+    }
+
     /// User addresses of one process, as looked up (callers adjust return addresses).
     pub fn symbolize_user(&mut self, process: &ProcessMaps, addrs: &[u64]) -> Vec<Symbol> {
         // Each address's mapping (with its index) and file offset, found once.
@@ -415,6 +442,32 @@ impl Symbolizer {
             offsets.dedup();
             self.stats.cache_misses += offsets.len() as u64;
             self.stats.cache_hits += (queued - offsets.len()) as u64;
+            let cache_name = match (&self.frame_cache, &object.build_id) {
+                (Some(_), Some(build_id)) => object.size().and_then(|size| {
+                    let debug_size = debug_cache::system_debug_file_size(build_id);
+                    frame_cache::FrameCache::file_name(build_id, size, debug_size)
+                }),
+                _ => None,
+            };
+            let mut kept = Vec::new();
+            if let (Some(cache), Some(name)) = (&mut self.frame_cache, &cache_name) {
+                offsets.retain(|&offset| match cache.get(name, offset) {
+                    Some(resolved) => {
+                        kept.push((offset, resolved.clone()));
+                        false
+                    }
+                    None => true,
+                });
+            }
+            self.stats.frame_cache_hits += kept.len() as u64;
+            for (offset, frames) in kept {
+                self.remember(key, object, offset, frames);
+            }
+            if offsets.is_empty() {
+                continue;
+            }
+            // Only now: the copy is made (the debug file inflated) at its
+            // first use in the boot, which the frame cache may spare.
             let copy = match (debug_cache_dir(), &object.build_id) {
                 (Some(cache), Some(build_id)) => self
                     .debug_copies
@@ -426,30 +479,6 @@ impl Symbolizer {
                     .clone(),
                 _ => None,
             };
-            let cache_name = match (&self.frame_cache, &object.build_id) {
-                (Some(_), Some(build_id)) => object.size().and_then(|size| {
-                    let debug_size = debug_cache::system_debug_file_size(build_id);
-                    frame_cache::FrameCache::file_name(build_id, size, debug_size)
-                }),
-                _ => None,
-            };
-            if let (Some(cache), Some(name)) = (&mut self.frame_cache, &cache_name) {
-                offsets.retain(|&offset| match cache.get(name, offset) {
-                    Some(resolved) => {
-                        let entry = stored_entry(resolved.clone(), object, offset);
-                        self.stats.frame_cache_hits += 1;
-                        if !entry.1 {
-                            self.stats.unknown += 1;
-                        }
-                        self.user.insert((key, offset), entry);
-                        false
-                    }
-                    None => true,
-                });
-                if offsets.is_empty() {
-                    continue;
-                }
-            }
             self.hold(object);
             // With an uncompressed copy of its debug file, the copy is read
             // directly (see `debug_cache::copy`); its segments have no file
@@ -483,11 +512,7 @@ impl Symbolizer {
                 {
                     cache.insert(name, offset, frames.clone());
                 }
-                let entry = stored_entry(frames, object, offset);
-                if !entry.1 {
-                    self.stats.unknown += 1;
-                }
-                self.user.insert((key, offset), entry);
+                self.remember(key, object, offset, frames);
             }
         }
         addrs
@@ -559,29 +584,6 @@ fn memfd_with(name: &str, bytes: &[u8]) -> Option<File> {
     let mut file = unsafe { File::from_raw_fd(fd) };
     file.write_all(bytes).ok()?;
     Some(file)
-}
-
-/// The user cache's entry for a file offset's answer: its frames, or the
-/// offset in the module (named by the path the process used) if none.
-fn stored_entry(
-    frames: Option<Vec<Frame>>,
-    object: &ObjectFile,
-    offset: u64,
-) -> (Vec<Frame>, bool) {
-    match frames {
-        Some(frames) => (frames, true),
-        None => {
-            let name = format!("{}+0x{offset:x}", basename(&object.path));
-            (
-                vec![Frame {
-                    function: name,
-                    file: None,
-                    line: None,
-                }],
-                false,
-            )
-        }
-    }
 }
 
 fn basename(path: &str) -> &str {
