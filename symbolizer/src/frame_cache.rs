@@ -75,10 +75,9 @@ const VERSION: u32 = 2;
 fn producer() -> &'static str {
     static PRODUCER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     PRODUCER.get_or_init(|| {
-        blazesym::helper::read_elf_build_id(Path::new("/proc/self/exe"))
+        fs::File::open("/proc/self/exe")
             .ok()
-            .flatten()
-            .map(|id| id.iter().map(|b| format!("{b:02x}")).collect())
+            .and_then(|exe| crate::process::build_id_of(&exe))
             .unwrap_or_default()
     })
 }

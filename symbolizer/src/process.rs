@@ -163,10 +163,21 @@ fn copy_own_vdso() -> Option<ObjectFile> {
 }
 
 fn read_build_id(object: &ObjectFile) -> Option<String> {
-    blazesym::helper::read_elf_build_id(&object.fd_path())
-        .ok()
-        .flatten()
-        .map(|id| id.iter().map(|b| format!("{b:02x}")).collect())
+    build_id_of(&object.file)
+}
+
+/// The file's GNU build ID in hex. Read with `object`, which checks the
+/// note's owner: blazesym's reader (0.2.7) takes the first note of type 3,
+/// and a SystemTap probe note (`stapsdt`, as in libstdc++ and LLVM builds)
+/// is type 3 too, so a file with probes and no build ID got its first
+/// probe's bytes as one. Read through the descriptor, not mapped: the file
+/// may be truncated under us.
+pub(crate) fn build_id_of(file: &File) -> Option<String> {
+    use object::Object;
+    let cache = object::ReadCache::new(file);
+    let elf = object::File::parse(&cache).ok()?;
+    let id = elf.build_id().ok()??;
+    (!id.is_empty()).then(|| id.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl FileCache {
@@ -388,6 +399,87 @@ fn capture_with(pid: u32, cache: &mut FileCache, query: bool) -> Result<ProcessM
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A GNU build ID is read as `readelf -n` shows it; a SystemTap probe
+    /// note (also type 3) in a file without one is not taken for one.
+    #[test]
+    fn only_the_gnu_note_is_a_build_id() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let source = dir.join("m.c");
+        fs::write(&source, "int main(void) { return 0; }\n").unwrap();
+        let run =
+            |program: &str, args: &[&std::ffi::OsStr]| match std::process::Command::new(program)
+                .args(args)
+                .status()
+            {
+                Ok(status) => {
+                    assert!(status.success(), "{program} {args:?} failed");
+                    true
+                }
+                Err(e) => {
+                    eprintln!("skipped: cannot run {program} ({e})");
+                    false
+                }
+            };
+        let (with_id, without_id, probes) =
+            (dir.join("with"), dir.join("without"), dir.join("probes"));
+        let id = "0123456789abcdef0123456789abcdef01234567";
+        if !run(
+            "cc",
+            &[
+                source.as_os_str(),
+                "-o".as_ref(),
+                with_id.as_os_str(),
+                format!("-Wl,--build-id=0x{id}").as_ref(),
+            ],
+        ) || !run(
+            "cc",
+            &[
+                source.as_os_str(),
+                "-o".as_ref(),
+                without_id.as_os_str(),
+                "-Wl,--build-id=none".as_ref(),
+            ],
+        ) {
+            return;
+        }
+        // A `stapsdt` note of type 3 with a 24-byte descriptor.
+        let mut note = Vec::new();
+        for word in [8u32, 24, 3] {
+            note.extend_from_slice(&word.to_le_bytes());
+        }
+        note.extend_from_slice(b"stapsdt\0");
+        note.extend_from_slice(&[0x11; 24]);
+        let note_file = dir.join("note.bin");
+        fs::write(&note_file, &note).unwrap();
+        let section = format!(".note.stapsdt={}", note_file.display());
+        // Aligned as the linker places notes (blazesym reads note headers
+        // in place, and skips a misaligned section).
+        let added = run(
+            "objcopy",
+            &[
+                "--add-section".as_ref(),
+                section.as_ref(),
+                without_id.as_os_str(),
+                probes.as_os_str(),
+            ],
+        ) && run(
+            "objcopy",
+            &[
+                "--set-section-alignment".as_ref(),
+                ".note.stapsdt=8".as_ref(),
+                probes.as_os_str(),
+            ],
+        );
+        if !added {
+            return;
+        }
+        let read = |path: &std::path::Path| build_id_of(&File::open(path).unwrap());
+        assert_eq!(read(&with_id).as_deref(), Some(id));
+        assert_eq!(read(&without_id), None);
+        assert_eq!(read(&probes), None, "a probe note was taken for a build ID");
+    }
 
     #[test]
     fn captures_own_process_and_finds_a_function() {
