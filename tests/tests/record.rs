@@ -198,6 +198,7 @@ fn cpu_ratio_stacks_and_shares() {
     );
     assert!(profile.period > 0, "pprof period is {}", profile.period);
     let mut pprof_hot_a = 0;
+    let mut entry_samples = 0;
     for sample in &profile.sample {
         assert_eq!(
             sample.value.len(),
@@ -224,17 +225,29 @@ fn cpu_ratio_stacks_and_shares() {
                 "cpu_ratio is single-threaded, but a hot_a sample has pid {pid} tid {tid}"
             );
             let at = functions.iter().position(|f| f == "hot_a").unwrap();
-            assert_eq!(
-                &functions[at..at + 3],
-                ["hot_a", "outer", "main"],
-                "pprof stack (leaf first): {functions:?}"
-            );
-            pprof_hot_a += sample.value[samples_idx] as u64;
+            let n = sample.value[samples_idx] as u64;
+            // A sample on hot_a's first instruction, before it pushes its
+            // frame pointer, walks from outer's frame: outer is missed (as
+            // with perf's frame-pointer stacks). Seen once in ~2 000.
+            if functions.get(at..at + 2) == Some(&["hot_a".into(), "main".into()][..]) {
+                entry_samples += n;
+            } else {
+                assert_eq!(
+                    functions.get(at..at + 3),
+                    Some(&["hot_a".into(), "outer".into(), "main".into()][..]),
+                    "pprof stack (leaf first): {functions:?}"
+                );
+            }
+            pprof_hot_a += n;
         }
     }
     assert_eq!(
         pprof_hot_a, a,
         "hot_a samples in pprof and folded differ{d}"
+    );
+    assert!(
+        entry_samples * 100 <= pprof_hot_a,
+        "{entry_samples} of {pprof_hot_a} hot_a samples without outer: more than function entries explain{d}"
     );
 }
 
