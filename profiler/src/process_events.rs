@@ -304,6 +304,11 @@ mod tests {
         true
     }
 
+    /// The CPUs to follow, as `record` and the agent find them.
+    fn online() -> Vec<u32> {
+        aya::util::online_cpus().expect("the online CPUs")
+    }
+
     /// A child that forks and execs `true` is seen forking, exec'ing and
     /// mapping `true` and libc, in that order, even though the records come
     /// from different CPUs' buffers.
@@ -312,11 +317,7 @@ mod tests {
         if !root_or_skip() {
             return;
         }
-        let cpus: Vec<u32> = (0..std::thread::available_parallelism().unwrap().get() as u32)
-            .filter(|cpu| {
-                std::path::Path::new(&format!("/sys/devices/system/cpu/cpu{cpu}")).exists()
-            })
-            .collect();
+        let cpus = online();
         let mut events = ProcessEvents::open(&cpus).expect("open tracking events");
         let mut child = std::process::Command::new("sh")
             .args(["-c", "/bin/true; exit 0"])
@@ -370,8 +371,7 @@ mod tests {
         if !root_or_skip() {
             return;
         }
-        let cpus: Vec<u32> =
-            (0..std::thread::available_parallelism().unwrap().get() as u32).collect();
+        let cpus = online();
         let mut events = ProcessEvents::open_with(&cpus, 4096).expect("open tracking events");
         let mut table = crate::processes::ProcessTable::default();
         table.follow_records(true);
@@ -405,8 +405,7 @@ mod tests {
         if !root_or_skip() {
             return;
         }
-        let cpus: Vec<u32> =
-            (0..std::thread::available_parallelism().unwrap().get() as u32).collect();
+        let cpus = online();
         let mut events = ProcessEvents::open_with(&cpus, 64 * 1024).expect("open tracking events");
         let readable = |events: &ProcessEvents| {
             let mut fds: Vec<libc::pollfd> = events

@@ -396,14 +396,7 @@ impl Symbolizer {
             None => {
                 self.stats.unknown += 1;
                 let name = format!("{}+0x{offset:x}", basename(&object.path));
-                (
-                    vec![Frame {
-                        function: name,
-                        file: None,
-                        line: None,
-                    }],
-                    false,
-                )
+                (Symbol::unknown(name, None).frames, false)
             }
         };
         self.user.insert((key, offset), entry);
