@@ -365,9 +365,14 @@ fn cpu_sample<C: EbpfContext, const LOOP: bool, const SETS: bool>(ctx: &C) -> u3
 /// `FILTER_TARGETS`); a task forked by a target makes its process one.
 #[inline(always)]
 fn is_target(tgid: u32) -> bool {
-    if TARGETS.get_ptr(tgid).is_some() {
-        return true;
-    }
+    TARGETS.get_ptr(tgid).is_some() || adopt_forked(tgid)
+}
+
+/// If the current task was forked by a target and not seen since, forgets
+/// its `FORKED` entry (the address may be reused) and makes its process,
+/// `tgid`, a target. Returns whether it was such a task.
+#[inline(always)]
+fn adopt_forked(tgid: u32) -> bool {
     // SAFETY: a helper without arguments.
     let task = unsafe { bpf_get_current_task() };
     if FORKED.get_ptr(task).is_none() {
@@ -692,14 +697,7 @@ pub fn on_process_exit(_ctx: RawTracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
-    // SAFETY: a helper without arguments.
-    let task = unsafe { bpf_get_current_task() };
-    if FORKED.get_ptr(task).is_some() {
-        let _ = FORKED.remove(task);
-        if TARGETS.get_ptr(tgid).is_none() && TARGETS.insert(tgid, 1, 0).is_err() {
-            bump(stat::TARGETS_FULL);
-        }
-    }
+    adopt_forked(tgid);
     if tid == tgid {
         let _ = KNOWN.remove(tgid);
     }
