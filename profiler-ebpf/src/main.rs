@@ -190,7 +190,10 @@ fn record_stack<C: EbpfContext, const LOOP: bool>(
         return (0, ret as i32);
     }
     let len = ret as usize / 8;
-    if len >= MAX_STACK_DEPTH {
+    // A full walk that ended in zeros went into memory that is not a frame
+    // chain (user space drops those frames): it was not cut short.
+    // SAFETY: as above; the index is in bounds.
+    if len >= MAX_STACK_DEPTH && unsafe { (*scratch).ips[MAX_STACK_DEPTH - 1] } != 0 {
         bump(stat::STACKS_TRUNCATED);
     }
     // SAFETY: as above.

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod aggregate;
 pub mod output;
+mod pid_alive;
 pub mod process_events;
 pub mod processes;
 pub mod profile;

@@ -19,6 +19,7 @@ use symbolizer::{FileCache, ProcessMaps, Symbol, Symbolizer, maps::MapEntry};
 
 use crate::{
     aggregate::Resolve,
+    pid_alive::process_exists,
     process_events::{Change, MappedRange, ProcessEvents, Timed, monotonic_ns},
     profile::Mapping,
 };
@@ -270,9 +271,8 @@ impl ProcessTable {
     /// they mapped. Returns how many were dropped.
     pub fn evict_exited(&mut self, keep: &std::collections::HashSet<u32>) -> usize {
         let before = self.processes.len();
-        self.processes.retain(|pid, _| {
-            keep.contains(pid) || std::path::Path::new(&format!("/proc/{pid}")).exists()
-        });
+        self.processes
+            .retain(|pid, _| keep.contains(pid) || process_exists(*pid));
         let held = &self.processes;
         self.unsettled.retain(|pid, _| held.contains_key(pid));
         self.captured_at.retain(|pid, _| held.contains_key(pid));

@@ -3,6 +3,8 @@
 //! locations, a location holds one line per inlined frame) so that the pprof
 //! encoder loses nothing, and the text outputs expand it into frames.
 
+use std::collections::HashMap;
+
 /// Where a frame comes from; the outputs tell kernel frames apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FrameKind {
@@ -176,6 +178,42 @@ impl Profile {
         self.locations.iter().map(location_frame_names).collect()
     }
 
+    /// As [`Profile::location_frame_names`], with each distinct name made
+    /// once and the locations holding indices into it. A profile of many
+    /// short-lived processes has a location per process and address (each
+    /// maps its code elsewhere) but names a few hundred functions.
+    pub fn location_frame_ids(&self) -> FrameNameIds {
+        let mut ids: HashMap<(&str, &'static str), u32> = HashMap::new();
+        // Different functions can give one name (sanitized, suffixed): one id.
+        let mut by_name: HashMap<String, u32> = HashMap::new();
+        let mut names = Vec::new();
+        let locations = self
+            .locations
+            .iter()
+            .map(|location| {
+                let last = location.lines.len().saturating_sub(1);
+                location
+                    .lines
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .map(|(i, line)| {
+                        let suffix = frame_suffix(location.kind, i == last);
+                        *ids.entry((line.function.as_str(), suffix))
+                            .or_insert_with(|| {
+                                let name = format!("{}{suffix}", sanitize(&line.function));
+                                *by_name.entry(name).or_insert_with_key(|name| {
+                                    names.push(name.clone());
+                                    (names.len() - 1) as u32
+                                })
+                            })
+                    })
+                    .collect()
+            })
+            .collect();
+        FrameNameIds { names, locations }
+    }
+
     /// The command name as the root frame.
     pub fn root_frame_name(sample: &Sample) -> String {
         sanitize(&sample.comm)
@@ -190,14 +228,31 @@ fn location_frame_names(location: &Location) -> Vec<String> {
         .enumerate()
         .rev()
         .map(|(i, line)| {
-            let suffix = match (location.kind, i == last) {
-                (FrameKind::Kernel, _) => "_[k]",
-                (_, false) => "_[i]",
-                _ => "",
-            };
-            format!("{}{suffix}", sanitize(&line.function))
+            format!(
+                "{}{}",
+                sanitize(&line.function),
+                frame_suffix(location.kind, i == last)
+            )
         })
         .collect()
+}
+
+/// The suffix of a frame's name: `_[k]` for the kernel, `_[i]` for a line
+/// inlined into another (not the location's last).
+fn frame_suffix(kind: FrameKind, last: bool) -> &'static str {
+    match (kind, last) {
+        (FrameKind::Kernel, _) => "_[k]",
+        (_, false) => "_[i]",
+        _ => "",
+    }
+}
+
+/// Frame names, each once, and the names of every location as indices into
+/// them ([`Profile::location_frame_ids`]).
+pub struct FrameNameIds {
+    pub names: Vec<String>,
+    /// Indexed like `Profile::locations`; outermost first.
+    pub locations: Vec<Vec<u32>>,
 }
 
 /// Frame names may not hold the folded format's separators.

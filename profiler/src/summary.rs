@@ -2,7 +2,7 @@
 //! samples (or time), by self and by total, and the stacks where threads
 //! waited longest.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use crate::profile::{FrameKind, Profile, Sample, ThreadState};
@@ -61,31 +61,38 @@ pub struct FunctionShare {
 /// name (the root of [`Profile::frame_names`]) is not a function and is not
 /// counted.
 pub fn top_functions(profile: &Profile, n: usize) -> (Vec<FunctionShare>, Vec<FunctionShare>) {
-    let location_names = profile.location_frame_names();
-    let mut counts: HashMap<&str, (u64, u64)> = HashMap::new();
-    for sample in profile.samples.iter().filter(|s| profile.value(s) > 0) {
+    let ids = profile.location_frame_ids();
+    // Self and total count by name id; `seen` holds the last sample that
+    // counted a name's total, so that recursion counts once per sample.
+    let mut counts = vec![(0u64, 0u64); ids.names.len()];
+    let mut seen = vec![usize::MAX; ids.names.len()];
+    for (index, sample) in profile.samples.iter().enumerate() {
         let value = profile.value(sample);
-        // Leaf first: the first name of the leaf location's innermost line.
-        let mut frames = sample
-            .locations
-            .iter()
-            .flat_map(|&loc| location_names[loc].iter().rev());
-        if let Some(leaf) = frames.next() {
-            counts.entry(leaf).or_default().0 += value;
+        if value == 0 {
+            continue;
         }
-        let distinct: HashSet<&str> = sample
+        let names = sample
             .locations
             .iter()
-            .flat_map(|&loc| location_names[loc].iter().map(String::as_str))
-            .collect();
-        for name in distinct {
-            counts.entry(name).or_default().1 += value;
+            .flat_map(|&loc| ids.locations[loc].iter().rev());
+        // Leaf first: the first name of the leaf location's innermost line.
+        for (n, &id) in names.enumerate() {
+            let id = id as usize;
+            if n == 0 {
+                counts[id].0 += value;
+            }
+            if seen[id] != index {
+                seen[id] = index;
+                counts[id].1 += value;
+            }
         }
     }
     let shares: Vec<FunctionShare> = counts
         .into_iter()
-        .map(|(name, (self_count, total_count))| FunctionShare {
-            name: name.to_string(),
+        .zip(ids.names)
+        .filter(|&((_, total_count), _)| total_count > 0)
+        .map(|((self_count, total_count), name)| FunctionShare {
+            name,
             self_count,
             total_count,
         })

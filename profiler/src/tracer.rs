@@ -35,6 +35,7 @@ pub use windowed::WindowDrain;
 const BPF_NOEXIST: u64 = 1;
 
 use crate::{
+    pid_alive::process_exists,
     profile::ThreadState,
     raw::{KernelStats, RawProfile, RawSample, RawStack},
 };
@@ -597,14 +598,17 @@ impl Tracer {
     /// with processes long gone, and the next children would not be followed.
     /// A zombie keeps its entry until reaped.
     pub fn prune_targets(&mut self) -> Result<usize, TracerError> {
+        // One batch read, not a next-key call per entry: a fork-heavy
+        // command leaves ~1 500 exited children a second here.
+        let gone: Vec<u32> = self
+            .entries::<u32, u8>(map_names::TARGETS, 1024)?
+            .into_iter()
+            .map(|(pid, _)| pid)
+            .filter(|&pid| !process_exists(pid))
+            .collect();
         let mut targets: HashMap<_, u32, u8> =
             HashMap::try_from(self.ebpf.map_mut(map_names::TARGETS).unwrap())
                 .map_err(|e| ebpf_error("open the TARGETS map", e))?;
-        let gone: Vec<u32> = targets
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-            .collect();
         for pid in &gone {
             // Gone meanwhile (the kernel removes exited threads) is fine.
             let _ = targets.remove(pid);
@@ -687,6 +691,21 @@ impl Tracer {
         name: &str,
         chunk: usize,
     ) -> Result<Vec<(K, V)>, TracerError> {
+        let mut entries = Vec::new();
+        self.for_each_entry(name, chunk, |key: &K, value: &V| {
+            entries.push((*key, *value))
+        })?;
+        Ok(entries)
+    }
+
+    /// As [`Self::entries`], handing each entry to `visit` in place of a
+    /// copy: for maps of large values.
+    fn for_each_entry<K: aya::Pod, V: aya::Pod>(
+        &self,
+        name: &str,
+        chunk: usize,
+        mut visit: impl FnMut(&K, &V),
+    ) -> Result<(), TracerError> {
         let map = self.ebpf.map(name).ok_or_else(|| TracerError::Ebpf {
             action: format!("open the {name} map"),
             message: "no such map in the eBPF object".into(),
@@ -697,21 +716,23 @@ impl Tracer {
             HashMap::try_from(map).map_err(|e| ebpf_error(&format!("open the {name} map"), e))?;
         if let Map::HashMap(data) = map {
             use std::os::fd::AsFd;
-            match batch::lookup_all::<K, V>(data.fd().as_fd(), chunk) {
-                Ok(Some(entries)) => return Ok(entries),
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(TracerError::Ebpf {
-                        action: format!("read the {name} map"),
-                        message: e.to_string(),
-                    });
-                }
+            let batched =
+                batch::for_each_chunk::<K, V>(data.fd().as_fd(), chunk, |keys, values| {
+                    keys.iter().zip(values).for_each(|(k, v)| visit(k, v))
+                })
+                .map_err(|e| TracerError::Ebpf {
+                    action: format!("read the {name} map"),
+                    message: e.to_string(),
+                })?;
+            if batched {
+                return Ok(());
             }
         }
-        typed
-            .iter()
-            .collect::<Result<_, _>>()
-            .map_err(|e| ebpf_error(&format!("read the {name} map"), e))
+        for entry in typed.iter() {
+            let (key, value) = entry.map_err(|e| ebpf_error(&format!("read the {name} map"), e))?;
+            visit(&key, &value);
+        }
+        Ok(())
     }
 
     /// Reads every count and its stacks.
@@ -722,13 +743,13 @@ impl Tracer {
         // Every stored stack is some count's (but for failed count inserts):
         // read them all at once rather than one lookup each.
         let mut stack_cache = std::collections::HashMap::new();
-        for (hash, trace) in self.entries::<u64, StackTrace>(map_names::STACKS, 64)? {
+        self.for_each_entry(map_names::STACKS, 64, |&hash: &u64, trace: &StackTrace| {
             // Hash 0 means "no stack" in a count's key (`windowed::raw_stack`).
             if hash != 0 {
                 let len = (trace.len as usize).min(trace.ips.len());
-                stack_cache.insert((hash, 0), RawStack::Frames(trace.ips[..len].to_vec()));
+                stack_cache.insert((hash, 0), RawStack::walked(&trace.ips[..len]));
             }
-        }
+        })?;
         let mut read_stack =
             |hash: u64, error: i32| windowed::raw_stack(&stacks, &mut stack_cache, hash, error);
         let mut samples = Vec::new();

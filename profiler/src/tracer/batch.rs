@@ -50,16 +50,20 @@ unsafe fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> libc::c_long {
 }
 
 /// Every entry of the hash map `fd`, `chunk` entries (or more, for a bucket
-/// that holds more) per call. `K` and `V` must have the map's key and value
-/// sizes (the caller checks). `Ok(None)`: the first call failed (no batch
-/// operations for this map or kernel, or refused), so iterate instead.
+/// that holds more) per call, each call's handed to `visit` (keys and values
+/// side by side) rather than collected: a map of large values (thousands of
+/// stacks of 1 KiB) is never copied whole. `K` and `V` must have the map's
+/// key and value sizes (the caller checks). `Ok(false)`: the first call
+/// failed (no batch operations for this map or kernel, or refused) and
+/// nothing was visited, so iterate instead.
 ///
 /// Entries added or removed while reading may or may not be seen, as with
 /// iteration; none is seen twice.
-pub(crate) fn lookup_all<K: Pod, V: Pod>(
+pub(crate) fn for_each_chunk<K: Pod, V: Pod>(
     fd: BorrowedFd<'_>,
     chunk: usize,
-) -> io::Result<Option<Vec<(K, V)>>> {
+    mut visit: impl FnMut(&[K], &[V]),
+) -> io::Result<bool> {
     let mut chunk = chunk.max(1);
     // Zeroed rather than uninitialized: on some errors the kernel leaves
     // `count` as it was without writing anything.
@@ -69,7 +73,6 @@ pub(crate) fn lookup_all<K: Pod, V: Pod>(
     let zero_value: V = unsafe { std::mem::zeroed() };
     let mut keys: Vec<K> = Vec::new();
     let mut values: Vec<V> = Vec::new();
-    let mut entries = Vec::new();
     // The position to go on from: a bucket index for hash maps (4 bytes;
     // 8 leave room for any map type's token).
     let mut token_in = [0u8; 8];
@@ -100,22 +103,17 @@ pub(crate) fn lookup_all<K: Pod, V: Pod>(
             None | Some(libc::ENOENT) => (attr.count as usize).min(chunk),
             Some(_) => 0,
         };
-        entries.extend(
-            keys[..filled]
-                .iter()
-                .copied()
-                .zip(values[..filled].iter().copied()),
-        );
+        visit(&keys[..filled], &values[..filled]);
         match errno {
             None => {
                 token_in = token_out;
                 first = false;
             }
             // Past the last bucket (the entries of this call are in).
-            Some(libc::ENOENT) => return Ok(Some(entries)),
+            Some(libc::ENOENT) => return Ok(true),
             // One bucket holds more entries than a chunk.
             Some(libc::ENOSPC) if chunk < 1 << 20 => chunk *= 2,
-            Some(_) if first => return Ok(None),
+            Some(_) if first => return Ok(false),
             Some(_) => return Err(error.expect("an error")),
         }
     }
@@ -184,9 +182,12 @@ mod tests {
         }
         for chunk in [1, 97, 4096] {
             use std::os::fd::AsFd;
-            let mut got = lookup_all::<u64, u64>(map.as_fd(), chunk)
-                .unwrap()
-                .expect("this kernel batches hash maps");
+            let mut got = Vec::new();
+            let batched = for_each_chunk(map.as_fd(), chunk, |keys: &[u64], values: &[u64]| {
+                got.extend(keys.iter().copied().zip(values.iter().copied()))
+            })
+            .unwrap();
+            assert!(batched, "this kernel batches hash maps");
             got.sort_unstable();
             let mut want = wanted.clone();
             want.sort_unstable();

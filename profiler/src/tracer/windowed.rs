@@ -88,7 +88,7 @@ pub(super) fn raw_stack(
                 match stacks.get(&hash, 0) {
                     Ok(trace) => {
                         let len = (trace.len as usize).min(trace.ips.len());
-                        RawStack::Frames(trace.ips[..len].to_vec())
+                        RawStack::walked(&trace.ips[..len])
                     }
                     // ENOENT: the kernel wrote the count but not the stack (cannot happen
                     // while the stack is inserted first; kept as a visible loss).
