@@ -606,12 +606,24 @@ impl Tracer {
             .map(|(pid, _)| pid)
             .filter(|&pid| !process_exists(pid))
             .collect();
-        let mut targets: HashMap<_, u32, u8> =
-            HashMap::try_from(self.ebpf.map_mut(map_names::TARGETS).unwrap())
-                .map_err(|e| ebpf_error("open the TARGETS map", e))?;
-        for pid in &gone {
-            // Gone meanwhile (the kernel removes exited threads) is fine.
-            let _ = targets.remove(pid);
+        let map = self.ebpf.map(map_names::TARGETS).unwrap();
+        // aya checks the key size, which the batch call relies on.
+        HashMap::<_, u32, u8>::try_from(map).map_err(|e| ebpf_error("open the TARGETS map", e))?;
+        let batched = match map {
+            Map::HashMap(data) => {
+                use std::os::fd::AsFd;
+                batch::delete_all(data.fd().as_fd(), &gone).unwrap_or(false)
+            }
+            _ => false,
+        };
+        if !batched {
+            let mut targets: HashMap<_, u32, u8> =
+                HashMap::try_from(self.ebpf.map_mut(map_names::TARGETS).unwrap())
+                    .map_err(|e| ebpf_error("open the TARGETS map", e))?;
+            for pid in &gone {
+                // Gone meanwhile (the kernel removes exited threads) is fine.
+                let _ = targets.remove(pid);
+            }
         }
         Ok(gone.len())
     }
