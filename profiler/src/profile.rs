@@ -214,9 +214,9 @@ impl Profile {
         FrameNameIds { names, locations }
     }
 
-    /// The command name as the root frame.
-    pub fn root_frame_name(sample: &Sample) -> String {
-        sanitize(&sample.comm)
+    /// The root frame of a sample of command `comm`: its name.
+    pub fn root_frame_name(comm: &str) -> String {
+        sanitize(comm)
     }
 }
 

@@ -14,22 +14,29 @@ use crate::profile::Profile;
 /// in a CPU profile and nanoseconds in an off-CPU or wall profile
 /// ([`Profile::value`]).
 pub fn folded_lines(profile: &Profile) -> Vec<String> {
-    // Each location is named once; samples only join the names.
-    let segments: Vec<String> = profile
-        .location_frame_names()
-        .into_iter()
-        .map(|names| names.join(";"))
-        .collect();
-    let mut counts: HashMap<String, u64> = HashMap::new();
+    // Stacks are merged by their names' ids before any line is built: with
+    // many short-lived processes every sample has addresses of its own (each
+    // process maps its code elsewhere), yet far fewer stacks of names.
+    let ids = profile.location_frame_ids();
+    let mut by_ids: HashMap<(&str, Vec<u32>), u64> = HashMap::new();
     for sample in profile.samples.iter().filter(|s| profile.value(s) > 0) {
-        let mut stack = Profile::root_frame_name(sample);
-        for &loc in sample.locations.iter().rev() {
-            if !segments[loc].is_empty() {
-                stack.push(';');
-                stack.push_str(&segments[loc]);
-            }
+        let names: Vec<u32> = sample
+            .locations
+            .iter()
+            .rev()
+            .flat_map(|&loc| ids.locations[loc].iter().copied())
+            .collect();
+        *by_ids.entry((&sample.comm, names)).or_default() += profile.value(sample);
+    }
+    // Distinct commands can share a root name once sanitized: merge again.
+    let mut counts: HashMap<String, u64> = HashMap::with_capacity(by_ids.len());
+    for ((comm, names), value) in by_ids {
+        let mut stack = Profile::root_frame_name(comm);
+        for id in names {
+            stack.push(';');
+            stack.push_str(&ids.names[id as usize]);
         }
-        *counts.entry(stack).or_default() += profile.value(sample);
+        *counts.entry(stack).or_default() += value;
     }
     let mut lines: Vec<String> = counts
         .into_iter()
