@@ -123,11 +123,37 @@ fn compile(root: &Path, toolchain: &str) -> Result<PathBuf> {
     if !status.success() {
         bail!("building profiler-ebpf failed ({status})");
     }
-    Ok(crate_dir
+    let linked = crate_dir
         .join("target")
         .join(TARGET)
         .join("release")
-        .join("profiler-ebpf"))
+        .join("profiler-ebpf");
+    strip_debug(&linked)
+}
+
+/// The object without its DWARF sections (beside it, `.stripped`). The
+/// DWARF is only there for bpf-linker to make BTF from (`--btf`); `.BTF`
+/// and `.BTF.ext` stay. aya parses every section's relocations at load,
+/// and `.rel.debug_info` alone held ~8 800: stripping took the object
+/// from 504 to 95 KB and ~0.3 ms off every recording.
+fn strip_debug(linked: &Path) -> Result<PathBuf> {
+    let stripped = linked.with_extension("stripped");
+    let objcopy = Path::new(tools::LLVM_DIR).join("bin/llvm-objcopy");
+    let status = Command::new(&objcopy)
+        .arg("--strip-debug")
+        .arg(linked)
+        .arg(&stripped)
+        .status()
+        .with_context(|| {
+            format!(
+                "running {}; `cargo xtask install-ebpf-toolchain` installs it",
+                objcopy.display()
+            )
+        })?;
+    if !status.success() {
+        bail!("{} --strip-debug failed ({status})", objcopy.display());
+    }
+    Ok(stripped)
 }
 
 /// The files the object is built from, relative to the workspace root, sorted.
