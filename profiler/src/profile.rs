@@ -191,22 +191,15 @@ impl Profile {
             .locations
             .iter()
             .map(|location| {
-                let last = location.lines.len().saturating_sub(1);
-                location
-                    .lines
-                    .iter()
-                    .enumerate()
-                    .rev()
-                    .map(|(i, line)| {
-                        let suffix = frame_suffix(location.kind, i == last);
-                        *ids.entry((line.function.as_str(), suffix))
-                            .or_insert_with(|| {
-                                let name = format!("{}{suffix}", sanitize(&line.function));
-                                *by_name.entry(name).or_insert_with_key(|name| {
-                                    names.push(name.clone());
-                                    (names.len() - 1) as u32
-                                })
+                frames_of(location)
+                    .map(|(function, suffix)| {
+                        *ids.entry((function, suffix)).or_insert_with(|| {
+                            let name = format!("{}{suffix}", sanitize(function));
+                            *by_name.entry(name).or_insert_with_key(|name| {
+                                names.push(name.clone());
+                                (names.len() - 1) as u32
                             })
+                        })
                     })
                     .collect()
             })
@@ -221,20 +214,26 @@ impl Profile {
 }
 
 fn location_frame_names(location: &Location) -> Vec<String> {
+    frames_of(location)
+        .map(|(function, suffix)| format!("{}{suffix}", sanitize(function)))
+        .collect()
+}
+
+/// A location's frames, outermost first: each line's function and the
+/// suffix its name gets.
+fn frames_of(location: &Location) -> impl Iterator<Item = (&str, &'static str)> {
     let last = location.lines.len().saturating_sub(1);
     location
         .lines
         .iter()
         .enumerate()
         .rev()
-        .map(|(i, line)| {
-            format!(
-                "{}{}",
-                sanitize(&line.function),
-                frame_suffix(location.kind, i == last)
+        .map(move |(i, line)| {
+            (
+                line.function.as_str(),
+                frame_suffix(location.kind, i == last),
             )
         })
-        .collect()
 }
 
 /// The suffix of a frame's name: `_[k]` for the kernel, `_[i]` for a line
