@@ -22,8 +22,11 @@ pub fn process_exists(pid: u32) -> bool {
     if unsafe { libc::kill(pid, 0) } == 0 {
         return true;
     }
-    // EPERM: it exists, owned by someone we may not signal (not root).
-    std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    // Only ESRCH says it is gone. EPERM (not ours to signal, without root)
+    // and EACCES (SELinux's signull, AppArmor's profile of a container)
+    // say nothing about whether it lives: dropping a live target would
+    // stop following it.
+    std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 #[cfg(test)]

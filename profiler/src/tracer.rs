@@ -612,7 +612,8 @@ impl Tracer {
         let batched = match map {
             Map::HashMap(data) => {
                 use std::os::fd::AsFd;
-                batch::delete_all(data.fd().as_fd(), &gone).unwrap_or(false)
+                // SAFETY: the key size was checked above.
+                unsafe { batch::delete_all(data.fd().as_fd(), &gone) }.unwrap_or(false)
             }
             _ => false,
         };
@@ -728,14 +729,16 @@ impl Tracer {
             HashMap::try_from(map).map_err(|e| ebpf_error(&format!("open the {name} map"), e))?;
         if let Map::HashMap(data) = map {
             use std::os::fd::AsFd;
-            let batched =
+            // SAFETY: `typed` above checked the key and value sizes.
+            let batched = unsafe {
                 batch::for_each_chunk::<K, V>(data.fd().as_fd(), chunk, |keys, values| {
                     keys.iter().zip(values).for_each(|(k, v)| visit(k, v))
                 })
-                .map_err(|e| TracerError::Ebpf {
-                    action: format!("read the {name} map"),
-                    message: e.to_string(),
-                })?;
+            }
+            .map_err(|e| TracerError::Ebpf {
+                action: format!("read the {name} map"),
+                message: e.to_string(),
+            })?;
             if batched {
                 return Ok(());
             }

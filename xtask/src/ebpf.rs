@@ -131,6 +131,21 @@ fn compile(root: &Path, toolchain: &str) -> Result<PathBuf> {
     strip_debug(&linked)
 }
 
+fn objcopy() -> PathBuf {
+    Path::new(tools::LLVM_DIR).join("bin/llvm-objcopy")
+}
+
+/// `llvm-objcopy --version`'s LLVM line (`Debian LLVM version 22.1.8`).
+fn objcopy_version() -> Result<String> {
+    let text = tools::output(Command::new(objcopy()).arg("--version"))?;
+    Ok(text
+        .lines()
+        .find(|l| l.contains("LLVM version"))
+        .unwrap_or(text.lines().next().unwrap_or_default())
+        .trim()
+        .to_string())
+}
+
 /// The object without its DWARF sections (beside it, `.stripped`). The
 /// DWARF is only there for bpf-linker to make BTF from (`--btf`); `.BTF`
 /// and `.BTF.ext` stay. aya parses every section's relocations at load,
@@ -138,7 +153,7 @@ fn compile(root: &Path, toolchain: &str) -> Result<PathBuf> {
 /// from 504 to 95 KB and ~0.3 ms off every recording.
 fn strip_debug(linked: &Path) -> Result<PathBuf> {
     let stripped = linked.with_extension("stripped");
-    let objcopy = Path::new(tools::LLVM_DIR).join("bin/llvm-objcopy");
+    let objcopy = objcopy();
     let status = Command::new(&objcopy)
         .arg("--strip-debug")
         .arg(linked)
@@ -212,14 +227,16 @@ struct Meta {
     toolchain: String,
     rustc: String,
     bpf_linker: String,
+    /// The LLVM of the llvm-objcopy that stripped the object.
+    objcopy: String,
     object: String,
 }
 
 impl Meta {
     fn render(&self) -> String {
         format!(
-            "sources-sha256 {}\ntoolchain {}\nrustc {}\nbpf-linker {}\nobject-sha256 {}\n",
-            self.sources, self.toolchain, self.rustc, self.bpf_linker, self.object
+            "sources-sha256 {}\ntoolchain {}\nrustc {}\nbpf-linker {}\nllvm-objcopy {}\nobject-sha256 {}\n",
+            self.sources, self.toolchain, self.rustc, self.bpf_linker, self.objcopy, self.object
         )
     }
 
@@ -236,6 +253,7 @@ impl Meta {
             toolchain: get("toolchain")?,
             rustc: get("rustc")?,
             bpf_linker: get("bpf-linker")?,
+            objcopy: get("llvm-objcopy")?,
             object: get("object-sha256")?,
         })
     }
@@ -283,6 +301,7 @@ pub fn build(check: bool) -> Result<()> {
         bpf_linker: tools::output(Command::new("bpf-linker").arg("--version"))?
             .trim()
             .to_string(),
+        objcopy: objcopy_version()?,
         toolchain,
         object: sha256_hex(&new),
     };
@@ -311,18 +330,29 @@ fn check_committed(root: &Path, fresh: &Meta, new: &[u8]) -> Result<()> {
     if fresh.sources != recorded.sources {
         bail!("{OBJECT} is stale: the eBPF sources changed since it was built. {fix}");
     }
-    let same_tools = (&fresh.toolchain, &fresh.rustc, &fresh.bpf_linker)
-        == (&recorded.toolchain, &recorded.rustc, &recorded.bpf_linker);
+    let same_tools = (
+        &fresh.toolchain,
+        &fresh.rustc,
+        &fresh.bpf_linker,
+        &fresh.objcopy,
+    ) == (
+        &recorded.toolchain,
+        &recorded.rustc,
+        &recorded.bpf_linker,
+        &recorded.objcopy,
+    );
     if !same_tools {
         println!(
-            "note: built with {} / {} / {}, the committed object with {} / {} / {}: \
+            "note: built with {} / {} / {} / {}, the committed object with {} / {} / {} / {}: \
              bytes not compared; the sources match",
             fresh.toolchain,
             fresh.rustc,
             fresh.bpf_linker,
+            fresh.objcopy,
             recorded.toolchain,
             recorded.rustc,
-            recorded.bpf_linker
+            recorded.bpf_linker,
+            recorded.objcopy
         );
         return Ok(());
     }
@@ -354,6 +384,7 @@ mod tests {
             toolchain: "nightly-2026-05-20".into(),
             rustc: "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)".into(),
             bpf_linker: "bpf-linker 0.13.0".into(),
+            objcopy: "Debian LLVM version 22.1.8".into(),
             object: "cd".into(),
         };
         assert_eq!(Meta::parse(&meta.render()), Some(meta));

@@ -6,8 +6,8 @@
 //! ~1 500 exited children a second to forget).
 //!
 //! aya 0.14 has no batch operations, so the call is made here by hand; a
-//! kernel without them for the map is reported as `None`, and the caller
-//! iterates instead.
+//! kernel without them for the map is reported as `Ok(false)`, and the
+//! caller iterates (or deletes one by one) instead.
 
 use std::{
     io,
@@ -62,7 +62,12 @@ unsafe fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> libc::c_long {
 ///
 /// Entries added or removed while reading may or may not be seen, as with
 /// iteration; none is seen twice.
-pub(crate) fn for_each_chunk<K: Pod, V: Pod>(
+///
+/// # Safety
+/// `fd` must be a hash map whose key and value sizes are `K`'s and `V`'s
+/// (aya's typed `HashMap::try_from` checks them): the kernel writes that
+/// many bytes per entry into buffers sized for `K` and `V`.
+pub(crate) unsafe fn for_each_chunk<K: Pod, V: Pod>(
     fd: BorrowedFd<'_>,
     chunk: usize,
     mut visit: impl FnMut(&[K], &[V]),
@@ -126,7 +131,11 @@ pub(crate) fn for_each_chunk<K: Pod, V: Pod>(
 /// caller checks), in one call where the kernel can. A key already gone is
 /// skipped. `Ok(false)`: the first call failed and nothing was deleted
 /// (no batch operations for this map or kernel), so delete one by one.
-pub(crate) fn delete_all<K: Pod>(fd: BorrowedFd<'_>, keys: &[K]) -> io::Result<bool> {
+///
+/// # Safety
+/// `fd` must be a map whose key size is `K`'s: the kernel reads that many
+/// bytes per key from `keys`.
+pub(crate) unsafe fn delete_all<K: Pod>(fd: BorrowedFd<'_>, keys: &[K]) -> io::Result<bool> {
     let mut rest = keys;
     let mut first = true;
     while !rest.is_empty() {
@@ -226,9 +235,12 @@ mod tests {
         for chunk in [1, 97, 4096] {
             use std::os::fd::AsFd;
             let mut got = Vec::new();
-            let batched = for_each_chunk(map.as_fd(), chunk, |keys: &[u64], values: &[u64]| {
-                got.extend(keys.iter().copied().zip(values.iter().copied()))
-            })
+            // SAFETY: the map was created with 8-byte keys and values.
+            let batched = unsafe {
+                for_each_chunk(map.as_fd(), chunk, |keys: &[u64], values: &[u64]| {
+                    got.extend(keys.iter().copied().zip(values.iter().copied()))
+                })
+            }
             .unwrap();
             assert!(batched, "this kernel batches hash maps");
             got.sort_unstable();
@@ -241,14 +253,16 @@ mod tests {
         use std::os::fd::AsFd;
         let mut doomed: Vec<u64> = wanted.iter().map(|&(k, _)| k).step_by(2).collect();
         doomed.insert(doomed.len() / 2, u64::MAX);
-        assert!(
-            delete_all(map.as_fd(), &doomed).unwrap(),
-            "this kernel batches deletes"
-        );
+        // SAFETY: as above.
+        let deleted = unsafe { delete_all(map.as_fd(), &doomed) }.unwrap();
+        assert!(deleted, "this kernel batches deletes");
         let mut left = Vec::new();
-        for_each_chunk(map.as_fd(), 512, |keys: &[u64], _: &[u64]| {
-            left.extend_from_slice(keys)
-        })
+        // SAFETY: as above.
+        unsafe {
+            for_each_chunk(map.as_fd(), 512, |keys: &[u64], _: &[u64]| {
+                left.extend_from_slice(keys)
+            })
+        }
         .unwrap();
         left.sort_unstable();
         let mut want: Vec<u64> = wanted.iter().map(|&(k, _)| k).skip(1).step_by(2).collect();
