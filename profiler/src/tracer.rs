@@ -606,26 +606,7 @@ impl Tracer {
             .map(|(pid, _)| pid)
             .filter(|&pid| !process_exists(pid))
             .collect();
-        let map = self.ebpf.map(map_names::TARGETS).unwrap();
-        // aya checks the key size, which the batch call relies on.
-        HashMap::<_, u32, u8>::try_from(map).map_err(|e| ebpf_error("open the TARGETS map", e))?;
-        let batched = match map {
-            Map::HashMap(data) => {
-                use std::os::fd::AsFd;
-                // SAFETY: the key size was checked above.
-                unsafe { batch::delete_all(data.fd().as_fd(), &gone) }.unwrap_or(false)
-            }
-            _ => false,
-        };
-        if !batched {
-            let mut targets: HashMap<_, u32, u8> =
-                HashMap::try_from(self.ebpf.map_mut(map_names::TARGETS).unwrap())
-                    .map_err(|e| ebpf_error("open the TARGETS map", e))?;
-            for pid in &gone {
-                // Gone meanwhile (the kernel removes exited threads) is fine.
-                let _ = targets.remove(pid);
-            }
-        }
+        self.delete_keys::<u32, u8>(map_names::TARGETS, &gone)?;
         Ok(gone.len())
     }
 
@@ -746,6 +727,36 @@ impl Tracer {
         for entry in typed.iter() {
             let (key, value) = entry.map_err(|e| ebpf_error(&format!("read the {name} map"), e))?;
             visit(&key, &value);
+        }
+        Ok(())
+    }
+
+    /// Deletes `keys` from the hash map `name` (values of type `V`), in one
+    /// batch where the kernel can (see [`batch`]), else one by one. A key
+    /// already gone is fine.
+    fn delete_keys<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &str,
+        keys: &[K],
+    ) -> Result<(), TracerError> {
+        let open = |e| ebpf_error(&format!("open the {name} map"), e);
+        let map = self.ebpf.map(name).ok_or_else(|| TracerError::Ebpf {
+            action: format!("open the {name} map"),
+            message: "no such map in the eBPF object".into(),
+        })?;
+        // aya checks the key size, which the batch call relies on.
+        HashMap::<_, K, V>::try_from(map).map_err(open)?;
+        if let Map::HashMap(data) = map {
+            use std::os::fd::AsFd;
+            // SAFETY: the key size was checked above.
+            if let Ok(true) = unsafe { batch::delete_all(data.fd().as_fd(), keys) } {
+                return Ok(());
+            }
+        }
+        let mut typed: HashMap<_, K, V> =
+            HashMap::try_from(self.ebpf.map_mut(name).unwrap()).map_err(open)?;
+        for key in keys {
+            let _ = typed.remove(key);
         }
         Ok(())
     }
