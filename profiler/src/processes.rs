@@ -243,13 +243,22 @@ impl ProcessTable {
         }
     }
 
-    /// Re-captures the processes still alive and captures any not seen yet;
-    /// exited ones keep their snapshots.
+    /// Re-captures `pids` (the processes with samples) that are still
+    /// alive, and captures any not seen yet; exited ones keep their
+    /// snapshots. Only these get their images from before an exec back
+    /// ([`Self::fill_before_exec`]): the others have nothing to symbolize
+    /// (with `-a` on a fork-heavy system, most of thousands of processes;
+    /// filling them all was 8% of such a recording's CPU).
     pub fn refresh<I: IntoIterator<Item = u32>>(&mut self, pids: I) {
         for pid in pids {
             self.capture(pid);
+            if let Some(older) = self.before_exec.remove(&pid)
+                && let Some(maps) = self.processes.get_mut(&pid)
+            {
+                maps.fill_gaps(older);
+            }
         }
-        self.fill_before_exec();
+        self.before_exec.clear();
         self.files.prune();
     }
 
