@@ -96,7 +96,7 @@ fn user_addresses(maps: &ProcessMaps) -> Vec<u64> {
     let from_exe = addrs.len();
 
     let mut libraries: Vec<Arc<ObjectFile>> = Vec::new();
-    for m in &maps.mappings {
+    for m in maps.mappings.iter() {
         if let Some(o) = &m.object
             && o.key != exe.key
             && !libraries.iter().any(|l| l.key == o.key)

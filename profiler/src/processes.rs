@@ -16,6 +16,7 @@
 // system, where SipHash was ~10% of `record -a`'s CPU. foldhash is seeded
 // per table; pids are the kernel's, not an adversary's choice.
 use foldhash::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use symbolizer::{FileCache, ProcessMaps, Symbol, Symbolizer, maps::MapEntry};
@@ -47,7 +48,7 @@ pub struct ProcessTable {
     /// Records are being applied (and none was lost).
     following: bool,
     /// Each followed process's mappings before its last exec.
-    before_exec: HashMap<u32, Vec<symbolizer::Mapping>>,
+    before_exec: HashMap<u32, Arc<Vec<symbolizer::Mapping>>>,
     /// Processes the kernel announced (first sampled) while records are
     /// followed, and when: read from `/proc` only if the records up to
     /// then did not make them followed.
@@ -171,9 +172,10 @@ impl ProcessTable {
                     let Some(maps) = self.processes.get(&parent) else {
                         continue;
                     };
+                    // The parent's list, shared until either changes it.
                     let child = ProcessMaps {
                         pid,
-                        mappings: maps.mappings.clone(),
+                        mappings: Arc::clone(&maps.mappings),
                     };
                     self.processes.insert(pid, child);
                     self.captured_at.remove(&pid);
@@ -186,7 +188,7 @@ impl ProcessTable {
                     }
                     let fresh = ProcessMaps {
                         pid,
-                        mappings: Vec::new(),
+                        mappings: Arc::default(),
                     };
                     if let Some(old) = self.processes.insert(pid, fresh) {
                         self.before_exec.insert(pid, old.mappings);
@@ -241,7 +243,7 @@ impl ProcessTable {
     pub fn fill_before_exec(&mut self) {
         for (pid, older) in std::mem::take(&mut self.before_exec) {
             if let Some(maps) = self.processes.get_mut(&pid) {
-                maps.fill_gaps(older);
+                maps.fill_gaps(&older);
             }
         }
     }
@@ -258,7 +260,7 @@ impl ProcessTable {
             if let Some(older) = self.before_exec.remove(&pid)
                 && let Some(maps) = self.processes.get_mut(&pid)
             {
-                maps.fill_gaps(older);
+                maps.fill_gaps(&older);
             }
         }
         self.before_exec.clear();
@@ -331,7 +333,7 @@ impl Resolve for Resolver<'_> {
             None => {
                 let empty = ProcessMaps {
                     pid,
-                    mappings: Vec::new(),
+                    mappings: Arc::default(),
                 };
                 self.symbolizer.symbolize_user(&empty, addrs)
             }

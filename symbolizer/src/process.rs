@@ -65,8 +65,10 @@ pub struct Mapping {
 #[derive(Clone, Debug)]
 pub struct ProcessMaps {
     pub pid: u32,
-    /// Sorted by start address.
-    pub mappings: Vec<Mapping>,
+    /// Sorted by start address. Shared until changed: a forked child starts
+    /// with its parent's list, and most children exec (and get a list of
+    /// their own) before either changes it.
+    pub mappings: Arc<Vec<Mapping>>,
 }
 
 impl ProcessMaps {
@@ -82,13 +84,13 @@ impl ProcessMaps {
     /// an exec) that overlap none of its own, so that a frame still in the
     /// old image (a sample taken inside `execve`, or in a fork's child
     /// before it exec'd) is named rather than left an address.
-    pub fn fill_gaps(&mut self, older: Vec<Mapping>) {
+    pub fn fill_gaps(&mut self, older: &[Mapping]) {
         for old in older {
             let at = self.mappings.partition_point(|m| m.start < old.start);
             let clear_before = at == 0 || self.mappings[at - 1].end <= old.start;
             let clear_after = self.mappings.get(at).is_none_or(|m| m.start >= old.end);
             if clear_before && clear_after {
-                self.mappings.insert(at, old);
+                Arc::make_mut(&mut self.mappings).insert(at, old.clone());
             }
         }
     }
@@ -98,7 +100,7 @@ impl ProcessMaps {
     /// did, keeping the pieces on either side.
     pub fn insert(&mut self, new: Mapping) {
         let mut kept = Vec::with_capacity(self.mappings.len() + 2);
-        for old in self.mappings.drain(..) {
+        for old in Arc::make_mut(&mut self.mappings).drain(..) {
             if old.end <= new.start || old.start >= new.end {
                 kept.push(old);
                 continue;
@@ -119,7 +121,7 @@ impl ProcessMaps {
         }
         let at = kept.partition_point(|m| m.start < new.start);
         kept.insert(at, new);
-        self.mappings = kept;
+        self.mappings = Arc::new(kept);
     }
 }
 
@@ -393,7 +395,10 @@ fn capture_with(pid: u32, cache: &mut FileCache, query: bool) -> Result<ProcessM
         return Err(Error::ProcessGone { pid });
     }
     mappings.sort_by_key(|m| m.start);
-    Ok(ProcessMaps { pid, mappings })
+    Ok(ProcessMaps {
+        pid,
+        mappings: Arc::new(mappings),
+    })
 }
 
 #[cfg(test)]
@@ -548,7 +553,10 @@ mod tests {
     fn an_inserted_mapping_cuts_away_what_it_overlaps() {
         let mut maps = ProcessMaps {
             pid: 1,
-            mappings: vec![anon(0x1000, 0x5000, 0, "a"), anon(0x8000, 0x9000, 0, "b")],
+            mappings: Arc::new(vec![
+                anon(0x1000, 0x5000, 0, "a"),
+                anon(0x8000, 0x9000, 0, "b"),
+            ]),
         };
         maps.insert(anon(0x2000, 0x3000, 0x40, "c"));
         maps.insert(anon(0x8800, 0xa000, 0, "d"));
@@ -576,12 +584,12 @@ mod tests {
     fn an_older_image_fills_only_the_gaps() {
         let mut maps = ProcessMaps {
             pid: 1,
-            mappings: vec![
+            mappings: Arc::new(vec![
                 anon(0x1000, 0x2000, 0, "new1"),
                 anon(0x5000, 0x6000, 0, "new2"),
-            ],
+            ]),
         };
-        maps.fill_gaps(vec![
+        maps.fill_gaps(&[
             anon(0x100, 0x1000, 0, "old-before"),
             anon(0x1800, 0x3000, 0, "old-overlapping"),
             anon(0x3000, 0x5000, 0, "old-between"),
