@@ -37,7 +37,7 @@ const BPF_NOEXIST: u64 = 1;
 use crate::{
     pid_alive::process_exists,
     profile::ThreadState,
-    raw::{KernelStats, RawProfile, RawSample, RawStack},
+    raw::{KernelStats, RawProfile, RawSample},
 };
 
 /// The eBPF object built by `cargo xtask build-ebpf` (committed, so building the
@@ -772,8 +772,7 @@ impl Tracer {
         self.for_each_entry(map_names::STACKS, 64, |&hash: &u64, trace: &StackTrace| {
             // Hash 0 means "no stack" in a count's key (`windowed::raw_stack`).
             if hash != 0 {
-                let len = (trace.len as usize).min(trace.ips.len());
-                stack_cache.insert((hash, 0), RawStack::walked(&trace.ips[..len]));
+                stack_cache.insert((hash, 0), windowed::walked(trace));
             }
         })?;
         let mut read_stack =

@@ -69,6 +69,13 @@ pub struct WindowDrain {
     pub stats: KernelStats,
 }
 
+/// The frames a stored stack holds (its length is the kernel's, bounded
+/// by the array), cut as [`RawStack::walked`] says.
+pub(super) fn walked(trace: &StackTrace) -> RawStack {
+    let len = (trace.len as usize).min(trace.ips.len());
+    RawStack::walked(&trace.ips[..len])
+}
+
 /// A stack read from a set's stacks map, cached per read (also used by the
 /// one-shot [`Tracer::drain`]).
 pub(super) fn raw_stack(
@@ -86,10 +93,7 @@ pub(super) fn raw_stack(
                 RawStack::Absent
             } else {
                 match stacks.get(&hash, 0) {
-                    Ok(trace) => {
-                        let len = (trace.len as usize).min(trace.ips.len());
-                        RawStack::walked(&trace.ips[..len])
-                    }
+                    Ok(trace) => walked(&trace),
                     // ENOENT: the kernel wrote the count but not the stack (cannot happen
                     // while the stack is inserted first; kept as a visible loss).
                     Err(_) => RawStack::Lost { errno: 2 },
