@@ -51,6 +51,26 @@ impl Recording {
         eprintln!("{name} run: {:.1} s{d}", run.elapsed.as_secs_f64());
         Recording { run, stacks, d }
     }
+
+    /// Records `workload ARGS` from its start at `hz` into a folded file
+    /// (in a scratch directory named after `dir_name`), and reads it as
+    /// [`Recording::read`] does, logged as `name`.
+    fn of_command(
+        name: &str,
+        dir_name: &str,
+        hz: u32,
+        workload_name: &str,
+        args: &[&str],
+    ) -> Recording {
+        let dir = temp_dir(dir_name);
+        let out = dir.path().join("out.folded");
+        let run = record()
+            .freq(hz)
+            .output(&out)
+            .command(workload(workload_name), args)
+            .run_ok(TIMEOUT);
+        Recording::read(name, run, &out)
+    }
 }
 
 /// One recording of `cpu_ratio 4` at 499 Hz into folded, pprof and SVG,
@@ -539,14 +559,8 @@ fn command_mode_follows_forks() {
         return;
     }
     let _guard = shared_recording();
-    let dir = temp_dir("forks");
-    let out = dir.path().join("out.folded");
-    let run = record()
-        .freq(199)
-        .output(&out)
-        .command(workload("forker"), &["3"])
-        .run_ok(TIMEOUT);
-    let Recording { stacks, d, .. } = Recording::read("command_mode_follows_forks", run, &out);
+    let Recording { stacks, d, .. } =
+        Recording::of_command("command_mode_follows_forks", "forks", 199, "forker", &["3"]);
     let child = samples_with(&stacks, "child_work");
     let total = total_samples(&stacks);
     assert!(
@@ -579,14 +593,8 @@ fn short_lived_exec_children_are_symbolized() {
         return;
     }
     let _guard = shared_recording();
-    let dir = temp_dir("exec-children");
-    let out = dir.path().join("out.folded");
-    let run = record()
-        .freq(999)
-        .output(&out)
-        .command(workload("execer"), &["2"])
-        .run_ok(TIMEOUT);
-    let Recording { stacks, d, .. } = Recording::read(test, run, &out);
+    let Recording { stacks, d, .. } =
+        Recording::of_command(test, "exec-children", 999, "execer", &["2"]);
     // main is called from libc's __libc_start_call_main: a child whose libc
     // mapping was not known shows `[unknown]+0x7f…;main;short_child_work`.
     let (mut work, mut named) = (0u64, 0u64);
@@ -611,14 +619,7 @@ fn short_lived_exec_children_are_symbolized() {
 /// Records `exiter ARGS` at 999 Hz from its start: its samples in
 /// `exit_mmap`, all its samples, and the diagnostics.
 fn exiter_teardown(test: &str, dir_name: &str, args: &[&str]) -> (u64, u64, String) {
-    let dir = temp_dir(dir_name);
-    let out = dir.path().join("out.folded");
-    let run = record()
-        .freq(999)
-        .output(&out)
-        .command(workload("exiter"), args)
-        .run_ok(TIMEOUT);
-    let Recording { stacks, d, .. } = Recording::read(test, run, &out);
+    let Recording { stacks, d, .. } = Recording::of_command(test, dir_name, 999, "exiter", args);
     let teardown = samples_with(&stacks, "exit_mmap_[k]");
     let total: u64 = stacks
         .iter()
@@ -677,14 +678,8 @@ fn command_mode_follows_forks_after_thousands_of_exited_children() {
         return;
     }
     let _guard = shared_recording();
-    let dir = temp_dir("many-forks");
-    let out = dir.path().join("out.folded");
-    let run = record()
-        .freq(199)
-        .output(&out)
-        .command(workload("forker"), &["2", "10000"])
-        .run_ok(TIMEOUT);
-    let Recording { stacks, d, .. } = Recording::read(test, run, &out);
+    let Recording { stacks, d, .. } =
+        Recording::of_command(test, "many-forks", 199, "forker", &["2", "10000"]);
     assert!(
         !d.contains("targets map full"),
         "forked children were not followed: the targets map filled up{d}"
@@ -947,15 +942,8 @@ fn vdso_frames_are_named() {
         return;
     }
     let _guard = shared_recording();
-    let dir = temp_dir("vdso");
-    let out = dir.path().join("out.folded");
-    let exe = workload("vdso_time");
-    let run = record()
-        .freq(499)
-        .output(&out)
-        .command(&exe, &["2"])
-        .run_ok(TIMEOUT);
-    let Recording { stacks, d, .. } = Recording::read("vdso_frames_are_named", run, &out);
+    let Recording { stacks, d, .. } =
+        Recording::of_command("vdso_frames_are_named", "vdso", 499, "vdso_time", &["2"]);
     let in_loop = samples_with(&stacks, "time_loop");
     let in_vdso = samples_with_leaf(&stacks, "clock_gettime");
     let unnamed: u64 = stacks
