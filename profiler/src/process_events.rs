@@ -16,18 +16,15 @@
 //! is older than [`SETTLE_NS`] at the start of a read, so that no record still
 //! being written on another CPU can be older than it.
 
+mod records;
+
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 
-use perf_event::{
-    Builder, Clock, ReadFormat, SampleFlag, Sampler,
-    data::{
-        Comm, Fork, Lost, Mmap2, RecordMetadata, Visitor,
-        parse::{ParseConfig, Parser},
-    },
-    events::Software,
-};
-use perf_event_open_sys::bindings::perf_event_header;
+use perf_event::{Builder, Clock, ReadFormat, SampleFlag, Sampler, events::Software};
+
+use records::Parsed;
 
 /// What a record says about a process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,7 +47,7 @@ pub struct MappedRange {
     pub dev: (u32, u32),
     pub inode: u64,
     /// The file's path, or a pseudo-name such as `[vdso]` or `//anon`.
-    pub path: String,
+    pub path: Arc<str>,
 }
 
 /// A change and when it happened (CLOCK_MONOTONIC, nanoseconds).
@@ -86,6 +83,7 @@ pub fn monotonic_ns() -> u64 {
 pub struct ProcessEvents {
     samplers: Vec<Sampler>,
     pending: Vec<Timed>,
+    paths: records::Paths,
     /// Records dropped, by the LOST records read.
     lost_records: u64,
     /// Records dropped, by the kernel's per-event count.
@@ -137,6 +135,7 @@ impl ProcessEvents {
         Ok(Self {
             samplers,
             pending: Vec::new(),
+            paths: records::Paths::default(),
             lost_records: 0,
             lost: 0,
             horizon_ns: 0,
@@ -179,22 +178,14 @@ impl ProcessEvents {
     pub fn read(&mut self, everything: bool) -> Vec<Timed> {
         let horizon = monotonic_ns().saturating_sub(SETTLE_NS);
         for sampler in &mut self.samplers {
-            let config: ParseConfig<_> = sampler.config().clone();
             while let Some(record) = sampler.next_record() {
                 self.records_read += 1;
-                let header = perf_event_header {
-                    type_: record.ty(),
-                    misc: record.misc(),
-                    size: (record.len() + size_of::<perf_event_header>()) as u16,
-                };
-                let bytes = record.to_contiguous();
-                let mut parser = Parser::new(&*bytes, config.clone());
-                match parser.parse_record_with_header(Read, header) {
-                    Ok(Some(Parsed::Change(timed))) => self.pending.push(timed),
-                    Ok(Some(Parsed::Lost(n))) => self.lost_records += n,
-                    // Other kinds (exit, throttle) and records that do not
-                    // parse say nothing about mappings.
-                    Ok(None) | Err(_) => {}
+                let body = record.to_contiguous();
+                match records::parse(record.ty(), record.misc(), &body, &mut self.paths) {
+                    Some(Parsed::Change(timed)) => self.pending.push(timed),
+                    Some(Parsed::Lost(n)) => self.lost_records += n,
+                    // Other kinds (exit, throttle) say nothing about mappings.
+                    None => {}
                 }
             }
         }
@@ -219,75 +210,6 @@ impl ProcessEvents {
             self.pending.partition_point(|t| t.at_ns <= horizon)
         };
         self.pending.drain(..due).collect()
-    }
-}
-
-enum Parsed {
-    Change(Timed),
-    Lost(u64),
-}
-
-/// Turns the records that matter into [`Parsed`].
-struct Read;
-
-impl Read {
-    fn timed(metadata: &RecordMetadata, change: Change) -> Option<Parsed> {
-        let at_ns = metadata.sample_id().time()?;
-        Some(Parsed::Change(Timed { at_ns, change }))
-    }
-}
-
-/// `PERF_RECORD_MISC_COMM_EXEC`: this `COMM` record is an exec.
-const MISC_COMM_EXEC: u16 = 1 << 13;
-
-impl<'a> Visitor<'a> for Read {
-    type Output = Option<Parsed>;
-
-    fn visit_unimplemented(self, _: RecordMetadata) -> Self::Output {
-        None
-    }
-
-    fn visit_lost(self, record: Lost, _: RecordMetadata) -> Self::Output {
-        Some(Parsed::Lost(record.lost))
-    }
-
-    fn visit_comm(self, record: Comm<'a>, metadata: RecordMetadata) -> Self::Output {
-        if metadata.misc() & MISC_COMM_EXEC == 0 {
-            return None;
-        }
-        Self::timed(&metadata, Change::Exec { pid: record.pid })
-    }
-
-    fn visit_fork(self, record: Fork, metadata: RecordMetadata) -> Self::Output {
-        // A new thread of the same process is a fork record too.
-        if record.pid == record.ppid {
-            return None;
-        }
-        Self::timed(
-            &metadata,
-            Change::Fork {
-                pid: record.pid,
-                parent: record.ppid,
-            },
-        )
-    }
-
-    fn visit_mmap2(self, record: Mmap2<'a>, metadata: RecordMetadata) -> Self::Output {
-        let mapping = MappedRange {
-            start: record.addr,
-            end: record.addr.checked_add(record.len)?,
-            file_offset: record.pgoff,
-            dev: (record.maj().unwrap_or(0), record.min().unwrap_or(0)),
-            inode: record.ino().unwrap_or(0),
-            path: String::from_utf8_lossy(&record.filename).into_owned(),
-        };
-        Self::timed(
-            &metadata,
-            Change::Map {
-                pid: record.pid,
-                mapping,
-            },
-        )
     }
 }
 
@@ -354,7 +276,7 @@ mod tests {
         let mapped: Vec<&str> = of_child[exec_at..]
             .iter()
             .filter_map(|c| match c {
-                Change::Map { mapping, .. } => Some(mapping.path.as_str()),
+                Change::Map { mapping, .. } => Some(&*mapping.path),
                 _ => None,
             })
             .collect();

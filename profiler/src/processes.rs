@@ -353,7 +353,7 @@ impl Resolve for Resolver<'_> {
             path: mapping
                 .object
                 .as_ref()
-                .map_or_else(|| mapping.name.clone(), |o| o.path.clone()),
+                .map_or_else(|| mapping.name.to_string(), |o| o.path.clone()),
             build_id: mapping.object.as_ref().and_then(|o| o.build_id.clone()),
         })
     }
@@ -397,7 +397,7 @@ mod tests {
     fn names(table: &ProcessTable, pid: u32) -> Vec<String> {
         table
             .get(pid)
-            .map(|p| p.mappings.iter().map(|m| m.name.clone()).collect())
+            .map(|p| p.mappings.iter().map(|m| m.name.to_string()).collect())
             .unwrap_or_default()
     }
 

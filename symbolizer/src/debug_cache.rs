@@ -321,7 +321,7 @@ mod tests {
             .filter_map(crate::maps::parse_line)
             .find(|e| e.executable && e.path.contains("/libc.so"))
             .expect("libc is mapped");
-        let build_id: String = blazesym::helper::read_elf_build_id(&libc.path)
+        let build_id: String = blazesym::helper::read_elf_build_id(&*libc.path)
             .unwrap()
             .expect("libc has a build id")
             .iter()
@@ -336,10 +336,10 @@ mod tests {
         // The mapping's last page runs past the segment's file size.
         let offsets: Vec<u64> = (libc.file_offset..libc.file_offset + (libc.end - libc.start))
             .step_by(251)
-            .filter(|&o| crate::segments::virtual_offsets(Path::new(&libc.path), &[o]).is_some())
+            .filter(|&o| crate::segments::virtual_offsets(Path::new(&*libc.path), &[o]).is_some())
             .collect();
         let virtual_offsets =
-            crate::segments::virtual_offsets(Path::new(&libc.path), &offsets).unwrap();
+            crate::segments::virtual_offsets(Path::new(&*libc.path), &offsets).unwrap();
         // Through libc's debug link, or (`direct`) from the copy itself.
         let lookup = |dirs: Vec<PathBuf>, direct: Option<&Path>| -> Vec<String> {
             let symbolizer = Symbolizer::builder()
@@ -348,7 +348,7 @@ mod tests {
                 .enable_inlined_fns(true)
                 .enable_demangling(true)
                 .build();
-            let source = Source::Elf(Elf::new(direct.unwrap_or(Path::new(&libc.path))));
+            let source = Source::Elf(Elf::new(direct.unwrap_or(Path::new(&*libc.path))));
             let input = match direct {
                 Some(_) => Input::VirtOffset(virtual_offsets.as_slice()),
                 None => Input::FileOffset(offsets.as_slice()),

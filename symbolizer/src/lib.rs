@@ -700,7 +700,7 @@ mod tests {
         let vdso = maps
             .mappings
             .iter()
-            .find(|m| m.name == "[vdso]")
+            .find(|m| &*m.name == "[vdso]")
             .expect("a vdso mapping");
         assert!(vdso.object.is_some(), "the vdso copy failed");
         // Find a named address by scanning the image's first pages.

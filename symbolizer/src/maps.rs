@@ -1,5 +1,7 @@
 //! Parsing `/proc/PID/maps` lines.
 
+use std::sync::Arc;
+
 /// One line of `/proc/PID/maps`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MapEntry {
@@ -11,7 +13,7 @@ pub struct MapEntry {
     pub dev: (u32, u32),
     pub inode: u64,
     /// The path column: a file path, a pseudo-name such as `[vdso]`, or empty.
-    pub path: String,
+    pub path: Arc<str>,
 }
 
 impl MapEntry {
@@ -34,7 +36,7 @@ pub fn parse_line(line: &str) -> Option<MapEntry> {
     let offset = fields.next()?;
     let dev = fields.next()?;
     let inode = fields.next()?;
-    let path = fields.next().unwrap_or("").trim_start().to_string();
+    let path = Arc::from(fields.next().unwrap_or("").trim_start());
     let (start, end) = range.split_once('-')?;
     let (major, minor) = dev.split_once(':')?;
     let perms = perms.as_bytes();
@@ -81,11 +83,11 @@ garbage";
         assert_eq!(maps[0].file_offset, 0x2000);
         assert_eq!(maps[0].dev, (0xfe, 1));
         assert_eq!(maps[0].inode, 1234567);
-        assert_eq!(maps[0].path, "/usr/bin/my prog");
+        assert_eq!(&*maps[0].path, "/usr/bin/my prog");
         assert!(maps[0].is_file());
         assert!(!maps[1].is_file() && !maps[1].executable);
         assert_eq!(maps[2].file_path(), "/tmp/lib.so");
-        assert_eq!(maps[3].path, "");
+        assert_eq!(&*maps[3].path, "");
         assert!(!maps[3].is_file());
     }
 }

@@ -10,7 +10,7 @@
 //! mount namespace.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     fs::{self, File},
     io,
     os::fd::AsRawFd,
@@ -57,8 +57,12 @@ pub struct Mapping {
     pub file_offset: u64,
     /// The mapped file; `None` for anonymous and pseudo mappings (`[vdso]`, JIT code).
     pub object: Option<Arc<ObjectFile>>,
-    /// The path column of the maps line (file path or pseudo-name).
-    pub name: String,
+    /// The path column of the maps line (file path or pseudo-name), shared
+    /// by every mapping of that name ([`FileCache`] interns them): a
+    /// fork-heavy system has thousands of processes mapping the same few
+    /// files, and a string each was a tenth of `record -a`'s CPU to make and
+    /// free.
+    pub name: Arc<str>,
 }
 
 /// A snapshot of one process's executable mappings.
@@ -99,6 +103,15 @@ impl ProcessMaps {
     /// replaced in the process too: those parts are cut away, as the kernel
     /// did, keeping the pieces on either side.
     pub fn insert(&mut self, new: Mapping) {
+        let at = self.mappings.partition_point(|m| m.start < new.start);
+        let clear_before = at == 0 || self.mappings[at - 1].end <= new.start;
+        let clear_after = self.mappings.get(at).is_none_or(|m| m.start >= new.end);
+        if clear_before && clear_after {
+            // The usual case (a loader mapping a library into free space):
+            // no list rebuilt.
+            Arc::make_mut(&mut self.mappings).insert(at, new);
+            return;
+        }
         let mut kept = Vec::with_capacity(self.mappings.len() + 2);
         for old in Arc::make_mut(&mut self.mappings).drain(..) {
             if old.end <= new.start || old.start >= new.end {
@@ -130,6 +143,8 @@ impl ProcessMaps {
 #[derive(Debug, Default)]
 pub struct FileCache {
     files: HashMap<(u32, u32, u64), Arc<ObjectFile>>,
+    /// The mappings' names, one string each ([`Mapping::name`]).
+    names: HashSet<Arc<str>>,
     /// The kernel's vDSO image; `Some(None)` once copying it failed.
     vdso: Option<Option<Arc<ObjectFile>>>,
 }
@@ -143,7 +158,7 @@ fn copy_own_vdso() -> Option<ObjectFile> {
     let maps = fs::read_to_string("/proc/self/maps").ok()?;
     let entry = maps::parse(&maps)
         .into_iter()
-        .find(|e| e.path == "[vdso]")?;
+        .find(|e| &*e.path == "[vdso]")?;
     let len = (entry.end - entry.start) as usize;
     // SAFETY: the range is our own vDSO mapping, readable for the life of the process.
     let image = unsafe { std::slice::from_raw_parts(entry.start as *const u8, len) };
@@ -191,9 +206,26 @@ impl FileCache {
         self.files.is_empty()
     }
 
-    /// Drops files no captured process refers to any more (the vDSO copy stays).
+    /// Drops files no captured process refers to any more (the vDSO copy
+    /// stays), and names no mapping holds.
     pub fn prune(&mut self) {
         self.files.retain(|_, file| Arc::strong_count(file) > 1);
+        self.names.retain(|name| Arc::strong_count(name) > 1);
+    }
+
+    /// The name of `entry`'s mapping, as the one shared string of that name.
+    fn name_of(&mut self, entry: &maps::MapEntry) -> Arc<str> {
+        let name = entry.file_path();
+        if let Some(held) = self.names.get(name) {
+            return Arc::clone(held);
+        }
+        let held = if name.len() == entry.path.len() {
+            Arc::clone(&entry.path)
+        } else {
+            Arc::from(name)
+        };
+        self.names.insert(Arc::clone(&held));
+        held
     }
 
     fn vdso(&mut self) -> Option<Arc<ObjectFile>> {
@@ -256,12 +288,12 @@ pub fn mapping(pid: u32, entry: &maps::MapEntry, cache: &mut FileCache) -> Mappi
         file_offset: entry.file_offset,
         object: if entry.is_file() {
             cache.open(pid, entry)
-        } else if entry.path == "[vdso]" {
+        } else if &*entry.path == "[vdso]" {
             cache.vdso()
         } else {
             None
         },
-        name: entry.file_path().to_string(),
+        name: cache.name_of(entry),
     }
 }
 
@@ -327,7 +359,7 @@ fn query_executable(maps: &fs::File) -> Option<Vec<maps::MapEntry>> {
         let len = (query.vma_name_size as usize)
             .saturating_sub(1)
             .min(name.len());
-        let path = String::from_utf8_lossy(&name[..len]).into_owned();
+        let path = Arc::from(&*String::from_utf8_lossy(&name[..len]));
         entries.push(maps::MapEntry {
             start: query.vma_start,
             end: query.vma_end,
@@ -356,7 +388,7 @@ fn vsyscall_entry() -> Option<maps::MapEntry> {
             let text = fs::read_to_string("/proc/self/maps").ok()?;
             maps::parse(&text)
                 .into_iter()
-                .find(|e| e.path == "[vsyscall]")
+                .find(|e| &*e.path == "[vsyscall]")
         })
         .clone()
 }
@@ -564,7 +596,7 @@ mod tests {
         let got: Vec<_> = maps
             .mappings
             .iter()
-            .map(|m| (m.start, m.end, m.file_offset, m.name.as_str()))
+            .map(|m| (m.start, m.end, m.file_offset, &*m.name))
             .collect();
         assert_eq!(
             got,
@@ -577,7 +609,7 @@ mod tests {
                 (0x8800, 0xa000, 0, "d"),
             ]
         );
-        assert_eq!(maps.find(0x3500).unwrap().1.name, "a");
+        assert_eq!(maps.find(0x3500).unwrap().1.name.as_ref(), "a");
     }
 
     #[test]
@@ -596,7 +628,7 @@ mod tests {
             anon(0x5fff, 0x7000, 0, "old-overlapping-end"),
             anon(0x9000, 0xa000, 0, "old-after"),
         ]);
-        let names: Vec<&str> = maps.mappings.iter().map(|m| m.name.as_str()).collect();
+        let names: Vec<&str> = maps.mappings.iter().map(|m| &*m.name).collect();
         assert_eq!(
             names,
             ["old-before", "new1", "old-between", "new2", "old-after"]
@@ -630,7 +662,7 @@ mod tests {
             file_offset: 0,
             dev: (libc::major(meta.dev()), libc::minor(meta.dev())),
             inode: meta.ino(),
-            path: path.to_string(),
+            path: Arc::from(path),
         };
         let mut cache = FileCache::default();
         let mapped = mapping(u32::MAX - 1, &entry, &mut cache);

@@ -92,7 +92,7 @@ mod tests {
         let mappings: Vec<_> = maps
             .lines()
             .filter_map(crate::maps::parse_line)
-            .filter(|e| e.path == exe_name)
+            .filter(|e| *e.path == *exe_name)
             .collect();
         // A position-independent test binary's first segment is at file
         // offset 0 and virtual offset 0: its mapping's start is the load base.
