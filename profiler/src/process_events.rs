@@ -20,11 +20,11 @@ mod records;
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::Arc;
 
 use perf_event::{Builder, Clock, ReadFormat, SampleFlag, Sampler, events::Software};
 
 use records::Parsed;
+use symbolizer::maps::MapEntry;
 
 /// What a record says about a process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,21 +33,10 @@ pub enum Change {
     Fork { pid: u32, parent: u32 },
     /// `pid` exec'd: its mappings start again from nothing.
     Exec { pid: u32 },
-    /// `pid` mapped executable memory (a file, `[vdso]`, or anonymous code).
-    Map { pid: u32, mapping: MappedRange },
-}
-
-/// An executable mapping as the kernel announced it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MappedRange {
-    pub start: u64,
-    pub end: u64,
-    pub file_offset: u64,
-    /// `(major, minor)` of the file's device; `(0, 0)` for a pseudo mapping.
-    pub dev: (u32, u32),
-    pub inode: u64,
-    /// The file's path, or a pseudo-name such as `[vdso]` or `//anon`.
-    pub path: Arc<str>,
+    /// `pid` mapped executable memory (a file, `[vdso]`, or anonymous code),
+    /// as a line of `/proc/PID/maps` would say it (the path interned: one
+    /// string for all the records of a file).
+    Map { pid: u32, mapping: MapEntry },
 }
 
 /// A change and when it happened (CLOCK_MONOTONIC, nanoseconds).

@@ -15,33 +15,39 @@
 // Keyed by pid: thousands of inserts and lookups a second on a fork-heavy
 // system, where SipHash was ~10% of `record -a`'s CPU. foldhash is seeded
 // per table; pids are the kernel's, not an adversary's choice.
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use symbolizer::{FileCache, ProcessMaps, Symbol, Symbolizer, maps::MapEntry};
+use symbolizer::{FileCache, ProcessMaps, Symbol, Symbolizer};
 
 use crate::{
     aggregate::Resolve,
     pid_alive::process_exists,
-    process_events::{Change, MappedRange, ProcessEvents, Timed, monotonic_ns},
+    process_events::{Change, ProcessEvents, Timed, monotonic_ns},
     profile::Mapping,
 };
 
 /// How long after its first capture a process is captured again.
 pub const SETTLE_AFTER: Duration = Duration::from_millis(300);
 
+/// A process held, and where its mappings come from. (One entry, so that a
+/// record costs one lookup: ~10 000 records a second on a fork-heavy system.)
+struct Held {
+    maps: ProcessMaps,
+    /// When it was last read from `/proc` (CLOCK_MONOTONIC ns), unless it
+    /// forked or exec'd since: records older than that are in the snapshot.
+    captured_at: Option<u64>,
+    /// The kernel's records keep its mappings complete.
+    followed: bool,
+}
+
 #[derive(Default)]
 pub struct ProcessTable {
     files: FileCache,
-    processes: HashMap<u32, ProcessMaps>,
+    processes: HashMap<u32, Held>,
     /// Processes captured once, not yet captured again, and when.
     unsettled: HashMap<u32, Instant>,
-    /// When each process was last read from `/proc` (CLOCK_MONOTONIC ns):
-    /// records older than that are already in its snapshot.
-    captured_at: HashMap<u32, u64>,
-    /// Processes whose mappings the kernel's records keep complete.
-    followed: HashSet<u32>,
     /// Whether a process first seen exec'ing is followed (system-wide
     /// recordings), or only the descendants of processes already held.
     follow_every_exec: bool,
@@ -59,7 +65,7 @@ impl ProcessTable {
     /// Captures (or re-captures) `pid`. A process that has exited keeps the
     /// snapshot taken while it lived, if any.
     pub fn capture(&mut self, pid: u32) {
-        if self.followed.contains(&pid) {
+        if self.is_followed(pid) {
             return;
         }
         if self.read_proc(pid) && !self.following {
@@ -74,12 +80,17 @@ impl ProcessTable {
         let Ok(maps) = symbolizer::capture(pid, &mut self.files) else {
             return false;
         };
-        if self.following {
-            self.captured_at.insert(pid, at);
-            self.followed.insert(pid);
-        }
-        self.processes.insert(pid, maps);
+        let held = Held {
+            maps,
+            captured_at: self.following.then_some(at),
+            followed: self.following,
+        };
+        self.processes.insert(pid, held);
         true
+    }
+
+    fn is_followed(&self, pid: u32) -> bool {
+        self.processes.get(&pid).is_some_and(|held| held.followed)
     }
 
     /// The kernel announced `pid` (its first sample). Without records it is
@@ -89,7 +100,7 @@ impl ProcessTable {
     pub fn announce(&mut self, pid: u32) {
         if !self.following {
             self.capture(pid);
-        } else if !self.followed.contains(&pid) {
+        } else if !self.is_followed(pid) {
             self.announced.entry(pid).or_insert_with(monotonic_ns);
         }
     }
@@ -123,14 +134,16 @@ impl ProcessTable {
     /// from its next read on, a process is whole again.
     fn reread_followed(&mut self) {
         let now = Instant::now() - SETTLE_AFTER;
-        for pid in self.followed.drain() {
-            self.unsettled.insert(pid, now);
+        for (&pid, held) in &mut self.processes {
+            if std::mem::take(&mut held.followed) {
+                self.unsettled.insert(pid, now);
+            }
         }
     }
 
     /// Processes whose mappings come from the kernel's records.
     pub fn followed(&self) -> usize {
-        self.followed.len()
+        self.processes.values().filter(|held| held.followed).count()
     }
 
     /// Reads the kernel's records that are due from `events` (all of them
@@ -159,53 +172,63 @@ impl ProcessTable {
         if !self.following {
             return;
         }
+        // A snapshot read from /proc after a record already holds it.
+        let newer = |held: &Held, at_ns: u64| held.captured_at.is_some_and(|at| at > at_ns);
         for Timed { at_ns, change } in changes {
-            let pid = match &change {
-                Change::Fork { pid, .. } | Change::Exec { pid } | Change::Map { pid, .. } => *pid,
-            };
-            // A snapshot read from /proc after the record already holds it.
-            if self.captured_at.get(&pid).is_some_and(|&at| at > at_ns) {
-                continue;
-            }
             match change {
                 Change::Fork { pid, parent } => {
-                    let Some(maps) = self.processes.get(&parent) else {
+                    if self.processes.get(&pid).is_some_and(|h| newer(h, at_ns)) {
+                        continue;
+                    }
+                    let Some(held) = self.processes.get(&parent) else {
                         continue;
                     };
                     // The parent's list, shared until either changes it.
-                    let child = ProcessMaps {
+                    let maps = ProcessMaps {
                         pid,
-                        mappings: Arc::clone(&maps.mappings),
+                        mappings: Arc::clone(&held.maps.mappings),
+                    };
+                    let child = Held {
+                        maps,
+                        captured_at: None,
+                        followed: true,
                     };
                     self.processes.insert(pid, child);
-                    self.captured_at.remove(&pid);
                     self.unsettled.remove(&pid);
-                    self.followed.insert(pid);
                 }
                 Change::Exec { pid } => {
-                    if !self.follow_every_exec && !self.processes.contains_key(&pid) {
-                        continue;
+                    match self.processes.get_mut(&pid) {
+                        Some(held) if newer(held, at_ns) => continue,
+                        Some(held) => {
+                            let old = std::mem::take(&mut held.maps.mappings);
+                            self.before_exec.insert(pid, old);
+                            held.captured_at = None;
+                            held.followed = true;
+                        }
+                        None if self.follow_every_exec => {
+                            let fresh = Held {
+                                maps: ProcessMaps {
+                                    pid,
+                                    mappings: Arc::default(),
+                                },
+                                captured_at: None,
+                                followed: true,
+                            };
+                            self.processes.insert(pid, fresh);
+                        }
+                        None => continue,
                     }
-                    let fresh = ProcessMaps {
-                        pid,
-                        mappings: Arc::default(),
-                    };
-                    if let Some(old) = self.processes.insert(pid, fresh) {
-                        self.before_exec.insert(pid, old.mappings);
-                    }
-                    self.captured_at.remove(&pid);
                     self.unsettled.remove(&pid);
-                    self.followed.insert(pid);
                 }
                 Change::Map { pid, mapping } => {
-                    if !self.followed.contains(&pid) {
-                        continue;
-                    }
-                    let Some(maps) = self.processes.get_mut(&pid) else {
+                    let Some(held) = self.processes.get_mut(&pid) else {
                         continue;
                     };
-                    let entry = map_entry(mapping);
-                    maps.insert(symbolizer::process::mapping(pid, &entry, &mut self.files));
+                    if !held.followed || newer(held, at_ns) {
+                        continue;
+                    }
+                    let mapping = symbolizer::process::mapping(pid, &mapping, &mut self.files);
+                    held.maps.insert(mapping);
                 }
             }
         }
@@ -227,7 +250,7 @@ impl ProcessTable {
             .map(|(&pid, _)| pid)
             .collect();
         for pid in due {
-            if self.followed.contains(&pid) {
+            if self.is_followed(pid) {
                 self.unsettled.remove(&pid);
                 continue;
             }
@@ -242,8 +265,8 @@ impl ProcessTable {
     /// before symbolizing.
     pub fn fill_before_exec(&mut self) {
         for (pid, older) in std::mem::take(&mut self.before_exec) {
-            if let Some(maps) = self.processes.get_mut(&pid) {
-                maps.fill_gaps(&older);
+            if let Some(held) = self.processes.get_mut(&pid) {
+                held.maps.fill_gaps(&older);
             }
         }
     }
@@ -258,9 +281,9 @@ impl ProcessTable {
         for pid in pids {
             self.capture(pid);
             if let Some(older) = self.before_exec.remove(&pid)
-                && let Some(maps) = self.processes.get_mut(&pid)
+                && let Some(held) = self.processes.get_mut(&pid)
             {
-                maps.fill_gaps(&older);
+                held.maps.fill_gaps(&older);
             }
         }
         self.before_exec.clear();
@@ -268,7 +291,7 @@ impl ProcessTable {
     }
 
     pub fn get(&self, pid: u32) -> Option<&ProcessMaps> {
-        self.processes.get(&pid)
+        self.processes.get(&pid).map(|held| &held.maps)
     }
 
     /// Processes held.
@@ -289,8 +312,6 @@ impl ProcessTable {
             .retain(|pid, _| keep.contains(pid) || process_exists(*pid));
         let held = &self.processes;
         self.unsettled.retain(|pid, _| held.contains_key(pid));
-        self.captured_at.retain(|pid, _| held.contains_key(pid));
-        self.followed.retain(|pid| held.contains_key(pid));
         self.before_exec.retain(|pid, _| held.contains_key(pid));
         self.files.prune();
         before - self.processes.len()
@@ -300,23 +321,9 @@ impl ProcessTable {
     pub fn live_files(&self) -> std::collections::HashSet<(u32, u32, u64)> {
         self.processes
             .values()
-            .flat_map(|p| p.mappings.iter())
+            .flat_map(|held| held.maps.mappings.iter())
             .filter_map(|m| m.object.as_ref().map(|o| o.key))
             .collect()
-    }
-}
-
-/// A mapping from the kernel's record, as a line of `/proc/PID/maps` would give it.
-fn map_entry(mapping: MappedRange) -> MapEntry {
-    MapEntry {
-        start: mapping.start,
-        end: mapping.end,
-        readable: true,
-        executable: true,
-        file_offset: mapping.file_offset,
-        dev: mapping.dev,
-        inode: mapping.inode,
-        path: mapping.path,
     }
 }
 
@@ -362,15 +369,18 @@ impl Resolve for Resolver<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use symbolizer::maps::MapEntry;
 
     fn map(pid: u32, start: u64, name: &str, at_ns: u64) -> Timed {
         Timed {
             at_ns,
             change: Change::Map {
                 pid,
-                mapping: MappedRange {
+                mapping: MapEntry {
                     start,
                     end: start + 0x1000,
+                    readable: true,
+                    executable: true,
                     file_offset: 0,
                     dev: (0, 0),
                     inode: 0,
@@ -463,7 +473,9 @@ mod tests {
         table.capture(pid);
         let own = names(&table, pid).len();
         assert!(own > 0);
-        let captured = table.captured_at[&pid];
+        let captured = table.processes[&pid]
+            .captured_at
+            .expect("captured while following");
         table.apply([
             exec(pid, captured - 1),
             map(pid, 0x1000, "//anon-new", captured + 1),

@@ -10,7 +10,6 @@
 //! mount namespace.
 
 use std::{
-    collections::{HashMap, HashSet},
     fs::{self, File},
     io,
     os::fd::AsRawFd,
@@ -57,11 +56,10 @@ pub struct Mapping {
     pub file_offset: u64,
     /// The mapped file; `None` for anonymous and pseudo mappings (`[vdso]`, JIT code).
     pub object: Option<Arc<ObjectFile>>,
-    /// The path column of the maps line (file path or pseudo-name), shared
-    /// by every mapping of that name ([`FileCache`] interns them): a
-    /// fork-heavy system has thousands of processes mapping the same few
+    /// The path column of the maps line (file path or pseudo-name). Shared:
+    /// a fork-heavy system has thousands of processes mapping the same few
     /// files, and a string each was a tenth of `record -a`'s CPU to make and
-    /// free.
+    /// free (the kernel's records come with their paths interned).
     pub name: Arc<str>,
 }
 
@@ -142,9 +140,9 @@ impl ProcessMaps {
 /// hundred processes is opened and parsed once.
 #[derive(Debug, Default)]
 pub struct FileCache {
-    files: HashMap<(u32, u32, u64), Arc<ObjectFile>>,
-    /// The mappings' names, one string each ([`Mapping::name`]).
-    names: HashSet<Arc<str>>,
+    // foldhash: looked up for each mapping the kernel announces, thousands
+    // a second on a fork-heavy system; the keys are the kernel's.
+    files: foldhash::HashMap<(u32, u32, u64), Arc<ObjectFile>>,
     /// The kernel's vDSO image; `Some(None)` once copying it failed.
     vdso: Option<Option<Arc<ObjectFile>>>,
 }
@@ -206,26 +204,9 @@ impl FileCache {
         self.files.is_empty()
     }
 
-    /// Drops files no captured process refers to any more (the vDSO copy
-    /// stays), and names no mapping holds.
+    /// Drops files no captured process refers to any more (the vDSO copy stays).
     pub fn prune(&mut self) {
         self.files.retain(|_, file| Arc::strong_count(file) > 1);
-        self.names.retain(|name| Arc::strong_count(name) > 1);
-    }
-
-    /// The name of `entry`'s mapping, as the one shared string of that name.
-    fn name_of(&mut self, entry: &maps::MapEntry) -> Arc<str> {
-        let name = entry.file_path();
-        if let Some(held) = self.names.get(name) {
-            return Arc::clone(held);
-        }
-        let held = if name.len() == entry.path.len() {
-            Arc::clone(&entry.path)
-        } else {
-            Arc::from(name)
-        };
-        self.names.insert(Arc::clone(&held));
-        held
     }
 
     fn vdso(&mut self) -> Option<Arc<ObjectFile>> {
@@ -293,7 +274,10 @@ pub fn mapping(pid: u32, entry: &maps::MapEntry, cache: &mut FileCache) -> Mappi
         } else {
             None
         },
-        name: cache.name_of(entry),
+        name: match entry.file_path() {
+            name if name.len() == entry.path.len() => Arc::clone(&entry.path),
+            name => Arc::from(name),
+        },
     }
 }
 

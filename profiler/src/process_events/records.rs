@@ -18,7 +18,9 @@ use perf_event_open_sys::bindings::{
     PERF_RECORD_MISC_MMAP_BUILD_ID, PERF_RECORD_MMAP2,
 };
 
-use super::{Change, MappedRange, Timed};
+use symbolizer::maps::MapEntry;
+
+use super::{Change, Timed};
 
 /// What one record says.
 #[derive(Debug, PartialEq, Eq)]
@@ -57,6 +59,9 @@ impl Paths {
         held
     }
 }
+
+/// `PROT_READ` in an `MMAP2` record's `prot`.
+const PROT_READ: u32 = libc::PROT_READ as u32;
 
 /// The `sample_id` every record ends with: `{ u32 pid, tid; u64 time; }`.
 const SAMPLE_ID_LEN: usize = 16;
@@ -97,7 +102,7 @@ pub(super) fn parse(ty: u32, misc: u16, body: &[u8], paths: &mut Paths) -> Optio
 /// ino_generation; u32 prot, flags; char filename[]; }`, where a record
 /// flagged `MMAP_BUILD_ID` has a build ID in place of the device and inode
 /// (not asked for; read as no file identity).
-fn mmap2(misc: u16, fields: &[u8], paths: &mut Paths) -> Option<(u32, MappedRange)> {
+fn mmap2(misc: u16, fields: &[u8], paths: &mut Paths) -> Option<(u32, MapEntry)> {
     const FILENAME_AT: usize = 64;
     let pid = u32_at(fields, 0)?;
     let start = u64_at(fields, 8)?;
@@ -111,15 +116,19 @@ fn mmap2(misc: u16, fields: &[u8], paths: &mut Paths) -> Option<(u32, MappedRang
             u64_at(fields, 40)?,
         )
     };
+    // Only executable mappings are announced (no `mmap_data`).
+    let prot = u32_at(fields, 56)?;
     // NUL-terminated, padded to 8 bytes.
     let name = fields.get(FILENAME_AT..)?;
     let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
     let path = paths.get(name);
     Some((
         pid,
-        MappedRange {
+        MapEntry {
             start,
             end,
+            readable: prot & PROT_READ != 0,
+            executable: true,
             file_offset,
             dev,
             inode,
@@ -182,9 +191,11 @@ mod tests {
         );
         let expected = Change::Map {
             pid: 42,
-            mapping: MappedRange {
+            mapping: MapEntry {
                 start: 0x7f00_0000_1000,
                 end: 0x7f00_0000_3000,
+                readable: true,
+                executable: true,
                 file_offset: 0x3000,
                 dev: (0xfe, 1),
                 inode: 123_456,
