@@ -164,7 +164,7 @@ impl ProcessEvents {
     /// Reads every buffer and returns, in time order, the changes that are
     /// due: older than [`SETTLE_NS`], or all of them when `everything` (after
     /// [`Self::disable`]).
-    pub fn read(&mut self, everything: bool) -> Vec<Timed> {
+    pub fn read(&mut self, everything: bool) -> std::vec::Drain<'_, Timed> {
         let horizon = monotonic_ns().saturating_sub(SETTLE_NS);
         for sampler in &mut self.samplers {
             while let Some(record) = sampler.next_record() {
@@ -198,7 +198,7 @@ impl ProcessEvents {
         } else {
             self.pending.partition_point(|t| t.at_ns <= horizon)
         };
-        self.pending.drain(..due).collect()
+        self.pending.drain(..due)
     }
 }
 
@@ -237,7 +237,7 @@ mod tests {
         let sh = child.id();
         child.wait().unwrap();
         events.disable();
-        let changes = events.read(true);
+        let changes: Vec<Timed> = events.read(true).collect();
         assert_eq!(events.lost(), 0);
         let forked: Vec<u32> = changes
             .iter()
@@ -364,14 +364,12 @@ mod tests {
         assert!(
             events
                 .read(false)
-                .iter()
                 .all(|t| t.change != Change::Exec { pid: 1 })
         );
         events.disable();
         assert!(
             events
                 .read(true)
-                .iter()
                 .any(|t| t.change == Change::Exec { pid: 1 })
         );
     }

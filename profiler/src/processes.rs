@@ -40,6 +40,8 @@ struct Held {
     captured_at: Option<u64>,
     /// The kernel's records keep its mappings complete.
     followed: bool,
+    /// Its mappings before its last exec, if records followed it through one.
+    before_exec: Option<Arc<Vec<symbolizer::Mapping>>>,
 }
 
 #[derive(Default)]
@@ -53,8 +55,6 @@ pub struct ProcessTable {
     follow_every_exec: bool,
     /// Records are being applied (and none was lost).
     following: bool,
-    /// Each followed process's mappings before its last exec.
-    before_exec: HashMap<u32, Arc<Vec<symbolizer::Mapping>>>,
     /// Processes the kernel announced (first sampled) while records are
     /// followed, and when: read from `/proc` only if the records up to
     /// then did not make them followed.
@@ -80,10 +80,15 @@ impl ProcessTable {
         let Ok(maps) = symbolizer::capture(pid, &mut self.files) else {
             return false;
         };
+        let before_exec = self
+            .processes
+            .get_mut(&pid)
+            .and_then(|held| held.before_exec.take());
         let held = Held {
             maps,
             captured_at: self.following.then_some(at),
             followed: self.following,
+            before_exec,
         };
         self.processes.insert(pid, held);
         true
@@ -153,9 +158,8 @@ impl ProcessTable {
     /// returns how many records were dropped since then.
     pub fn follow(&mut self, events: &mut ProcessEvents, everything: bool) -> u64 {
         let before = events.lost();
-        let changes = events.read(everything);
+        self.apply(events.read(everything));
         let lost = events.lost() - before;
-        self.apply(changes);
         if lost > 0 {
             self.reread_followed();
         }
@@ -192,6 +196,7 @@ impl ProcessTable {
                         maps,
                         captured_at: None,
                         followed: true,
+                        before_exec: None,
                     };
                     self.processes.insert(pid, child);
                     self.unsettled.remove(&pid);
@@ -200,8 +205,7 @@ impl ProcessTable {
                     match self.processes.get_mut(&pid) {
                         Some(held) if newer(held, at_ns) => continue,
                         Some(held) => {
-                            let old = std::mem::take(&mut held.maps.mappings);
-                            self.before_exec.insert(pid, old);
+                            held.before_exec = Some(std::mem::take(&mut held.maps.mappings));
                             held.captured_at = None;
                             held.followed = true;
                         }
@@ -213,6 +217,7 @@ impl ProcessTable {
                                 },
                                 captured_at: None,
                                 followed: true,
+                                before_exec: None,
                             };
                             self.processes.insert(pid, fresh);
                         }
@@ -264,8 +269,8 @@ impl ProcessTable {
     /// image they were taken in, where the new one leaves it room. Call
     /// before symbolizing.
     pub fn fill_before_exec(&mut self) {
-        for (pid, older) in std::mem::take(&mut self.before_exec) {
-            if let Some(held) = self.processes.get_mut(&pid) {
+        for held in self.processes.values_mut() {
+            if let Some(older) = held.before_exec.take() {
                 held.maps.fill_gaps(&older);
             }
         }
@@ -280,13 +285,12 @@ impl ProcessTable {
     pub fn refresh<I: IntoIterator<Item = u32>>(&mut self, pids: I) {
         for pid in pids {
             self.capture(pid);
-            if let Some(older) = self.before_exec.remove(&pid)
-                && let Some(held) = self.processes.get_mut(&pid)
+            if let Some(held) = self.processes.get_mut(&pid)
+                && let Some(older) = held.before_exec.take()
             {
                 held.maps.fill_gaps(&older);
             }
         }
-        self.before_exec.clear();
         self.files.prune();
     }
 
@@ -312,7 +316,6 @@ impl ProcessTable {
             .retain(|pid, _| keep.contains(pid) || process_exists(*pid));
         let held = &self.processes;
         self.unsettled.retain(|pid, _| held.contains_key(pid));
-        self.before_exec.retain(|pid, _| held.contains_key(pid));
         self.files.prune();
         before - self.processes.len()
     }

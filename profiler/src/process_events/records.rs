@@ -35,27 +35,46 @@ pub(super) enum Parsed {
 /// made for each record was 6% of `record -a`'s CPU.
 #[derive(Default)]
 pub(super) struct Paths {
-    held: foldhash::HashSet<Arc<str>>,
+    /// The path each file (device, inode) was last mapped by: hashing those
+    /// is cheaper than hashing the path.
+    files: foldhash::HashMap<((u32, u32), u64), Arc<str>>,
+    /// Pseudo-names (`[vdso]`, `//anon`), which have no inode.
+    other: foldhash::HashSet<Arc<str>>,
     /// How many were held after the last pruning.
     pruned_to: usize,
 }
 
 impl Paths {
-    fn get(&mut self, bytes: &[u8]) -> Arc<str> {
-        let path = String::from_utf8_lossy(bytes);
-        if let Some(held) = self.held.get(&*path) {
+    fn get(&mut self, dev: (u32, u32), inode: u64, bytes: &[u8]) -> Arc<str> {
+        if inode != 0 {
+            // The same file under another name (a hard link, another mount
+            // namespace's path) gets its own string, which stays its name.
+            if let Some(held) = self.files.get(&(dev, inode))
+                && held.as_bytes() == bytes
+            {
+                return Arc::clone(held);
+            }
+        } else if let Some(held) = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|path| self.other.get(path))
+        {
             return Arc::clone(held);
         }
-        // Paths no pending record or mapping holds any more go, once the set
-        // has doubled since it was last pruned: a program that maps a file
-        // of a new name each time (a JIT's dumps, `memfd:` names) cannot
-        // make it grow without bound.
-        if self.held.len() >= 2 * self.pruned_to.max(256) {
-            self.held.retain(|held| Arc::strong_count(held) > 1);
-            self.pruned_to = self.held.len();
+        // Paths no pending record or mapping holds any more go, once the
+        // sets have doubled since they were last pruned: a program that maps
+        // files of new names all the time (a JIT's dumps, `memfd:` names)
+        // cannot make them grow without bound.
+        if self.files.len() + self.other.len() >= 2 * self.pruned_to.max(256) {
+            self.files.retain(|_, held| Arc::strong_count(held) > 1);
+            self.other.retain(|held| Arc::strong_count(held) > 1);
+            self.pruned_to = self.files.len() + self.other.len();
         }
-        let held: Arc<str> = Arc::from(&*path);
-        self.held.insert(Arc::clone(&held));
+        let held: Arc<str> = Arc::from(&*String::from_utf8_lossy(bytes));
+        if inode != 0 {
+            self.files.insert((dev, inode), Arc::clone(&held));
+        } else {
+            self.other.insert(Arc::clone(&held));
+        }
         held
     }
 }
@@ -121,7 +140,7 @@ fn mmap2(misc: u16, fields: &[u8], paths: &mut Paths) -> Option<(u32, MapEntry)>
     // NUL-terminated, padded to 8 bytes.
     let name = fields.get(FILENAME_AT..)?;
     let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-    let path = paths.get(name);
+    let path = paths.get(dev, inode, name);
     Some((
         pid,
         MapEntry {
@@ -268,16 +287,21 @@ mod tests {
     #[test]
     fn paths_are_shared_and_pruned() {
         let mut paths = Paths::default();
-        let libc = paths.get(b"/usr/lib/libc.so.6");
-        assert!(Arc::ptr_eq(&libc, &paths.get(b"/usr/lib/libc.so.6")));
+        let libc_id = ((254, 1), 77);
+        let libc = paths.get(libc_id.0, libc_id.1, b"/usr/lib/libc.so.6");
+        let again = paths.get(libc_id.0, libc_id.1, b"/usr/lib/libc.so.6");
+        assert!(Arc::ptr_eq(&libc, &again));
+        // The same file by another path keeps that path.
+        let linked = paths.get(libc_id.0, libc_id.1, b"/lib/libc.so.6");
+        assert_eq!(&*linked, "/lib/libc.so.6");
+        let vdso = paths.get((0, 0), 0, b"[vdso]");
+        assert!(Arc::ptr_eq(&vdso, &paths.get((0, 0), 0, b"[vdso]")));
         for n in 0..1000 {
-            paths.get(format!("/tmp/jit-{n}.so").as_bytes());
+            paths.get((254, 1), 1000 + n, format!("/tmp/jit-{n}.so").as_bytes());
+            paths.get((0, 0), 0, format!("memfd:jit-{n}").as_bytes());
         }
-        assert!(
-            paths.held.len() < 600,
-            "{} paths held, nearly all unused",
-            paths.held.len()
-        );
-        assert!(paths.held.contains("/usr/lib/libc.so.6"));
+        let held = paths.files.len() + paths.other.len();
+        assert!(held < 600, "{held} paths held, nearly all unused");
+        assert!(paths.other.contains("[vdso]"));
     }
 }
