@@ -371,6 +371,8 @@ impl RecordArgs {
             outputs,
             live_status: !self.no_status,
             stack_map_entries: self.stack_map_size,
+            // `profiler record` exits once the recording is written.
+            exit_after: true,
             ..RecordConfig::default()
         };
         config.output_options.svg.title = self.title;

@@ -12,12 +12,17 @@
 //! The buffers are per CPU (the kernel refuses to merge CPU-bound events into
 //! one buffer), so records are put back in time order (CLOCK_MONOTONIC) before
 //! they are applied: a child's exec, read from one CPU's buffer, must not be
-//! applied before its fork, read from another's. A record is applied once it
-//! is older than [`SETTLE_NS`] at the start of a read, so that no record still
-//! being written on another CPU can be older than it.
+//! applied before its fork, read from another's. Each buffer's records are
+//! kept in time order as read (they nearly always come so), and the buffers'
+//! queues merged: sorting them all at each read was a third of reading them
+//! on a fork-heavy system. A record is applied once it is older than
+//! [`SETTLE_NS`] at the start of a read, so that no record still being
+//! written on another CPU can be older than it.
 
 mod records;
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -71,7 +76,8 @@ pub fn monotonic_ns() -> u64 {
 /// The tracking events, one per CPU, and the records read but not yet due.
 pub struct ProcessEvents {
     samplers: Vec<Sampler>,
-    pending: Vec<Timed>,
+    /// Per buffer, the records read but not yet due, in time order.
+    pending: Vec<VecDeque<Timed>>,
     paths: records::Paths,
     /// Records dropped, by the LOST records read.
     lost_records: u64,
@@ -164,14 +170,15 @@ impl ProcessEvents {
     /// Reads every buffer and returns, in time order, the changes that are
     /// due: older than [`SETTLE_NS`], or all of them when `everything` (after
     /// [`Self::disable`]).
-    pub fn read(&mut self, everything: bool) -> std::vec::Drain<'_, Timed> {
+    pub fn read(&mut self, everything: bool) -> Due<'_> {
         let horizon = monotonic_ns().saturating_sub(SETTLE_NS);
-        for sampler in &mut self.samplers {
+        self.pending.resize_with(self.samplers.len(), VecDeque::new);
+        for (sampler, queue) in self.samplers.iter_mut().zip(&mut self.pending) {
             while let Some(record) = sampler.next_record() {
                 self.records_read += 1;
                 let body = record.to_contiguous();
                 match records::parse(record.ty(), record.misc(), &body, &mut self.paths) {
-                    Some(Parsed::Change(timed)) => self.pending.push(timed),
+                    Some(Parsed::Change(timed)) => in_order(queue, timed),
                     Some(Parsed::Lost(n)) => self.lost_records += n,
                     // Other kinds (exit, throttle) say nothing about mappings.
                     None => {}
@@ -191,20 +198,112 @@ impl ProcessEvents {
             0
         };
         self.lost = self.lost.max(counted).max(self.lost_records);
-        self.pending.sort_by_key(|t| t.at_ns);
         self.horizon_ns = if everything { u64::MAX } else { horizon };
-        let due = if everything {
-            self.pending.len()
-        } else {
-            self.pending.partition_point(|t| t.at_ns <= horizon)
+        Due::new(&mut self.pending, self.horizon_ns)
+    }
+}
+
+/// Adds `timed` to a buffer's queue, after every record not newer. A record
+/// older than the last one read from the same buffer is rare (one written
+/// from an interrupt between another's timestamp and its write).
+fn in_order(queue: &mut VecDeque<Timed>, timed: Timed) {
+    if queue.back().is_none_or(|last| last.at_ns <= timed.at_ns) {
+        queue.push_back(timed);
+    } else {
+        let at = queue.partition_point(|t| t.at_ns <= timed.at_ns);
+        queue.insert(at, timed);
+    }
+}
+
+/// The records due, oldest first, taken from the front of the buffers'
+/// queues (the lowest buffer first on equal times); the newer ones stay for
+/// the next read.
+pub struct Due<'a> {
+    queues: &'a mut [VecDeque<Timed>],
+    until_ns: u64,
+    /// The due fronts, as (time, queue): one entry per CPU at most.
+    fronts: BinaryHeap<Reverse<(u64, usize)>>,
+}
+
+impl<'a> Due<'a> {
+    fn new(queues: &'a mut [VecDeque<Timed>], until_ns: u64) -> Self {
+        let mut due = Due {
+            queues,
+            until_ns,
+            fronts: BinaryHeap::new(),
         };
-        self.pending.drain(..due)
+        for index in 0..due.queues.len() {
+            due.push_front_of(index);
+        }
+        due
+    }
+
+    fn push_front_of(&mut self, index: usize) {
+        if let Some(front) = self.queues[index].front()
+            && front.at_ns <= self.until_ns
+        {
+            self.fronts.push(Reverse((front.at_ns, index)));
+        }
+    }
+}
+
+/// As a drain: the due records not taken are dropped with it.
+impl Drop for Due<'_> {
+    fn drop(&mut self) {
+        self.for_each(drop);
+    }
+}
+
+impl Iterator for Due<'_> {
+    type Item = Timed;
+
+    fn next(&mut self) -> Option<Timed> {
+        let Reverse((_, index)) = self.fronts.pop()?;
+        let timed = self.queues[index].pop_front();
+        self.push_front_of(index);
+        timed
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn exec_at(pid: u32, at_ns: u64) -> Timed {
+        Timed {
+            at_ns,
+            change: Change::Exec { pid },
+        }
+    }
+
+    /// Two buffers' records come out merged in time order (the first
+    /// buffer's first on equal times), a late one read out of order put in
+    /// its place, and those after the horizon kept for the next read.
+    #[test]
+    fn buffers_are_merged_in_time_order() {
+        let mut queues = vec![VecDeque::new(), VecDeque::new()];
+        for (queue, pid, at) in [(0, 1, 10), (0, 2, 30), (0, 3, 20), (0, 4, 50), (1, 5, 5)] {
+            in_order(&mut queues[queue], exec_at(pid, at));
+        }
+        for (pid, at) in [(6, 20), (7, 40), (8, 45)] {
+            in_order(&mut queues[1], exec_at(pid, at));
+        }
+        let pids = |due: Due| -> Vec<u32> {
+            due.map(|t| match t.change {
+                Change::Exec { pid } => pid,
+                _ => unreachable!(),
+            })
+            .collect()
+        };
+        assert_eq!(pids(Due::new(&mut queues, 40)), [5, 1, 3, 6, 2, 7]);
+        assert_eq!(pids(Due::new(&mut queues, u64::MAX)), [8, 4]);
+        // Due but not taken: gone all the same, as from a drain.
+        in_order(&mut queues[0], exec_at(9, 60));
+        in_order(&mut queues[1], exec_at(10, 70));
+        drop(Due::new(&mut queues, 65));
+        assert_eq!(pids(Due::new(&mut queues, u64::MAX)), [10]);
+        assert!(queues.iter().all(VecDeque::is_empty));
+    }
 
     fn root_or_skip() -> bool {
         // SAFETY: geteuid has no preconditions.
@@ -357,7 +456,8 @@ mod tests {
             return;
         }
         let mut events = ProcessEvents::open(&[0]).expect("open tracking event");
-        events.pending.push(Timed {
+        events.pending.resize_with(1, VecDeque::new);
+        events.pending[0].push_back(Timed {
             at_ns: monotonic_ns() + 1_000_000_000,
             change: Change::Exec { pid: 1 },
         });
