@@ -29,6 +29,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             let config = args.into_config()?;
             let report = runtime.block_on(profiler::record::record(config))?;
             eprint!("{}", end_summary::render(&report));
+            // The process exits now (as `exit_after` told `record`): the
+            // profile's thousands of small allocations are left to it.
+            std::mem::forget(report);
             Ok(())
         }
         cli::Command::Agent(args) => {

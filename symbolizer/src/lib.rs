@@ -115,6 +115,18 @@ pub struct Symbolizer {
     debug_copies: HashMap<FileKey, Option<PathBuf>>,
     /// Answers kept across recordings by build ID; `None`: not used.
     frame_cache: Option<frame_cache::FrameCache>,
+    /// What looking up a file's misses needs to know of the file, found at
+    /// its first miss: every process mapping it has misses of its own, and
+    /// with `-a` on a fork-heavy system hundreds of processes map libc.
+    facts: HashMap<FileKey, FileFacts>,
+}
+
+struct FileFacts {
+    /// Its name in the frame cache; `None`: it has none.
+    cache_name: Option<String>,
+    /// Its loadable segments, read at its first lookup through a debug
+    /// copy (`Some(None)`: it could not be read as ELF).
+    segments: Option<Option<Vec<segments::Segment>>>,
 }
 
 /// A file blazesym keeps mapped (and its parsed symbols and DWARF in memory).
@@ -161,6 +173,7 @@ impl Symbolizer {
             kernel_cache_dir: Some(PathBuf::from(kallsyms::CACHE_DIR)),
             debug_copies: HashMap::new(),
             frame_cache: None,
+            facts: HashMap::new(),
         }
     }
 
@@ -170,6 +183,8 @@ impl Symbolizer {
     /// Unusable directories (not ours, open to others, a link) are not used.
     pub fn with_frame_cache_dir(mut self, root: Option<&Path>) -> Self {
         self.frame_cache = root.and_then(frame_cache::FrameCache::open);
+        // The files' cache names were found with or without a cache.
+        self.facts.clear();
         self
     }
 
@@ -216,6 +231,7 @@ impl Symbolizer {
     pub fn evict(&mut self, live: &HashSet<FileKey>, max_entries: usize) -> u64 {
         let before = self.cache_len();
         self.user.retain(|(key, _), _| live.contains(key));
+        self.facts.retain(|key, _| live.contains(key));
         if self.cache_len() > max_entries {
             self.user.clear();
             self.kernel.clear();
@@ -435,13 +451,18 @@ impl Symbolizer {
             offsets.dedup();
             self.stats.cache_misses += offsets.len() as u64;
             self.stats.cache_hits += (queued - offsets.len()) as u64;
-            let cache_name = match (&self.frame_cache, &object.build_id) {
-                (Some(_), Some(build_id)) => object.size().and_then(|size| {
-                    let debug_size = debug_cache::system_debug_file_size(build_id);
-                    frame_cache::FrameCache::file_name(build_id, size, debug_size)
-                }),
-                _ => None,
-            };
+            let with_frame_cache = self.frame_cache.is_some();
+            let facts = self.facts.entry(key).or_insert_with(|| FileFacts {
+                cache_name: match (with_frame_cache, &object.build_id) {
+                    (true, Some(build_id)) => object.size().and_then(|size| {
+                        let debug_size = debug_cache::system_debug_file_size(build_id);
+                        frame_cache::FrameCache::file_name(build_id, size, debug_size)
+                    }),
+                    _ => None,
+                },
+                segments: None,
+            });
+            let cache_name = facts.cache_name.clone();
             let mut kept = Vec::new();
             if let (Some(cache), Some(name)) = (&mut self.frame_cache, &cache_name) {
                 offsets.retain(|&offset| match cache.get(name, offset) {
@@ -477,10 +498,12 @@ impl Symbolizer {
             // directly (see `debug_cache::copy`); its segments have no file
             // offsets, so the addresses go as virtual offsets.
             let direct = copy.and_then(|copy| {
-                Some((
-                    copy,
-                    segments::virtual_offsets(&object.fd_path(), &offsets)?,
-                ))
+                let facts = self.facts.get_mut(&key)?;
+                let segments = facts
+                    .segments
+                    .get_or_insert_with(|| segments::read(&object.fd_path()))
+                    .as_ref()?;
+                Some((copy, segments::translate(segments, &offsets)?))
             });
             let looked_up = match &direct {
                 Some((copy, virtual_offsets)) => self.blazesym.symbolize(

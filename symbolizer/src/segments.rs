@@ -13,10 +13,13 @@ const PT_LOAD: u32 = 1;
 /// ELF header in every object a linker writes.
 const HEAD_BYTES: usize = 16 * 1024;
 
-/// `(p_offset, p_vaddr, p_filesz)` of each `PT_LOAD` of an ELF64
-/// little-endian file whose first bytes are `head`; `None` if it is not one,
-/// or its program headers are not within `head`.
-fn load_segments(head: &[u8]) -> Option<Vec<(u64, u64, u64)>> {
+/// `(p_offset, p_vaddr, p_filesz)` of a `PT_LOAD`.
+pub type Segment = (u64, u64, u64);
+
+/// The loadable segments of an ELF64 little-endian file whose first bytes
+/// are `head`; `None` if it is not one, or its program headers are not
+/// within `head`.
+fn load_segments(head: &[u8]) -> Option<Vec<Segment>> {
     if head.get(..6)? != b"\x7fELF\x02\x01" {
         return None;
     }
@@ -45,7 +48,7 @@ fn load_segments(head: &[u8]) -> Option<Vec<(u64, u64, u64)>> {
 
 /// The virtual offset of each of `offsets` in `segments`; `None` if one is
 /// in no segment.
-fn translate(segments: &[(u64, u64, u64)], offsets: &[u64]) -> Option<Vec<u64>> {
+pub fn translate(segments: &[Segment], offsets: &[u64]) -> Option<Vec<u64>> {
     offsets
         .iter()
         .map(|&offset| {
@@ -57,16 +60,23 @@ fn translate(segments: &[(u64, u64, u64)], offsets: &[u64]) -> Option<Vec<u64>> 
         .collect()
 }
 
-/// The virtual offsets of `offsets` in the ELF file at `path`; `None` if
-/// it cannot be read as one or an offset is in no loadable segment.
-pub fn virtual_offsets(path: &Path, offsets: &[u64]) -> Option<Vec<u64>> {
+/// The loadable segments of the ELF file at `path`; `None` if it cannot be
+/// read as one.
+pub fn read(path: &Path) -> Option<Vec<Segment>> {
     let mut head = Vec::with_capacity(HEAD_BYTES);
     File::open(path)
         .ok()?
         .take(HEAD_BYTES as u64)
         .read_to_end(&mut head)
         .ok()?;
-    translate(&load_segments(&head)?, offsets)
+    load_segments(&head)
+}
+
+/// The virtual offsets of `offsets` in the ELF file at `path`; `None` if
+/// it cannot be read as one or an offset is in no loadable segment.
+#[cfg(test)]
+pub fn virtual_offsets(path: &Path, offsets: &[u64]) -> Option<Vec<u64>> {
+    translate(&read(path)?, offsets)
 }
 
 #[cfg(test)]
