@@ -16,6 +16,15 @@ use crate::{
 pub trait Resolve {
     /// Names for user addresses of process `pid`, one per address.
     fn user(&mut self, pid: u32, addrs: &[u64]) -> Vec<Symbol>;
+    /// Names for the user addresses of several processes, one list per
+    /// process: where looking up many processes' addresses together is
+    /// cheaper than one by one.
+    fn users(&mut self, requests: &[(u32, &[u64])]) -> Vec<Vec<Symbol>> {
+        requests
+            .iter()
+            .map(|&(pid, addrs)| self.user(pid, addrs))
+            .collect()
+    }
     /// Names for kernel addresses, one per address.
     fn kernel(&mut self, addrs: &[u64]) -> Vec<Symbol>;
     /// The mapping that `Symbol::mapping` indexes, for user symbols of `pid`.
@@ -163,16 +172,24 @@ pub fn aggregate(raw: &RawProfile, resolver: &mut dyn Resolve, meta: Meta) -> Pr
         let symbols = resolver.kernel(&addrs);
         builder.add_symbols(resolver, None, &kernel, symbols);
     }
-    let mut pids: Vec<u32> = user.keys().copied().collect();
-    pids.sort_unstable();
-    for pid in pids {
-        let lookups = sorted(user.remove(&pid).unwrap_or_default());
-        if lookups.is_empty() {
-            continue;
-        }
-        let addrs: Vec<u64> = lookups.iter().map(|&(lookup, _)| lookup).collect();
-        let symbols = resolver.user(pid, &addrs);
-        builder.add_symbols(resolver, Some(pid), &lookups, symbols);
+    let mut user: Vec<(u32, Vec<(u64, u64)>)> = user
+        .into_iter()
+        .map(|(pid, lookups)| (pid, sorted(lookups)))
+        .filter(|(_, lookups)| !lookups.is_empty())
+        .collect();
+    user.sort_unstable_by_key(|&(pid, _)| pid);
+    let addrs: Vec<Vec<u64>> = user
+        .iter()
+        .map(|(_, lookups)| lookups.iter().map(|&(lookup, _)| lookup).collect())
+        .collect();
+    let requests: Vec<(u32, &[u64])> = user
+        .iter()
+        .zip(&addrs)
+        .map(|((pid, _), addrs)| (*pid, addrs.as_slice()))
+        .collect();
+    let symbols = resolver.users(&requests);
+    for ((pid, lookups), symbols) in user.iter().zip(symbols) {
+        builder.add_symbols(resolver, Some(*pid), lookups, symbols);
     }
 
     let period = builder.profile.period_nanos();

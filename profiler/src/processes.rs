@@ -350,6 +350,33 @@ impl Resolve for Resolver<'_> {
         }
     }
 
+    fn users(&mut self, requests: &[(u32, &[u64])]) -> Vec<Vec<Symbol>> {
+        // A process not held (it exited before it was read) has no mappings.
+        let empty: HashMap<u32, ProcessMaps> = requests
+            .iter()
+            .filter(|&&(pid, _)| self.processes.get(pid).is_none())
+            .map(|&(pid, _)| {
+                let maps = ProcessMaps {
+                    pid,
+                    mappings: Arc::default(),
+                };
+                (pid, maps)
+            })
+            .collect();
+        let processes: Vec<(&ProcessMaps, &[u64])> = requests
+            .iter()
+            .map(|&(pid, addrs)| {
+                let maps = self
+                    .processes
+                    .get(pid)
+                    .or_else(|| empty.get(&pid))
+                    .expect("held, or one of the empty ones");
+                (maps, addrs)
+            })
+            .collect();
+        self.symbolizer.symbolize_users(&processes)
+    }
+
     fn kernel(&mut self, addrs: &[u64]) -> Vec<Symbol> {
         self.symbolizer.symbolize_kernel(addrs)
     }

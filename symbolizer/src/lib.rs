@@ -92,6 +92,10 @@ pub struct Stats {
 /// A file's identity: device major and minor, inode.
 type FileKey = (u32, u32, u64);
 
+/// Where an address is: its mapping's index in the process, the mapping,
+/// and the offset in the mapped file.
+type Located<'a> = (usize, &'a Mapping, u64);
+
 pub struct Symbolizer {
     blazesym: Blazesym,
     kernel: HashMap<u64, Symbol>,
@@ -420,18 +424,33 @@ impl Symbolizer {
 
     /// User addresses of one process, as looked up (callers adjust return addresses).
     pub fn symbolize_user(&mut self, process: &ProcessMaps, addrs: &[u64]) -> Vec<Symbol> {
+        self.symbolize_users(&[(process, addrs)])
+            .pop()
+            .expect("one list per process")
+    }
+
+    /// User addresses of several processes, a list of symbols for each. The
+    /// addresses not named yet are looked up once per file for all of them:
+    /// a system-wide recording has hundreds of processes mapping libc, and a
+    /// lookup of each one's few addresses apiece cost more than the lookups.
+    pub fn symbolize_users(&mut self, processes: &[(&ProcessMaps, &[u64])]) -> Vec<Vec<Symbol>> {
         // Each address's mapping (with its index) and file offset, found once.
-        let located: Vec<Option<(usize, &Mapping, u64)>> = addrs
+        let located: Vec<Vec<Option<Located>>> = processes
             .iter()
-            .map(|&addr| {
-                process
-                    .find(addr)
-                    .map(|(index, m)| (index, m, addr - m.start + m.file_offset))
+            .map(|(process, addrs)| {
+                addrs
+                    .iter()
+                    .map(|&addr| {
+                        process
+                            .find(addr)
+                            .map(|(index, m)| (index, m, addr - m.start + m.file_offset))
+                    })
+                    .collect()
             })
             .collect();
         // Batch the misses per file, as blazesym works best with one call per source.
         let mut misses: HashMap<FileKey, (&ObjectFile, Vec<u64>)> = HashMap::new();
-        for &(_, mapping, offset) in located.iter().flatten() {
+        for &(_, mapping, offset) in located.iter().flatten().flatten() {
             let Some(object) = &mapping.object else {
                 continue;
             };
@@ -531,31 +550,43 @@ impl Symbolizer {
                 self.remember(key, object, offset, frames);
             }
         }
-        addrs
+        processes
             .iter()
             .zip(located)
-            .map(|(&addr, found)| match found {
-                None => Symbol::unknown(format!("[unknown]+0x{addr:x}"), None),
-                Some((index, mapping, offset)) => match &mapping.object {
-                    Some(object) => {
-                        let (frames, symbolized) = self.user[&(object.key, offset)].clone();
-                        Symbol {
-                            frames,
-                            symbolized,
-                            mapping: Some(index),
-                        }
-                    }
-                    None => {
-                        let name = if mapping.name.is_empty() {
-                            "[anon]"
-                        } else {
-                            &mapping.name
-                        };
-                        Symbol::unknown(format!("{name}+0x{:x}", addr - mapping.start), Some(index))
-                    }
-                },
+            .map(|((_, addrs), located)| {
+                addrs
+                    .iter()
+                    .zip(located)
+                    .map(|(&addr, found)| self.named(addr, found))
+                    .collect()
             })
             .collect()
+    }
+
+    /// The symbol of `addr`, located (mapping index, mapping, file offset)
+    /// and looked up already.
+    fn named(&self, addr: u64, located: Option<Located>) -> Symbol {
+        match located {
+            None => Symbol::unknown(format!("[unknown]+0x{addr:x}"), None),
+            Some((index, mapping, offset)) => match &mapping.object {
+                Some(object) => {
+                    let (frames, symbolized) = self.user[&(object.key, offset)].clone();
+                    Symbol {
+                        frames,
+                        symbolized,
+                        mapping: Some(index),
+                    }
+                }
+                None => {
+                    let name = if mapping.name.is_empty() {
+                        "[anon]"
+                    } else {
+                        &mapping.name
+                    };
+                    Symbol::unknown(format!("{name}+0x{:x}", addr - mapping.start), Some(index))
+                }
+            },
+        }
     }
 }
 
@@ -674,6 +705,50 @@ mod tests {
         assert_eq!(symbolizer.stats().cache_misses, 1);
         assert_eq!(symbolizer.stats().cache_hits, 1);
         assert_eq!(symbols[0], symbols[1]);
+    }
+
+    /// Two processes mapping the same file: their addresses are looked up
+    /// together, once, and each gets the symbols of its own addresses.
+    #[test]
+    fn several_processes_share_one_lookup_per_file() {
+        let mut cache = FileCache::default();
+        let maps = capture(std::process::id(), &mut cache).unwrap();
+        let other = ProcessMaps {
+            pid: 1,
+            mappings: std::sync::Arc::clone(&maps.mappings),
+        };
+        let first = a_function_with_a_known_name as fn() -> u64 as usize as u64;
+        let second = another_function_with_a_known_name as fn() -> u64 as usize as u64;
+        let mut symbolizer = Symbolizer::new();
+        let symbols =
+            symbolizer.symbolize_users(&[(&maps, &[first, second]), (&other, &[second, 1])]);
+        let names: Vec<Vec<&str>> = symbols
+            .iter()
+            .map(|list| {
+                list.iter()
+                    .map(|s| s.frames.last().map_or("", |f| f.function.as_str()))
+                    .collect()
+            })
+            .collect();
+        assert!(
+            names[0][0].ends_with("a_function_with_a_known_name"),
+            "{names:?}"
+        );
+        assert!(
+            names[0][1].ends_with("another_function_with_a_known_name"),
+            "{names:?}"
+        );
+        assert_eq!(symbols[1][0], symbols[0][1]);
+        // Address 1 is mapped by nothing.
+        assert!(!symbols[1][1].symbolized && symbols[1][1].mapping.is_none());
+        assert_eq!(
+            (
+                symbolizer.stats().cache_misses,
+                symbolizer.stats().cache_hits
+            ),
+            (2, 1),
+            "the shared address looked up once"
+        );
     }
 
     #[inline(never)]
