@@ -239,6 +239,7 @@ impl Symbolizer {
         if self.cache_len() > max_entries {
             self.user.clear();
             self.kernel.clear();
+            self.facts.clear();
         }
         (before - self.cache_len()) as u64
     }
@@ -257,6 +258,9 @@ impl Symbolizer {
             .map(|(key, _)| *key)
             .collect();
         for key in &idle {
+            // Found again at the file's next miss: a debug file installed
+            // since (its frame-cache name) is then seen.
+            self.facts.remove(key);
             let held = self.held.remove(key).expect("listed above");
             for path in held.paths {
                 // Evicting what blazesym never cached is a no-op, not an error.
