@@ -44,6 +44,18 @@ struct Held {
     before_exec: Option<Arc<Vec<symbolizer::Mapping>>>,
 }
 
+impl Held {
+    /// A process the records made (a fork's child, or first seen exec'ing).
+    fn from_records(pid: u32, mappings: Arc<Vec<symbolizer::Mapping>>) -> Self {
+        Held {
+            maps: ProcessMaps { pid, mappings },
+            captured_at: None,
+            followed: true,
+            before_exec: None,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct ProcessTable {
     files: FileCache,
@@ -188,16 +200,7 @@ impl ProcessTable {
                         continue;
                     };
                     // The parent's list, shared until either changes it.
-                    let maps = ProcessMaps {
-                        pid,
-                        mappings: Arc::clone(&held.maps.mappings),
-                    };
-                    let child = Held {
-                        maps,
-                        captured_at: None,
-                        followed: true,
-                        before_exec: None,
-                    };
+                    let child = Held::from_records(pid, Arc::clone(&held.maps.mappings));
                     self.processes.insert(pid, child);
                     self.unsettled.remove(&pid);
                 }
@@ -210,16 +213,8 @@ impl ProcessTable {
                             held.followed = true;
                         }
                         None if self.follow_every_exec => {
-                            let fresh = Held {
-                                maps: ProcessMaps {
-                                    pid,
-                                    mappings: Arc::default(),
-                                },
-                                captured_at: None,
-                                followed: true,
-                                before_exec: None,
-                            };
-                            self.processes.insert(pid, fresh);
+                            self.processes
+                                .insert(pid, Held::from_records(pid, Arc::default()));
                         }
                         None => continue,
                     }
