@@ -333,16 +333,9 @@ pub struct Resolver<'a> {
 
 impl Resolve for Resolver<'_> {
     fn user(&mut self, pid: u32, addrs: &[u64]) -> Vec<Symbol> {
-        match self.processes.get(pid) {
-            Some(maps) => self.symbolizer.symbolize_user(maps, addrs),
-            None => {
-                let empty = ProcessMaps {
-                    pid,
-                    mappings: Arc::default(),
-                };
-                self.symbolizer.symbolize_user(&empty, addrs)
-            }
-        }
+        self.users(&[(pid, addrs)])
+            .pop()
+            .expect("one list per process")
     }
 
     fn users(&mut self, requests: &[(u32, &[u64])]) -> Vec<Vec<Symbol>> {
