@@ -88,23 +88,25 @@ impl ProcessMaps {
     /// before it exec'd) is named rather than left an address.
     pub fn fill_gaps(&mut self, older: &[Mapping]) {
         for old in older {
-            let at = self.mappings.partition_point(|m| m.start < old.start);
-            let clear_before = at == 0 || self.mappings[at - 1].end <= old.start;
-            let clear_after = self.mappings.get(at).is_none_or(|m| m.start >= old.end);
-            if clear_before && clear_after {
+            if let Some(at) = self.free_at(old) {
                 Arc::make_mut(&mut self.mappings).insert(at, old.clone());
             }
         }
+    }
+
+    /// Where `mapping` goes in the list if it overlaps none of it.
+    fn free_at(&self, mapping: &Mapping) -> Option<usize> {
+        let at = self.mappings.partition_point(|m| m.start < mapping.start);
+        let clear_before = at == 0 || self.mappings[at - 1].end <= mapping.start;
+        let clear_after = self.mappings.get(at).is_none_or(|m| m.start >= mapping.end);
+        (clear_before && clear_after).then_some(at)
     }
 
     /// Adds a mapping made after the snapshot. Whatever it overlaps was
     /// replaced in the process too: those parts are cut away, as the kernel
     /// did, keeping the pieces on either side.
     pub fn insert(&mut self, new: Mapping) {
-        let at = self.mappings.partition_point(|m| m.start < new.start);
-        let clear_before = at == 0 || self.mappings[at - 1].end <= new.start;
-        let clear_after = self.mappings.get(at).is_none_or(|m| m.start >= new.end);
-        if clear_before && clear_after {
+        if let Some(at) = self.free_at(&new) {
             // The usual case (a loader mapping a library into free space):
             // no list rebuilt.
             Arc::make_mut(&mut self.mappings).insert(at, new);
