@@ -128,8 +128,8 @@ impl ProcessEvents {
             samplers.push(counter.sampled(buffer_bytes)?);
         }
         Ok(Self {
+            pending: vec![VecDeque::new(); samplers.len()],
             samplers,
-            pending: Vec::new(),
             paths: records::Paths::default(),
             lost_records: 0,
             lost: 0,
@@ -172,7 +172,6 @@ impl ProcessEvents {
     /// [`Self::disable`]).
     pub fn read(&mut self, everything: bool) -> Due<'_> {
         let horizon = monotonic_ns().saturating_sub(SETTLE_NS);
-        self.pending.resize_with(self.samplers.len(), VecDeque::new);
         for (sampler, queue) in self.samplers.iter_mut().zip(&mut self.pending) {
             while let Some(record) = sampler.next_record() {
                 self.records_read += 1;
@@ -456,7 +455,6 @@ mod tests {
             return;
         }
         let mut events = ProcessEvents::open(&[0]).expect("open tracking event");
-        events.pending.resize_with(1, VecDeque::new);
         events.pending[0].push_back(Timed {
             at_ns: monotonic_ns() + 1_000_000_000,
             change: Change::Exec { pid: 1 },
