@@ -42,6 +42,8 @@ pub enum Change {
     /// as a line of `/proc/PID/maps` would say it (the path interned: one
     /// string for all the records of a file).
     Map { pid: u32, mapping: MapEntry },
+    /// `pid`'s main thread exited.
+    Exit { pid: u32 },
 }
 
 /// A change and when it happened (CLOCK_MONOTONIC, nanoseconds).
@@ -318,9 +320,9 @@ mod tests {
         aya::util::online_cpus().expect("the online CPUs")
     }
 
-    /// A child that forks and execs `true` is seen forking, exec'ing and
-    /// mapping `true` and libc, in that order, even though the records come
-    /// from different CPUs' buffers.
+    /// A child that forks and execs `true` is seen forking, exec'ing,
+    /// mapping `true` and libc, and exiting, in that order, even though the
+    /// records come from different CPUs' buffers.
     #[test]
     fn sees_a_fork_an_exec_and_its_mappings_in_order() {
         if !root_or_skip() {
@@ -352,10 +354,15 @@ mod tests {
             .filter(|c| match c {
                 Change::Fork { pid: p, .. }
                 | Change::Exec { pid: p }
-                | Change::Map { pid: p, .. } => *p == pid,
+                | Change::Map { pid: p, .. }
+                | Change::Exit { pid: p } => *p == pid,
             })
             .collect();
         assert!(matches!(of_child[0], Change::Fork { .. }), "{of_child:#?}");
+        assert!(
+            matches!(of_child.last(), Some(Change::Exit { .. })),
+            "the child's exit comes last: {of_child:#?}"
+        );
         let exec_at = of_child
             .iter()
             .position(|c| matches!(c, Change::Exec { .. }))
@@ -394,7 +401,7 @@ mod tests {
             std::process::Command::new("/bin/true").status().unwrap();
         }
         events.disable();
-        let lost = table.follow(&mut events, true);
+        let lost = table.follow(&mut events, true, || 0);
         assert!(
             lost > 0 && events.lost() == lost,
             "40 execs of /bin/true in a page of buffer per CPU: {lost} lost"

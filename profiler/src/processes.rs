@@ -42,6 +42,9 @@ struct Held {
     followed: bool,
     /// Its mappings before its last exec, if records followed it through one.
     before_exec: Option<Arc<Vec<symbolizer::Mapping>>>,
+    /// The kernel announced a sample of it, or it was read from `/proc`:
+    /// kept after it exits, for its samples to be named at the end.
+    sampled: bool,
 }
 
 impl Held {
@@ -52,6 +55,7 @@ impl Held {
             captured_at: None,
             followed: true,
             before_exec: None,
+            sampled: false,
         }
     }
 }
@@ -71,6 +75,12 @@ pub struct ProcessTable {
     /// followed, and when: read from `/proc` only if the records up to
     /// then did not make them followed.
     announced: HashMap<u32, u64>,
+    /// Every process sampled before this time (CLOCK_MONOTONIC ns) has
+    /// been announced, unless announcements were lost
+    /// ([`Self::announced_until`]).
+    announced_until: u64,
+    /// The tracer lost announcements: exited processes are all kept.
+    announcements_lost: bool,
 }
 
 impl ProcessTable {
@@ -101,6 +111,7 @@ impl ProcessTable {
             captured_at: self.following.then_some(at),
             followed: self.following,
             before_exec,
+            sampled: true,
         };
         self.processes.insert(pid, held);
         true
@@ -117,9 +128,25 @@ impl ProcessTable {
     pub fn announce(&mut self, pid: u32) {
         if !self.following {
             self.capture(pid);
-        } else if !self.is_followed(pid) {
-            self.announced.entry(pid).or_insert_with(monotonic_ns);
+            return;
         }
+        match self.processes.get_mut(&pid) {
+            Some(held) if held.followed => held.sampled = true,
+            _ => {
+                self.announced.entry(pid).or_insert_with(monotonic_ns);
+            }
+        }
+    }
+
+    /// The caller read the tracer's announcements after `at_ns`
+    /// (CLOCK_MONOTONIC): every process sampled before then was announced,
+    /// or its announcement was lost and counted ([`Self::follow`] asks).
+    /// A followed process whose exit record is older is dropped at its exit
+    /// if it was never announced: it has no sample to name. (On a
+    /// fork-heavy system most processes are never sampled; holding them all
+    /// until the end made the table and the memory grow with every fork.)
+    pub fn announced_until(&mut self, at_ns: u64) {
+        self.announced_until = at_ns;
     }
 
     /// Reads from `/proc` the announced processes that the records applied
@@ -133,7 +160,10 @@ impl ProcessTable {
             .collect();
         for pid in due {
             self.announced.remove(&pid);
-            self.capture(pid);
+            match self.processes.get_mut(&pid) {
+                Some(held) if held.followed => held.sampled = true,
+                _ => self.capture(pid),
+            }
         }
     }
 
@@ -168,9 +198,17 @@ impl ProcessTable {
     /// processes they did not make followed. When the kernel dropped records
     /// since the last call, every followed process is read from `/proc` again;
     /// returns how many records were dropped since then.
-    pub fn follow(&mut self, events: &mut ProcessEvents, everything: bool) -> u64 {
+    /// `announcements_lost` reads the tracer's count of processes sampled
+    /// but not announced, asked only when a process exits unannounced
+    /// (any at all, and exited processes are kept from then on).
+    pub fn follow(
+        &mut self,
+        events: &mut ProcessEvents,
+        everything: bool,
+        announcements_lost: impl FnOnce() -> u64,
+    ) -> u64 {
         let before = events.lost();
-        self.apply(events.read(everything));
+        self.apply_checked(events.read(everything), announcements_lost);
         let lost = events.lost() - before;
         if lost > 0 {
             self.reread_followed();
@@ -183,8 +221,17 @@ impl ProcessTable {
         lost
     }
 
-    /// Applies the kernel's records, in time order.
+    /// Applies the kernel's records, in time order (no announcement lost).
     pub fn apply(&mut self, changes: impl IntoIterator<Item = Timed>) {
+        self.apply_checked(changes, || 0);
+    }
+
+    fn apply_checked(
+        &mut self,
+        changes: impl IntoIterator<Item = Timed>,
+        announcements_lost: impl FnOnce() -> u64,
+    ) {
+        let mut announcements_lost = Some(announcements_lost);
         if !self.following {
             return;
         }
@@ -229,6 +276,20 @@ impl ProcessTable {
                     }
                     let mapping = symbolizer::process::mapping(pid, &mapping, &mut self.files);
                     held.maps.insert(mapping);
+                }
+                Change::Exit { pid } => {
+                    let unannounced = at_ns < self.announced_until
+                        && self.processes.get(&pid).is_some_and(|h| !h.sampled)
+                        && !self.announced.contains_key(&pid);
+                    if let Some(read) = announcements_lost.take_if(|_| unannounced)
+                        && read() > 0
+                    {
+                        self.announcements_lost = true;
+                    }
+                    if unannounced && !self.announcements_lost {
+                        self.processes.remove(&pid);
+                        self.unsettled.remove(&pid);
+                    }
                 }
             }
         }
@@ -459,14 +520,81 @@ mod tests {
             ["//anon-parent-exe", "//anon-parent-lib", "//anon-child-exe"]
         );
         // Followed processes are never read from /proc: an announcement of
-        // one is dropped (pid 10 does not exist, a read would fail and be
-        // counted as a capture of nothing; the snapshot must stay).
+        // one only marks it sampled (pid 10 does not exist, a read would
+        // fail and be counted as a capture of nothing; the snapshot must
+        // stay).
         table.announce(10);
         table.capture_announced(u64::MAX);
         assert_eq!(
             names(&table, 10),
             ["//anon-parent-exe", "//anon-parent-lib"]
         );
+    }
+
+    fn exit(pid: u32, at_ns: u64) -> Timed {
+        Timed {
+            at_ns,
+            change: Change::Exit { pid },
+        }
+    }
+
+    /// A followed process that exits never announced (never sampled) is
+    /// dropped at its exit record. Kept: one announced once followed, one
+    /// announced before its records were applied, and one that exits after
+    /// the time announcements are known complete up to.
+    #[test]
+    fn unannounced_processes_are_dropped_at_their_exit() {
+        let mut table = ProcessTable::default();
+        table.follow_records(true);
+        table.announced_until(100);
+        table.announce(32);
+        table.apply([
+            exec(30, 1),
+            map(30, 0x10000, "//anon-a", 2),
+            exec(31, 3),
+            map(31, 0x10000, "//anon-b", 4),
+            exec(32, 5),
+            map(32, 0x10000, "//anon-c", 6),
+            exec(33, 7),
+            map(33, 0x10000, "//anon-d", 8),
+            fork(34, 31, 9),
+        ]);
+        table.announce(31);
+        table.apply([
+            exit(30, 10),
+            exit(31, 11),
+            exit(32, 12),
+            exit(34, 13),
+            exit(33, 200),
+        ]);
+        assert!(table.get(30).is_none(), "never announced");
+        assert!(table.get(34).is_none(), "a fork's child never announced");
+        assert_eq!(names(&table, 31), ["//anon-b"]);
+        assert_eq!(names(&table, 32), ["//anon-c"]);
+        assert_eq!(names(&table, 33), ["//anon-d"]);
+        // 32 is followed: its announcement is taken without reading /proc
+        // (there is no pid 32 to read), and it stays after another exit.
+        table.capture_announced(u64::MAX);
+        table.announced_until(300);
+        table.apply([exit(32, 250)]);
+        assert_eq!(names(&table, 32), ["//anon-c"]);
+        assert_eq!(table.followed(), 3);
+        // The tracer lost an announcement: no exit drops a process any more.
+        let mut asked = 0;
+        table.apply_checked(
+            [
+                exec(35, 260),
+                map(35, 0x10000, "//anon-e", 261),
+                exit(35, 262),
+            ],
+            || {
+                asked += 1;
+                1
+            },
+        );
+        assert_eq!(asked, 1);
+        table.apply([exec(36, 270), exit(36, 271)]);
+        assert!(table.get(35).is_some() && table.get(36).is_some());
     }
 
     /// Without `every_exec` (per-PID and command recordings), only the

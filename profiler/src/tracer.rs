@@ -665,17 +665,29 @@ impl Tracer {
     }
 
     pub fn stats(&self) -> Result<KernelStats, TracerError> {
+        let mut values = [0u64; stat::COUNT as usize];
+        for (index, value) in values.iter_mut().enumerate() {
+            *value = self.stat(index as u32)?;
+        }
+        Ok(KernelStats::from_counters(&values))
+    }
+
+    /// Processes sampled but not announced so far: the ring buffer was
+    /// full, or `KNOWN` was. Two counters rather than [`Self::stats`]: read
+    /// at every read of the process records.
+    pub fn announcements_lost(&self) -> Result<u64, TracerError> {
+        Ok(self.stat(stat::EVENTS_LOST)? + self.stat(stat::KNOWN_FULL)?)
+    }
+
+    /// Counter `index` of `STATS`, summed over the CPUs.
+    fn stat(&self, index: u32) -> Result<u64, TracerError> {
         let stats: PerCpuArray<_, u64> =
             PerCpuArray::try_from(self.ebpf.map(map_names::STATS).unwrap())
                 .map_err(|e| ebpf_error("open the STATS map", e))?;
-        let mut values = [0u64; stat::COUNT as usize];
-        for (index, value) in values.iter_mut().enumerate() {
-            let per_cpu = stats
-                .get(&(index as u32), 0)
-                .map_err(|e| ebpf_error("read the STATS map", e))?;
-            *value = per_cpu.iter().sum();
-        }
-        Ok(KernelStats::from_counters(&values))
+        let per_cpu = stats
+            .get(&index, 0)
+            .map_err(|e| ebpf_error("read the STATS map", e))?;
+        Ok(per_cpu.iter().sum())
     }
 
     /// Every entry of the hash map `name`, read in batches of `chunk`

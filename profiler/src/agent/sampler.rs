@@ -256,6 +256,8 @@ impl Sampler {
     /// Announcements, then the kernel's process records (all of them when
     /// `everything`, at the stop).
     fn poll_events(&mut self, everything: bool) {
+        self.processes
+            .announced_until(crate::process_events::monotonic_ns());
         if let Some(ring) = self.ring.as_mut() {
             crate::record::watch::handle_events(ring, &mut self.processes);
         }
@@ -265,7 +267,10 @@ impl Sampler {
         if everything {
             events.disable();
         }
-        let lost = self.processes.follow(events, everything);
+        let tracer = &self.tracer;
+        let lost = self.processes.follow(events, everything, || {
+            tracer.announcements_lost().unwrap_or(u64::MAX)
+        });
         if lost > 0 {
             tracing::warn!(
                 lost,

@@ -14,8 +14,8 @@
 use std::sync::Arc;
 
 use perf_event_open_sys::bindings::{
-    PERF_RECORD_COMM, PERF_RECORD_FORK, PERF_RECORD_LOST, PERF_RECORD_MISC_COMM_EXEC,
-    PERF_RECORD_MISC_MMAP_BUILD_ID, PERF_RECORD_MMAP2,
+    PERF_RECORD_COMM, PERF_RECORD_EXIT, PERF_RECORD_FORK, PERF_RECORD_LOST,
+    PERF_RECORD_MISC_COMM_EXEC, PERF_RECORD_MISC_MMAP_BUILD_ID, PERF_RECORD_MMAP2,
 };
 
 use symbolizer::maps::MapEntry;
@@ -107,6 +107,15 @@ pub(super) fn parse(ty: u32, misc: u16, body: &[u8], paths: &mut Paths) -> Optio
                 return None;
             }
             Change::Fork { pid, parent }
+        }
+        // Same layout as a fork; a thread's exit says nothing about the
+        // process (its leader's does, whichever thread is last).
+        PERF_RECORD_EXIT => {
+            let (pid, tid) = (u32_at(fields, 0)?, u32_at(fields, 8)?);
+            if pid != tid {
+                return None;
+            }
+            Change::Exit { pid }
         }
         PERF_RECORD_MMAP2 => {
             let (pid, mapping) = mmap2(misc, fields, paths)?;
@@ -239,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_forks_execs_and_losses_and_skips_the_rest() {
+    fn reads_forks_execs_exits_and_losses_and_skips_the_rest() {
         let fork = |pid: u32, ppid: u32| {
             body(
                 &[
@@ -277,8 +286,27 @@ mod tests {
         assert_eq!(read(PERF_RECORD_COMM, 0, &comm), None);
         let lost = body(&[&1u64.to_ne_bytes(), &17u64.to_ne_bytes()], 4_000);
         assert_eq!(read(PERF_RECORD_LOST, 0, &lost), Some(Parsed::Lost(17)));
-        // PERF_RECORD_EXIT (4) has a fork's layout and says nothing here.
-        assert_eq!(read(4, 0, &fork(11, 10)), None);
+        // An exit has a fork's layout; only the main thread's says the
+        // process exited.
+        let exit = |pid: u32, tid: u32| {
+            body(
+                &[
+                    &pid.to_ne_bytes(),
+                    &1u32.to_ne_bytes(),
+                    &tid.to_ne_bytes(),
+                    &1u32.to_ne_bytes(),
+                    &5u64.to_ne_bytes(),
+                ],
+                5_000,
+            )
+        };
+        assert_eq!(
+            change(read(PERF_RECORD_EXIT, 0, &exit(11, 11))),
+            Some((5_000, Change::Exit { pid: 11 }))
+        );
+        assert_eq!(read(PERF_RECORD_EXIT, 0, &exit(11, 12)), None);
+        // Other kinds (a throttle, 5) say nothing here.
+        assert_eq!(read(5, 0, &fork(11, 10)), None);
         assert_eq!(read(PERF_RECORD_FORK, 0, &[0; 8]), None);
     }
 

@@ -450,10 +450,15 @@ impl Session {
         let Some(events) = self.process_events.as_mut() else {
             return;
         };
+        self.processes
+            .announced_until(crate::process_events::monotonic_ns());
         if let Some(ring) = self.polled_ring.as_mut() {
             handle_events(ring, &mut self.processes);
         }
-        self.processes.follow(events, everything);
+        let tracer = &self.tracer;
+        self.processes.follow(events, everything, || {
+            tracer.announcements_lost().unwrap_or(u64::MAX)
+        });
     }
 
     /// Drains the maps and symbolizes what they hold.
