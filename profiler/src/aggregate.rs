@@ -3,7 +3,7 @@
 //! kernel. Return addresses (every frame but the innermost) are looked up one
 //! byte earlier, so a call at the end of a function is not blamed on the next.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use symbolizer::Symbol;
 
@@ -160,8 +160,8 @@ pub fn aggregate(raw: &RawProfile, resolver: &mut dyn Resolve, meta: Meta) -> Pr
     let mut builder = Builder::default();
     builder.profile.meta = meta;
 
-    let mut user: HashMap<u32, HashMap<u64, u64>> = HashMap::new();
-    let mut kernel: HashMap<u64, u64> = HashMap::new();
+    let mut user: HashMap<u32, HashMap<u64, u64>> = HashMap::default();
+    let mut kernel: HashMap<u64, u64> = HashMap::default();
     for sample in &raw.samples {
         collect(&sample.user_stack, user.entry(sample.tgid).or_default());
         collect(&sample.kernel_stack, &mut kernel);
@@ -194,7 +194,7 @@ pub fn aggregate(raw: &RawProfile, resolver: &mut dyn Resolve, meta: Meta) -> Pr
 
     let period = builder.profile.period_nanos();
     type MergeKey = (u32, u32, String, ThreadState, Vec<usize>);
-    let mut merged: HashMap<MergeKey, (u64, u64)> = HashMap::new();
+    let mut merged: HashMap<MergeKey, (u64, u64)> = HashMap::default();
     for sample in &raw.samples {
         let mut locations = Vec::new();
         if let Some(marker) = sample.state.marker_frame() {

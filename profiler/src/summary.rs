@@ -74,7 +74,7 @@ pub fn top_functions(profile: &Profile, n: usize) -> (Vec<FunctionShare>, Vec<Fu
         let names = sample
             .locations
             .iter()
-            .flat_map(|&loc| ids.locations[loc].iter().rev());
+            .flat_map(|&loc| ids.location(loc).iter().rev());
         // Leaf first: the first name of the leaf location's innermost line.
         for (n, &id) in names.enumerate() {
             let id = id as usize;

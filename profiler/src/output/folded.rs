@@ -3,7 +3,7 @@
 //! and `inferno-collapse-*` write it and `flamegraph.pl` and
 //! `inferno-flamegraph` read it.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::io::{self, Write};
 
 use crate::profile::Profile;
@@ -18,18 +18,19 @@ pub fn folded_lines(profile: &Profile) -> Vec<String> {
     // many short-lived processes every sample has addresses of its own (each
     // process maps its code elsewhere), yet far fewer stacks of names.
     let ids = profile.location_frame_ids();
-    let mut by_ids: HashMap<(&str, Vec<u32>), u64> = HashMap::new();
+    let mut by_ids: HashMap<(&str, Vec<u32>), u64> = Default::default();
     for sample in profile.samples.iter().filter(|s| profile.value(s) > 0) {
         let names: Vec<u32> = sample
             .locations
             .iter()
             .rev()
-            .flat_map(|&loc| ids.locations[loc].iter().copied())
+            .flat_map(|&loc| ids.location(loc).iter().copied())
             .collect();
         *by_ids.entry((&sample.comm, names)).or_default() += profile.value(sample);
     }
     // Distinct commands can share a root name once sanitized: merge again.
-    let mut counts: HashMap<String, u64> = HashMap::with_capacity(by_ids.len());
+    let mut counts: HashMap<String, u64> =
+        HashMap::with_capacity_and_hasher(by_ids.len(), Default::default());
     for ((comm, names), value) in by_ids {
         let mut stack = Profile::root_frame_name(comm);
         for id in names {
