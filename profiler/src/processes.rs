@@ -278,7 +278,12 @@ impl ProcessTable {
                     held.maps.insert(mapping);
                 }
                 Change::Exit { pid } => {
+                    // (The old leader of a process whose other thread execs
+                    // exits too, just before the exec record: the process
+                    // is then taken up again by the exec, or read from
+                    // /proc when announced.)
                     let unannounced = at_ns < self.announced_until
+                        && !self.announcements_lost
                         && self.processes.get(&pid).is_some_and(|h| !h.sampled)
                         && !self.announced.contains_key(&pid);
                     if let Some(read) = announcements_lost.take_if(|_| unannounced)
