@@ -130,11 +130,20 @@ impl ProcessTable {
             self.capture(pid);
             return;
         }
+        if !self.mark_sampled(pid) {
+            self.announced.entry(pid).or_insert_with(monotonic_ns);
+        }
+    }
+
+    /// Marks `pid` sampled if it is followed (it is then not read from
+    /// `/proc`); false if it is not.
+    fn mark_sampled(&mut self, pid: u32) -> bool {
         match self.processes.get_mut(&pid) {
-            Some(held) if held.followed => held.sampled = true,
-            _ => {
-                self.announced.entry(pid).or_insert_with(monotonic_ns);
+            Some(held) if held.followed => {
+                held.sampled = true;
+                true
             }
+            _ => false,
         }
     }
 
@@ -160,9 +169,8 @@ impl ProcessTable {
             .collect();
         for pid in due {
             self.announced.remove(&pid);
-            match self.processes.get_mut(&pid) {
-                Some(held) if held.followed => held.sampled = true,
-                _ => self.capture(pid),
+            if !self.mark_sampled(pid) {
+                self.capture(pid);
             }
         }
     }
@@ -286,14 +294,14 @@ impl ProcessTable {
                         && !self.announcements_lost
                         && self.processes.get(&pid).is_some_and(|h| !h.sampled)
                         && !self.announced.contains_key(&pid);
-                    if let Some(read) = announcements_lost.take_if(|_| unannounced)
+                    if unannounced
+                        && let Some(read) = announcements_lost.take()
                         && read() > 0
                     {
                         self.announcements_lost = true;
                     }
                     if unannounced && !self.announcements_lost {
                         self.processes.remove(&pid);
-                        self.unsettled.remove(&pid);
                     }
                 }
             }
