@@ -673,8 +673,9 @@ impl Tracer {
     }
 
     /// Processes sampled but not announced so far: the ring buffer was
-    /// full, or `KNOWN` was. Two counters rather than [`Self::stats`]: read
-    /// at every read of the process records.
+    /// full, or `KNOWN` was. Two counters rather than [`Self::stats`]: asked
+    /// by the process table at a read of the process records in which a
+    /// process exited unannounced (most reads, on a fork-heavy system).
     pub fn announcements_lost(&self) -> Result<u64, TracerError> {
         Ok(self.stat(stat::EVENTS_LOST)? + self.stat(stat::KNOWN_FULL)?)
     }
