@@ -21,6 +21,7 @@ pub mod map_names {
     pub const COUNTS: &str = "COUNTS";
     pub const STATS: &str = "STATS";
     pub const EVENTS: &str = "EVENTS";
+    pub const ANNOUNCE_LOST: &str = "ANNOUNCE_LOST";
     pub const OFF_CPU_START: &str = "OFF_CPU_START";
     pub const OFF_CPU_COUNTS: &str = "OFF_CPU_COUNTS";
     /// The second map set, used by windowed draining (`Config::active_set` 1).

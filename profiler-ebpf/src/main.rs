@@ -11,7 +11,7 @@
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
+    bindings::{BPF_F_MMAPABLE, BPF_F_USER_STACK, BPF_NOEXIST},
     cty::c_void,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_stack,
@@ -88,6 +88,14 @@ static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
+/// Nonzero once a process was sampled but not announced (`EVENTS_LOST` or
+/// `KNOWN_FULL` counted). Memory-mapped by user space, which looks at it
+/// whenever a process exits unannounced (most reads of the process records
+/// on a fork-heavy system): reading `STATS` there took two bpf calls each
+/// time. A plain store: the flag only ever goes from 0 to 1.
+#[map]
+static ANNOUNCE_LOST: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
 /// Tracked threads that are off CPU now, by tid. User space may resize it,
 /// and seeds it with the threads already off CPU when recording starts.
 #[map]
@@ -156,6 +164,7 @@ fn send_event(kind: u32, tgid: u32) {
         .is_err()
     {
         bump(stat::EVENTS_LOST);
+        announcement_lost();
     }
 }
 
@@ -388,6 +397,14 @@ fn adopt_forked(tgid: u32) -> bool {
     true
 }
 
+#[inline(always)]
+fn announcement_lost() {
+    if let Some(flag) = ANNOUNCE_LOST.get_ptr_mut(0) {
+        // SAFETY: a valid pointer into the map's only value.
+        unsafe { *flag = 1 };
+    }
+}
+
 /// Tells user space about a process the first time it is seen (or first since its exec).
 #[inline(always)]
 fn announce(tgid: u32) {
@@ -395,7 +412,10 @@ fn announce(tgid: u32) {
         match KNOWN.insert(tgid, 1, BPF_NOEXIST as u64) {
             Ok(()) => send_event(EVENT_NEW_PROCESS, tgid),
             Err(err) if err == -EEXIST => {}
-            Err(_) => bump(stat::KNOWN_FULL),
+            Err(_) => {
+                bump(stat::KNOWN_FULL);
+                announcement_lost();
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 //! into a [`RawProfile`]. Nothing here symbolizes; everything after the drain
 //! works on plain data and is tested without root.
 
+mod announce_flag;
 mod batch;
 mod kernel_features;
 mod windowed;
@@ -259,6 +260,8 @@ pub struct Tracer {
     end_ns: Option<u64>,
     /// Windowed draining: the active map set and what was read of each set.
     windows: windowed::Windows,
+    /// `ANNOUNCE_LOST`, memory-mapped (`None`: read `STATS` instead).
+    announce_flag: Option<announce_flag::AnnounceFlag>,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_ns`.
@@ -423,7 +426,12 @@ impl Tracer {
             detaching: None,
             end_ns: None,
             windows: windowed::Windows::default(),
+            announce_flag: None,
         };
+        tracer.announce_flag = tracer
+            .ebpf
+            .map(map_names::ANNOUNCE_LOST)
+            .and_then(announce_flag::AnnounceFlag::of);
         if let Targets::Pids(pids) = tracer.options.targets.clone() {
             for pid in pids {
                 tracer.add_target(pid)?;
@@ -672,11 +680,15 @@ impl Tracer {
         Ok(KernelStats::from_counters(&values))
     }
 
-    /// Processes sampled but not announced so far: the ring buffer was
-    /// full, or `KNOWN` was. Two counters rather than [`Self::stats`]: asked
-    /// by the process table at a read of the process records in which a
-    /// process exited unannounced (most reads, on a fork-heavy system).
+    /// Nonzero once a process was sampled but not announced: the ring
+    /// buffer was full, or `KNOWN` was. Asked by the process table at a read
+    /// of the process records in which a process exited unannounced (most
+    /// reads, on a fork-heavy system), so read from the memory-mapped flag;
+    /// where it could not be mapped, the two counters (two bpf calls).
     pub fn announcements_lost(&self) -> Result<u64, TracerError> {
+        if let Some(flag) = &self.announce_flag {
+            return Ok(flag.is_set() as u64);
+        }
         Ok(self.stat(stat::EVENTS_LOST)? + self.stat(stat::KNOWN_FULL)?)
     }
 
