@@ -14,6 +14,8 @@ pub mod raw;
 pub mod record;
 pub mod report;
 pub mod summary;
+#[cfg(test)]
+mod test_support;
 pub mod threads;
 mod ticker;
 pub mod tracer;

@@ -307,12 +307,7 @@ mod tests {
     }
 
     fn root_or_skip() -> bool {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIPPED: system-wide perf events need root");
-            return false;
-        }
-        true
+        crate::test_support::root_or_skip("opening system-wide perf events")
     }
 
     /// The CPUs to follow, as `record` and the agent find them.

@@ -48,9 +48,7 @@ mod tests {
     /// What the kernel stores in the map is what the mapping reads.
     #[test]
     fn reads_the_value_the_kernel_holds() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIPPED: creating a bpf map needs root");
+        if !crate::test_support::root_or_skip("creating a BPF map") {
             return;
         }
         const BPF_F_MMAPABLE: u32 = 1 << 10;

@@ -179,9 +179,7 @@ mod tests {
     /// it; a chunk of one shows that full buckets are retried larger.
     #[test]
     fn reads_every_entry_of_a_hash_map_once_and_deletes_keys_in_batches() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: creating a BPF map needs root");
+        if !crate::test_support::root_or_skip("creating a BPF map") {
             return;
         }
         #[repr(C)]
