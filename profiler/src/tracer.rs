@@ -404,6 +404,9 @@ impl Tracer {
             })?;
         }
 
+        let announce_flag = ebpf
+            .map(map_names::ANNOUNCE_LOST)
+            .and_then(announce_flag::AnnounceFlag::of);
         let windowed = options.windowed;
         let mut tracer = Tracer {
             ebpf,
@@ -426,12 +429,8 @@ impl Tracer {
             detaching: None,
             end_ns: None,
             windows: windowed::Windows::default(),
-            announce_flag: None,
+            announce_flag,
         };
-        tracer.announce_flag = tracer
-            .ebpf
-            .map(map_names::ANNOUNCE_LOST)
-            .and_then(announce_flag::AnnounceFlag::of);
         if let Targets::Pids(pids) = tracer.options.targets.clone() {
             for pid in pids {
                 tracer.add_target(pid)?;

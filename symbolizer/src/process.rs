@@ -99,7 +99,7 @@ impl ProcessMaps {
             return;
         }
         let mut free = free.into_iter().peekable();
-        let own = std::mem::take(Arc::make_mut(&mut self.mappings));
+        let own = Arc::unwrap_or_clone(std::mem::take(&mut self.mappings));
         let mut merged = Vec::with_capacity(own.len() + free.len());
         for mapping in own {
             while let Some(old) = free.next_if(|old| old.start < mapping.start) {
