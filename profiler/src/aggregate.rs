@@ -3,6 +3,8 @@
 //! kernel. Return addresses (every frame but the innermost) are looked up one
 //! byte earlier, so a call at the end of a function is not blamed on the next.
 
+use std::collections::hash_map::Entry;
+
 use foldhash::HashMap;
 
 use symbolizer::Symbol;
@@ -66,12 +68,35 @@ fn lost_errno_name(side: &str, errno: i32) -> String {
     }
 }
 
+/// What makes mappings of different processes one: the same segment of the
+/// same file, told by its build ID. A file without one is never shared (a
+/// path alone may name different versions of a file), so its key holds the
+/// process.
+#[derive(PartialEq, Eq, Hash)]
+struct SegmentKey {
+    path: String,
+    build_id: Option<String>,
+    file_offset: u64,
+    len: u64,
+    pid: Option<u32>,
+}
+
 #[derive(Default)]
 struct Builder {
     profile: Profile,
     locations: HashMap<(Space, u64), usize>,
     special: HashMap<String, usize>,
-    mappings: HashMap<(u32, usize), usize>,
+    /// A process's mapping (pid, index in its maps): the profile's mapping
+    /// and where the process mapped it.
+    mappings: HashMap<(u32, usize), Option<(usize, u64)>>,
+    segments: HashMap<SegmentKey, usize>,
+    /// User locations by the profile's mapping and the offset looked up in
+    /// it: one location for the code of a shared file, whichever processes
+    /// ran it. With many short-lived processes of one program (a build, a
+    /// shell script) each maps it at an address of its own; per process and
+    /// address there were 14 000 locations and 6 500 mappings in a 3.5 s
+    /// recording at 999 Hz, for 3 900 and 4 so.
+    in_mappings: HashMap<(usize, u64), usize>,
 }
 
 impl Builder {
@@ -94,15 +119,44 @@ impl Builder {
         index
     }
 
-    fn mapping(&mut self, resolver: &dyn Resolve, pid: u32, index: usize) -> Option<usize> {
-        if let Some(&m) = self.mappings.get(&(pid, index)) {
-            return Some(m);
+    /// The profile's mapping for mapping `index` of process `pid`, and the
+    /// address where `pid` mapped it.
+    fn mapping(&mut self, resolver: &dyn Resolve, pid: u32, index: usize) -> Option<(usize, u64)> {
+        if let Some(&found) = self.mappings.get(&(pid, index)) {
+            return found;
         }
-        let mapping = resolver.mapping(pid, index)?;
-        let m = self.profile.mappings.len();
-        self.profile.mappings.push(mapping);
-        self.mappings.insert((pid, index), m);
-        Some(m)
+        let found = resolver.mapping(pid, index).map(|mapping| {
+            let Mapping {
+                start,
+                end,
+                file_offset,
+                path,
+                build_id,
+            } = mapping;
+            let key = SegmentKey {
+                pid: build_id.is_none().then_some(pid),
+                path,
+                build_id,
+                file_offset,
+                len: end.saturating_sub(start),
+            };
+            let m = match self.segments.entry(key) {
+                Entry::Occupied(known) => *known.get(),
+                Entry::Vacant(new) => {
+                    self.profile.mappings.push(Mapping {
+                        start,
+                        end,
+                        file_offset,
+                        path: new.key().path.clone(),
+                        build_id: new.key().build_id.clone(),
+                    });
+                    *new.insert(self.profile.mappings.len() - 1)
+                }
+            };
+            (m, start)
+        });
+        self.mappings.insert((pid, index), found);
+        found
     }
 
     fn add_symbols(
@@ -113,9 +167,26 @@ impl Builder {
         symbols: Vec<Symbol>,
     ) {
         for (&(lookup, address), symbol) in lookups.iter().zip(symbols) {
-            let mapping = match (space, symbol.mapping) {
-                (Some(pid), Some(index)) => self.mapping(resolver, pid, index),
-                _ => None,
+            let (mapping, address) = match (space, symbol.mapping) {
+                (Some(pid), Some(index)) => match self.mapping(resolver, pid, index) {
+                    Some((m, start)) => {
+                        let key = (m, lookup.wrapping_sub(start));
+                        if let Some(&known) = self.in_mappings.get(&key) {
+                            self.locations.insert((space, lookup), known);
+                            continue;
+                        }
+                        self.in_mappings.insert(key, self.profile.locations.len());
+                        // As an address where the profile's mapping is (the
+                        // first process's), so that address and mapping agree.
+                        let shared_start = self.profile.mappings[m].start;
+                        (
+                            Some(m),
+                            shared_start.wrapping_add(address.wrapping_sub(start)),
+                        )
+                    }
+                    None => (None, address),
+                },
+                _ => (None, address),
             };
             let index = self.profile.locations.len();
             self.profile.locations.push(Location {
@@ -270,6 +341,9 @@ mod tests {
     struct FakeResolver {
         user_calls: Vec<(u32, Vec<u64>)>,
         kernel_calls: Vec<Vec<u64>>,
+        /// Every process maps one file (with a build ID) at `pid << 16`,
+        /// and names are of offsets in it; otherwise each has a file of its own.
+        one_file: bool,
     }
 
     fn named(prefix: &str, addr: u64, mapping: Option<usize>) -> Symbol {
@@ -287,13 +361,31 @@ mod tests {
     impl Resolve for FakeResolver {
         fn user(&mut self, pid: u32, addrs: &[u64]) -> Vec<Symbol> {
             self.user_calls.push((pid, addrs.to_vec()));
-            addrs.iter().map(|&a| named("u", a, Some(0))).collect()
+            let base = if self.one_file {
+                u64::from(pid) << 16
+            } else {
+                0
+            };
+            addrs
+                .iter()
+                .map(|&a| named("u", a - base, Some(0)))
+                .collect()
         }
         fn kernel(&mut self, addrs: &[u64]) -> Vec<Symbol> {
             self.kernel_calls.push(addrs.to_vec());
             addrs.iter().map(|&a| named("k", a, None)).collect()
         }
         fn mapping(&self, pid: u32, _index: usize) -> Option<Mapping> {
+            if self.one_file {
+                let start = u64::from(pid) << 16;
+                return Some(Mapping {
+                    start,
+                    end: start + 0x1000,
+                    file_offset: 0x2000,
+                    path: "/bin/app".into(),
+                    build_id: Some("ab12".into()),
+                });
+            }
             Some(Mapping {
                 start: 0,
                 end: 0x1000,
@@ -378,7 +470,7 @@ mod tests {
     }
 
     #[test]
-    fn the_same_address_in_two_processes_is_two_locations() {
+    fn the_same_address_in_files_without_build_ids_is_two_locations() {
         let raw = RawProfile {
             samples: vec![
                 sample(1, RawStack::Frames(vec![0x10]), RawStack::Absent, 1),
@@ -389,6 +481,56 @@ mod tests {
         let profile = aggregate(&raw, &mut FakeResolver::default(), Meta::default());
         assert_ne!(profile.samples[0].locations, profile.samples[1].locations);
         assert_eq!(profile.mappings.len(), 2);
+    }
+
+    #[test]
+    fn one_file_mapped_by_many_processes_is_one_mapping_with_shared_locations() {
+        let at = |pid: u32, offset: u64| (u64::from(pid) << 16) + offset;
+        let raw = RawProfile {
+            samples: vec![
+                sample(
+                    1,
+                    RawStack::Frames(vec![at(1, 0x10), at(1, 0x21)]),
+                    RawStack::Absent,
+                    1,
+                ),
+                sample(
+                    2,
+                    RawStack::Frames(vec![at(2, 0x10), at(2, 0x21)]),
+                    RawStack::Absent,
+                    2,
+                ),
+                sample(3, RawStack::Frames(vec![at(3, 0x30)]), RawStack::Absent, 1),
+            ],
+            ..Default::default()
+        };
+        let mut resolver = FakeResolver {
+            one_file: true,
+            ..Default::default()
+        };
+        let profile = aggregate(&raw, &mut resolver, Meta::default());
+        assert_eq!(profile.mappings.len(), 1, "{:?}", profile.mappings);
+        assert_eq!(profile.mappings[0].start, at(1, 0));
+        // Two processes, one stack: the same locations; the third's own.
+        let by_pid = |pid| {
+            &profile
+                .samples
+                .iter()
+                .find(|s| s.pid == pid)
+                .unwrap()
+                .locations
+        };
+        assert_eq!(by_pid(1), by_pid(2));
+        assert_eq!(profile.locations.len(), 3);
+        // Addresses are where the shared mapping is, so they fall inside it.
+        let mut addresses: Vec<u64> = profile.locations.iter().map(|l| l.address).collect();
+        addresses.sort_unstable();
+        assert_eq!(addresses, [at(1, 0x10), at(1, 0x21), at(1, 0x30)]);
+        assert_eq!(profile.frame_names(&profile.samples[2]), ["app", "u30"]);
+        assert_eq!(
+            profile.frame_names(&profile.samples[1]),
+            ["app", "u20", "u10"]
+        );
     }
 
     #[test]

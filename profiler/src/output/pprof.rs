@@ -127,23 +127,23 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
         .mappings
         .iter()
         .enumerate()
-        .map(|(i, m)| {
-            let mut mapping = protos::Mapping {
-                id: i as u64 + 1,
-                memory_start: m.start,
-                memory_limit: m.end,
-                file_offset: m.file_offset,
-                filename: strings.get(&m.path),
-                build_id: m.build_id.as_deref().map_or(0, |b| strings.get(b)),
-                ..Default::default()
-            };
-            set_symbol_flags(
-                &mut mapping,
-                profile.locations.iter().filter(|l| l.mapping == Some(i)),
-            );
-            mapping
+        .map(|(i, m)| protos::Mapping {
+            id: i as u64 + 1,
+            memory_start: m.start,
+            memory_limit: m.end,
+            file_offset: m.file_offset,
+            filename: strings.get(&m.path),
+            build_id: m.build_id.as_deref().map_or(0, |b| strings.get(b)),
+            ..Default::default()
         })
         .collect();
+    // One pass over the locations, not one per mapping: a recording of
+    // thousands of processes has thousands of mappings.
+    for location in &profile.locations {
+        if let Some(mapping) = location.mapping.and_then(|i| mappings.get_mut(i)) {
+            set_symbol_flags(mapping, std::iter::once(location));
+        }
+    }
 
     let unmapped_kernel = || {
         profile
