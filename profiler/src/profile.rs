@@ -15,7 +15,8 @@ pub enum FrameKind {
 }
 
 /// One function at a location. Names of frames that could not be symbolized
-/// are `module+0xoffset` (or `[unknown]+0xaddress`), never dropped.
+/// are `module+0xoffset` (or `[unknown]` for an address in no mapping; the
+/// location keeps the address), never dropped.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Line {
     pub function: String,

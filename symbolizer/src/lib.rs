@@ -571,7 +571,11 @@ impl Symbolizer {
     /// and looked up already.
     fn named(&self, addr: u64, located: Option<Located>) -> Symbol {
         match located {
-            None => Symbol::unknown(format!("[unknown]+0x{addr:x}"), None),
+            // In no mapping: most often a garbage return address from a
+            // frame-pointer walk through code built without them. Named
+            // `[unknown]` as perf does, so that such stacks merge in flame
+            // graphs; the address stays the location's (pprof keeps it).
+            None => Symbol::unknown("[unknown]".to_string(), None),
             Some((index, mapping, offset)) => match &mapping.object {
                 Some(object) => {
                     let (frames, symbolized) = self.user[&(object.key, offset)].clone();
@@ -930,6 +934,6 @@ mod tests {
         let maps = capture(std::process::id(), &mut cache).unwrap();
         let symbols = Symbolizer::new().symbolize_user(&maps, &[0x10]);
         assert!(!symbols[0].symbolized);
-        assert_eq!(symbols[0].frames[0].function, "[unknown]+0x10");
+        assert_eq!(symbols[0].frames[0].function, "[unknown]");
     }
 }

@@ -596,7 +596,7 @@ fn short_lived_exec_children_are_symbolized() {
     let Recording { stacks, d, .. } =
         Recording::of_command(test, "exec-children", 999, "execer", &["2"]);
     // main is called from libc's __libc_start_call_main: a child whose libc
-    // mapping was not known shows `[unknown]+0x7f…;main;short_child_work`.
+    // mapping was not known shows `[unknown];main;short_child_work`.
     let (mut work, mut named) = (0u64, 0u64);
     for (frames, count) in &stacks {
         if frames[0] == "execer" && frames.iter().any(|f| f == "short_child_work") {

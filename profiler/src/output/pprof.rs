@@ -39,10 +39,13 @@ impl StringTable {
 }
 
 /// Whether a frame name is the symbolizer's fallback (`module+0xoffset`,
-/// `[unknown]+0xaddress`) rather than a function name.
+/// `[unknown]`) rather than a function name.
 fn is_symbolized(line: &Line) -> bool {
     if line.file.is_some() {
         return true;
+    }
+    if line.function == "[unknown]" {
+        return false;
     }
     match line.function.rsplit_once("+0x") {
         Some((_, hex)) => hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()),
@@ -562,7 +565,7 @@ mod tests {
             line: None,
         };
         assert!(!is_symbolized(&line("libc.so.6+0x11a2b3", None)));
-        assert!(!is_symbolized(&line("[unknown]+0xffff", None)));
+        assert!(!is_symbolized(&line("[unknown]", None)));
         assert!(is_symbolized(&line("main", None)));
         assert!(is_symbolized(&line("operator+0xyz", None)));
         assert!(is_symbolized(&line("f+0x10", Some("a.c"))));
