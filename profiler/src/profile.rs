@@ -35,11 +35,15 @@ pub struct Mapping {
     pub build_id: Option<String>,
 }
 
-/// One address in one address space.
+/// One address in one address space, or (in a file with a build ID) one
+/// place in the code of a file that many processes map: `aggregate` makes
+/// one location of it for all of them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
     pub kind: FrameKind,
-    /// The address as sampled (not adjusted for symbol lookup).
+    /// The address as sampled (not adjusted for symbol lookup); for a
+    /// location shared by processes, as an address in its `mapping` (where
+    /// the first of them mapped the file).
     pub address: u64,
     /// Index into `Profile::mappings`.
     pub mapping: Option<usize>,
