@@ -62,6 +62,9 @@ pub struct Symbol {
     pub mapping: Option<usize>,
 }
 
+/// The name of a frame whose address is in no mapping (perf's name for it).
+pub const UNKNOWN_FRAME: &str = "[unknown]";
+
 impl Symbol {
     fn unknown(name: String, mapping: Option<usize>) -> Self {
         Symbol {
@@ -575,7 +578,7 @@ impl Symbolizer {
             // frame-pointer walk through code built without them. Named
             // `[unknown]` as perf does, so that such stacks merge in flame
             // graphs; the address stays the location's (pprof keeps it).
-            None => Symbol::unknown("[unknown]".to_string(), None),
+            None => Symbol::unknown(UNKNOWN_FRAME.to_string(), None),
             Some((index, mapping, offset)) => match &mapping.object {
                 Some(object) => {
                     let (frames, symbolized) = self.user[&(object.key, offset)].clone();
@@ -934,6 +937,6 @@ mod tests {
         let maps = capture(std::process::id(), &mut cache).unwrap();
         let symbols = Symbolizer::new().symbolize_user(&maps, &[0x10]);
         assert!(!symbols[0].symbolized);
-        assert_eq!(symbols[0].frames[0].function, "[unknown]");
+        assert_eq!(symbols[0].frames[0].function, UNKNOWN_FRAME);
     }
 }

@@ -44,7 +44,7 @@ fn is_symbolized(line: &Line) -> bool {
     if line.file.is_some() {
         return true;
     }
-    if line.function == "[unknown]" {
+    if line.function == symbolizer::UNKNOWN_FRAME {
         return false;
     }
     match line.function.rsplit_once("+0x") {
