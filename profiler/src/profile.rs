@@ -184,13 +184,13 @@ impl Profile {
     }
 
     /// As [`Profile::location_frame_names`], with each distinct name made
-    /// once and the locations holding indices into it. A profile of many
-    /// short-lived processes has a location per process and address (each
-    /// maps its code elsewhere) but names a few hundred functions.
+    /// once and the locations holding indices into it. Locations far
+    /// outnumber names: a function has many addresses, and an address in no
+    /// mapping, or in a file without a build ID, is a location per process.
     pub fn location_frame_ids(&self) -> FrameNameIds {
-        // foldhash, and one array of ids for all locations: there are tens
-        // of thousands of locations at 999 Hz on a fork-heavy system, and
-        // SipHash plus a Vec each were 7% of such a recording's CPU.
+        // foldhash, and one array of ids for all locations: SipHash plus a
+        // Vec per location were 7% of a fork-heavy 999 Hz recording's CPU
+        // when its locations were per process (14 000 of them).
         let mut ids: HashMap<(&str, &'static str), u32> = Default::default();
         // Different functions can give one name (sanitized, suffixed): one id.
         let mut by_name: HashMap<String, u32> = Default::default();

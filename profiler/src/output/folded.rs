@@ -15,8 +15,8 @@ use crate::profile::Profile;
 /// ([`Profile::value`]).
 pub fn folded_lines(profile: &Profile) -> Vec<String> {
     // Stacks are merged by their names' ids before any line is built: with
-    // many short-lived processes every sample has addresses of its own (each
-    // process maps its code elsewhere), yet far fewer stacks of names.
+    // many short-lived processes every sample is one process's own, yet
+    // there are far fewer stacks of names.
     let ids = profile.location_frame_ids();
     let mut by_ids: HashMap<(&str, Vec<u32>), u64> = Default::default();
     for sample in profile.samples.iter().filter(|s| profile.value(s) > 0) {
