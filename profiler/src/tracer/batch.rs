@@ -182,54 +182,14 @@ mod tests {
         if !crate::test_support::root_or_skip("creating a BPF map") {
             return;
         }
-        #[repr(C)]
-        #[derive(Default)]
-        struct CreateAttr {
-            map_type: u32,
-            key_size: u32,
-            value_size: u32,
-            max_entries: u32,
-            map_flags: u32,
-        }
-        let mut attr = CreateAttr {
-            map_type: 1, // BPF_MAP_TYPE_HASH
-            key_size: 8,
-            value_size: 8,
-            max_entries: 4096,
-            map_flags: 0,
-        };
-        // SAFETY: the kernel's BPF_MAP_CREATE (0) prefix, no pointers.
-        let fd = unsafe { sys_bpf(0, &mut attr) };
-        assert!(fd >= 0, "BPF_MAP_CREATE: {}", io::Error::last_os_error());
-        // SAFETY: a new descriptor we own.
-        let map =
-            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
-        #[repr(C)]
-        struct UpdateAttr {
-            map_fd: u32,
-            _pad: u32,
-            key: u64,
-            value: u64,
-            flags: u64,
-        }
+        let mut hash = aya::maps::HashMap::<aya::maps::MapData, u64, u64>::create(4096, 0)
+            .expect("create a hash map");
         let wanted: Vec<(u64, u64)> = (0..3000u64).map(|k| (k * 7919, k ^ 0x5555)).collect();
         for (key, value) in &wanted {
-            let mut attr = UpdateAttr {
-                map_fd: fd as u32,
-                _pad: 0,
-                key: key as *const u64 as u64,
-                value: value as *const u64 as u64,
-                flags: 0,
-            };
-            // SAFETY: BPF_MAP_UPDATE_ELEM (2); key and value point to 8-byte values.
-            let ret = unsafe { sys_bpf(2, &mut attr) };
-            assert_eq!(
-                ret,
-                0,
-                "BPF_MAP_UPDATE_ELEM: {}",
-                io::Error::last_os_error()
-            );
+            hash.insert(key, value, 0)
+                .expect("insert into the hash map");
         }
+        let map = aya::maps::IterableMap::map(&hash).fd();
         for chunk in [1, 97, 4096] {
             use std::os::fd::AsFd;
             let mut got = Vec::new();
