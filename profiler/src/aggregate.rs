@@ -10,6 +10,7 @@ use foldhash::HashMap;
 use symbolizer::Symbol;
 
 use crate::{
+    phases,
     profile::{FrameKind, Line, Location, Mapping, Meta, Profile, Sample, ThreadState},
     raw::{RawProfile, RawStack},
 };
@@ -238,6 +239,7 @@ pub fn aggregate(raw: &RawProfile, resolver: &mut dyn Resolve, meta: Meta) -> Pr
         collect(&sample.kernel_stack, &mut kernel);
     }
     let kernel = sorted(kernel);
+    phases::mark("aggregate:collect");
     if !kernel.is_empty() {
         let addrs: Vec<u64> = kernel.iter().map(|&(lookup, _)| lookup).collect();
         let symbols = resolver.kernel(&addrs);
@@ -258,10 +260,13 @@ pub fn aggregate(raw: &RawProfile, resolver: &mut dyn Resolve, meta: Meta) -> Pr
         .zip(&addrs)
         .map(|((pid, _), addrs)| (*pid, addrs.as_slice()))
         .collect();
+    phases::mark("aggregate:kernel");
     let symbols = resolver.users(&requests);
+    phases::mark("aggregate:users");
     for ((pid, lookups), symbols) in user.iter().zip(symbols) {
         builder.add_symbols(resolver, Some(*pid), lookups, symbols);
     }
+    phases::mark("aggregate:locations");
 
     let period = builder.profile.period_nanos();
     type MergeKey = (u32, u32, String, ThreadState, Vec<usize>);

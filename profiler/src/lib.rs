@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod aggregate;
 pub mod output;
+pub mod phases;
 mod pid_alive;
 pub mod process_events;
 pub mod processes;

@@ -29,6 +29,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             let config = args.into_config()?;
             let report = runtime.block_on(profiler::record::record(config))?;
             eprint!("{}", end_summary::render(&report));
+            profiler::phases::mark("summary");
             // The process exits now (as `exit_after` told `record`): the
             // profile's thousands of small allocations are left to it.
             std::mem::forget(report);

@@ -31,6 +31,7 @@ use watch::{all_exited, any_readable, end_command, handle_events, pidfd_open, st
 use crate::{
     aggregate::aggregate,
     output::{self, Format, OutputError, OutputOptions},
+    phases,
     process_events::ProcessEvents,
     processes::{ProcessTable, Resolver, SETTLE_AFTER},
     profile::{Meta, Profile, ProfileKind},
@@ -468,6 +469,7 @@ impl Session {
         duration: Duration,
     ) -> Result<(Profile, KernelStats, symbolizer::Stats, usize, HiddenTime), RecordError> {
         let mut raw = self.tracer.drain()?;
+        phases::mark("drain");
         let hidden = if config.mode == ProfileKind::OffCpu {
             crate::raw::hide_before_start(&mut raw.samples)
         } else {
@@ -478,6 +480,7 @@ impl Session {
         pids.dedup();
         // Live processes are read again for libraries loaded since they were first seen.
         self.processes.refresh(pids.iter().copied());
+        phases::mark("refresh");
         let meta = Meta {
             kind: config.mode,
             target: describe(&config.target),
@@ -504,7 +507,9 @@ impl Session {
             },
             meta,
         );
+        phases::mark("aggregate");
         symbolizer.flush_frame_cache();
+        phases::mark("frame-cache");
         let missed = pids
             .iter()
             .filter(|&&pid| self.processes.get(pid).is_none())
@@ -518,12 +523,14 @@ impl Session {
 }
 
 pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
+    phases::mark("startup");
     validate(&config)?;
     let mut config = config;
     if let RecordTarget::Pids(pids) = &config.target {
         config.target = RecordTarget::Pids(target_processes(pids));
     }
     let mut session = Session::start(&config)?;
+    phases::mark("load");
     if session.targets_gone_at_start
         && let RecordTarget::Pids(pids) = &config.target
     {
@@ -534,6 +541,7 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
         command_status,
         duration,
     } = session.watch(&config).await?;
+    phases::mark("watch");
     let (profile, kernel, symbolizer, processes_missed, hidden_before_start) =
         session.profile(&config, duration)?;
     if profile.total_value() == 0 {
@@ -554,6 +562,7 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
         output::write(&profile, &spec.path, spec.format, &config.output_options)?;
         written.push(spec.path.clone());
     }
+    phases::mark("write");
     let processes_followed = session.processes.followed();
     if config.exit_after {
         std::mem::forget(std::mem::take(&mut session.processes));

@@ -1,0 +1,36 @@
+#!/bin/bash
+# phases.sh BIN HZ N [record args]: the profiler's own CPU (getrusage) per phase of
+# `record`, median of N runs (`PROFILER_PHASES=1`, profiler/src/phases.rs).
+# Default: `record -p <ovh_cpu 1000000 2>`; FORK=1: `record -a -d 3` while
+# `ovh_fork 3000 2` runs, as ab.sh.
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+P=$1; HZ=$2; N=$3; shift 3
+BIN=${WORKSPACE:-$(git rev-parse --show-toplevel)}/target/bench-overhead/bin
+for i in $(seq "$N"); do
+  if [ -n "$FORK" ]; then
+    "$BIN"/ovh_fork "$T"/r.txt "${FORK_CHILDREN:-3000}" 2 & w=$!; sleep 0.05
+    PROFILER_PHASES=1 "$P" record -F "$HZ" -a -d "${FORK_SECONDS:-3}" -o "$T"/o.svg "$@" 2>"$T"/err.$i >/dev/null
+  else
+    "$BIN"/ovh_cpu "$T"/r.txt 1000000 2 & w=$!; sleep 0.05
+    PROFILER_PHASES=1 "$P" record -F "$HZ" -p $w -o "$T"/o.svg "$@" 2>"$T"/err.$i >/dev/null
+  fi
+  wait $w
+done
+python3 - "$T" "$N" <<'EOF'
+import statistics as s, sys
+t, n = sys.argv[1], int(sys.argv[2])
+runs = []
+for i in range(1, n + 1):
+    marks = [l.split() for l in open(f"{t}/err.{i}") if l.startswith("phase ")]
+    prev, run = 0.0, {}
+    for _, name, cpu, _wall in marks:
+        run[name] = float(cpu) - prev
+        prev = float(cpu)
+    run["(total to summary)"] = prev
+    runs.append(run)
+names = list(runs[0])
+print(f"{'phase':24} {'CPU ms, median':>15}  [min..max] of {n}")
+for name in names:
+    v = [r[name] for r in runs if name in r]
+    print(f"{name:24} {s.median(v):15.1f}  [{min(v):.1f}..{max(v):.1f}]")
+EOF
