@@ -332,6 +332,7 @@ pub fn aggregate(raw: &RawProfile, resolver: &mut dyn Resolve, meta: Meta) -> Pr
         ))
     });
     builder.profile.samples = samples;
+    phases::mark("aggregate:merge");
     builder.profile
 }
 

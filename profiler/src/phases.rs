@@ -9,6 +9,8 @@
 //! 6.7 ms of a 999 Hz recording in copying frame names, which the clock
 //! here finds to be ~1.5 ms. These figures are the process's own, and cost
 //! one `getrusage` per phase (nothing when the variable is unset).
+//!
+//! `aggregate`'s marks print in the agent too, once per window.
 
 use std::sync::OnceLock;
 use std::time::Instant;

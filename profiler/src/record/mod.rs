@@ -507,7 +507,6 @@ impl Session {
             },
             meta,
         );
-        phases::mark("aggregate");
         symbolizer.flush_frame_cache();
         phases::mark("frame-cache");
         let missed = pids
