@@ -1,6 +1,6 @@
 #!/bin/bash
 # phases.sh BIN HZ N [record args]: the profiler's own CPU (getrusage) per phase of
-# `record`, median of N runs (`PROFILER_PHASES=1`, profiler/src/phases.rs).
+# `record`, median of N runs, with its minor page faults and peak RSS (`PROFILER_PHASES=1`, profiler/src/phases.rs).
 # Default: `record -p <ovh_cpu 1000000 2>`; FORK=1: `record -a -d 3` while
 # `ovh_fork 3000 2` runs, as ab.sh.
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -22,15 +22,20 @@ t, n = sys.argv[1], int(sys.argv[2])
 runs = []
 for i in range(1, n + 1):
     marks = [l.split() for l in open(f"{t}/err.{i}") if l.startswith("phase ")]
-    prev, run = 0.0, {}
-    for _, name, cpu, _wall in marks:
-        run[name] = float(cpu) - prev
-        prev = float(cpu)
-    run["(total to summary)"] = prev
+    prev, prev_faults, run = 0.0, 0, {}
+    for mark in marks:
+        name, cpu = mark[1], float(mark[2])
+        # Older builds print no fault count (4 fields).
+        faults = int(mark[4]) if len(mark) > 4 else 0
+        run[name] = (cpu - prev, faults - prev_faults, int(mark[5]) if len(mark) > 5 else 0)
+        prev, prev_faults = cpu, faults
+    run["(total to summary)"] = (prev, prev_faults, max(v[2] for v in run.values()))
     runs.append(run)
 names = list(runs[0])
-print(f"{'phase':24} {'CPU ms, median':>15}  [min..max] of {n}")
+print(f"{'phase':24} {'CPU ms, median':>15}  [min..max] of {n}   minor faults  peak RSS MiB")
 for name in names:
-    v = [r[name] for r in runs if name in r]
-    print(f"{name:24} {s.median(v):15.1f}  [{min(v):.1f}..{max(v):.1f}]")
+    v = [r[name][0] for r in runs if name in r]
+    f = [r[name][1] for r in runs if name in r]
+    m = [r[name][2] for r in runs if name in r]
+    print(f"{name:24} {s.median(v):15.1f}  [{min(v):.1f}..{max(v):.1f}] {s.median(f):14.0f} {s.median(m)/1024:13.1f}")
 EOF

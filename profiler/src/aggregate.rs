@@ -238,6 +238,15 @@ pub fn aggregate(raw: &RawProfile, resolver: &mut dyn Resolve, meta: Meta) -> Pr
         collect(&sample.user_stack, user.entry(sample.tgid).or_default());
         collect(&sample.kernel_stack, &mut kernel);
     }
+    // Sized up front: with thousands of short-lived processes every map
+    // below grows to thousands of entries, and growing them step by step
+    // (rehashing into fresh, page-faulting memory) showed as ~4% of a
+    // 999 Hz fork-heavy recording's CPU.
+    let lookups = kernel.len() + user.values().map(HashMap::len).sum::<usize>();
+    builder.locations.reserve(lookups);
+    builder.in_mappings.reserve(lookups);
+    builder.mappings.reserve(lookups);
+    builder.profile.locations.reserve(lookups);
     let kernel = sorted(kernel);
     phases::mark("aggregate:collect");
     if !kernel.is_empty() {
@@ -270,7 +279,8 @@ pub fn aggregate(raw: &RawProfile, resolver: &mut dyn Resolve, meta: Meta) -> Pr
 
     let period = builder.profile.period_nanos();
     type MergeKey = (u32, u32, String, ThreadState, Vec<usize>);
-    let mut merged: HashMap<MergeKey, (u64, u64)> = HashMap::default();
+    let mut merged: HashMap<MergeKey, (u64, u64)> =
+        HashMap::with_capacity_and_hasher(raw.samples.len(), Default::default());
     for sample in &raw.samples {
         let mut locations = Vec::new();
         if let Some(marker) = sample.state.marker_frame() {
