@@ -441,11 +441,16 @@ impl Tracer {
         // wait for an RCU grace period (76 ms each here); sched_switch reads
         // its record's fields at offsets from tracefs.
         let mut tracepoints = Vec::new();
-        let raw_tracepoints = [
-            (program_names::FORK, "sched_process_fork"),
+        let mut raw_tracepoints = vec![
             (program_names::EXEC, "sched_process_exec"),
             (program_names::EXIT, "sched_process_exit"),
         ];
+        // The fork program only marks the children of targets: system-wide,
+        // or without following forks, it would return at once on every fork
+        // of the machine, after costing its verification at every start.
+        if tracer.options.targets != Targets::All && tracer.options.follow_forks {
+            raw_tracepoints.push((program_names::FORK, "sched_process_fork"));
+        }
         if tracer.options.off_cpu {
             tracepoints.push((tracer.switch_program, "sched", "sched_switch"));
         }
