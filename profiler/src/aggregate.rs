@@ -242,11 +242,13 @@ pub fn aggregate(raw: &RawProfile, resolver: &mut dyn Resolve, meta: Meta) -> Pr
     // below grows to thousands of entries, and growing them step by step
     // (rehashing into fresh, page-faulting memory) showed as ~4% of a
     // 999 Hz fork-heavy recording's CPU.
-    let lookups = kernel.len() + user.values().map(HashMap::len).sum::<usize>();
+    let user_lookups = user.values().map(HashMap::len).sum::<usize>();
+    let lookups = kernel.len() + user_lookups;
     builder.locations.reserve(lookups);
-    builder.in_mappings.reserve(lookups);
-    builder.mappings.reserve(lookups);
     builder.profile.locations.reserve(lookups);
+    builder.in_mappings.reserve(user_lookups);
+    // At least one mapping per process with user frames.
+    builder.mappings.reserve(user.len());
     let kernel = sorted(kernel);
     phases::mark("aggregate:collect");
     if !kernel.is_empty() {

@@ -29,13 +29,16 @@ fn usage() -> Option<libc::rusage> {
     (unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0).then_some(usage)
 }
 
-/// The process's CPU time so far (user + sys), in milliseconds.
-fn cpu_ms() -> f64 {
-    let Some(usage) = usage() else {
-        return f64::NAN;
-    };
+/// CPU time (user + sys) in `usage`, in milliseconds.
+fn cpu_ms_of(usage: &libc::rusage) -> f64 {
     let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
     ms(usage.ru_utime) + ms(usage.ru_stime)
+}
+
+/// The process's CPU time so far (user + sys), in milliseconds.
+#[cfg(test)]
+fn cpu_ms() -> f64 {
+    usage().map_or(f64::NAN, |u| cpu_ms_of(&u))
 }
 
 /// Marks the end of phase `name`: with `PROFILER_PHASES` set, prints
@@ -51,8 +54,10 @@ pub fn mark(name: &str) {
     }
     static FIRST: OnceLock<Instant> = OnceLock::new();
     let wall = FIRST.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3;
-    let (faults, maxrss) = usage().map_or((-1, -1), |u| (u.ru_minflt, u.ru_maxrss));
-    eprintln!("phase {name} {:.3} {wall:.3} {faults} {maxrss}", cpu_ms());
+    let (cpu, faults, maxrss) = usage().map_or((f64::NAN, -1, -1), |u| {
+        (cpu_ms_of(&u), u.ru_minflt, u.ru_maxrss)
+    });
+    eprintln!("phase {name} {cpu:.3} {wall:.3} {faults} {maxrss}");
 }
 
 #[cfg(test)]
