@@ -358,11 +358,7 @@ impl Tracer {
             .map_err(|e| ebpf_error("load the eBPF object", e))?;
 
         let config = Config {
-            filter: if options.targets == Targets::All {
-                FILTER_ALL
-            } else {
-                FILTER_TARGETS
-            },
+            filter: if all { FILTER_ALL } else { FILTER_TARGETS },
             self_tgid: std::process::id(),
             follow_forks: options.follow_forks as u32,
             switch_prev_state_offset: prev_state_offset,
@@ -448,7 +444,7 @@ impl Tracer {
         // The fork program only marks the children of targets: system-wide,
         // or without following forks, it would return at once on every fork
         // of the machine, after costing its verification at every start.
-        if tracer.options.targets != Targets::All && tracer.options.follow_forks {
+        if !all && tracer.options.follow_forks {
             raw_tracepoints.push((program_names::FORK, "sched_process_fork"));
         }
         if tracer.options.off_cpu {
