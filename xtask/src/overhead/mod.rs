@@ -3,8 +3,8 @@
 //! machine in one run. Builds fixed-work C workloads (CPU-bound with deep
 //! stacks and a thread per core, system-call-heavy, fork-heavy), calibrates
 //! them once, then for each workload and frequency runs every setup in turn,
-//! round after round (alone, profiler, profiler -a, perf, perf -a, bpftrace,
-//! alone, ...), and reports slowdown, tool CPU per 1000 samples, peak RSS,
+//! round after round (alone first, then the tools in an order that turns by
+//! one place each round), and reports slowdown, tool CPU per 1000 samples, peak RSS,
 //! samples captured against expected, and end of recording to flame graph;
 //! writes JSON, an SVG chart and a Markdown table under
 //! `<target dir>/bench-overhead/`.
@@ -147,7 +147,7 @@ pub fn run(args: &Args) -> Result<()> {
     for job in &jobs {
         for &hz in &args.freqs {
             for round in 0..rounds {
-                for &setup in &setups {
+                for setup in setup::round_order(&setups, round) {
                     done += 1;
                     let what = format!(
                         "{} {hz} Hz round {}/{rounds} {}",

@@ -1,6 +1,10 @@
 //! The ways each workload is run: alone, and under each tool in each scope.
-//! The order of [`Setup::ALL`] is the order within a round, so every tool run
-//! sits between two runs alone (A B A B ...).
+//! Each round runs the workload alone first (the baseline of that round's
+//! slowdowns), then under each tool, in an order that turns by one place each
+//! round ([`round_order`]), so that no tool always runs in the same place
+//! after the run alone: on this kind of shared VM, where the workload's time
+//! drifts within a round, a fixed order favoured whichever tool ran where
+//! the drift was low.
 
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -100,9 +104,57 @@ impl Setup {
     }
 }
 
+/// The order of `round` (from 0): `alone` first, then the other setups of
+/// `setups` (in [`Setup::parse_list`]'s order) turned left by `round` places,
+/// so that over as many rounds as there are tools each takes every place once.
+pub fn round_order(setups: &[Setup], round: u32) -> Vec<Setup> {
+    let mut tools: Vec<Setup> = setups
+        .iter()
+        .copied()
+        .filter(|&s| s != Setup::Alone)
+        .collect();
+    if !tools.is_empty() {
+        let turn = round as usize % tools.len();
+        tools.rotate_left(turn);
+    }
+    let alone = setups.contains(&Setup::Alone).then_some(Setup::Alone);
+    alone.into_iter().chain(tools).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounds_turn_the_tools_order_and_keep_alone_first() {
+        let setups = Setup::parse_list("profiler,perf-a,bpftrace").unwrap();
+        assert_eq!(
+            round_order(&setups, 0),
+            [
+                Setup::Alone,
+                Setup::Profiler,
+                Setup::PerfAll,
+                Setup::Bpftrace
+            ]
+        );
+        assert_eq!(
+            round_order(&setups, 1),
+            [
+                Setup::Alone,
+                Setup::PerfAll,
+                Setup::Bpftrace,
+                Setup::Profiler
+            ]
+        );
+        assert_eq!(round_order(&setups, 3), round_order(&setups, 0));
+        // Over three rounds each tool runs once in each of the three places.
+        for place in 1..4 {
+            let mut seen: Vec<Setup> = (0..3).map(|r| round_order(&setups, r)[place]).collect();
+            seen.sort();
+            assert_eq!(seen, [Setup::Profiler, Setup::PerfAll, Setup::Bpftrace]);
+        }
+        assert_eq!(round_order(&[Setup::Alone], 5), [Setup::Alone]);
+    }
 
     #[test]
     fn parses_lists_keeping_alone_first_and_round_order() {
