@@ -98,14 +98,43 @@ fn sample_values(kind: ProfileKind, sample: &Sample, period: i64) -> Vec<i64> {
     }
 }
 
+/// The mapping pprof should take for the profile's main binary: among the
+/// user mappings the samples of the process with the most weight pass
+/// through, the one mapped lowest. That is the program's executable (mapped
+/// below its libraries, PIE or not) even when all its time is spent in libc,
+/// where the first mapping in the profile's order would be whichever file
+/// the first sample's innermost frame was in. `None` without user frames.
+fn main_mapping(profile: &Profile) -> Option<usize> {
+    let mut weight: HashMap<u32, u64> = HashMap::new();
+    for sample in &profile.samples {
+        *weight.entry(sample.pid).or_default() += profile.value(sample);
+    }
+    // Ties go to the lowest pid, so the choice does not depend on hashing.
+    let (&pid, _) = weight
+        .iter()
+        .max_by_key(|&(&pid, &w)| (w, std::cmp::Reverse(pid)))?;
+    profile
+        .samples
+        .iter()
+        .filter(|s| s.pid == pid)
+        .flat_map(|s| &s.locations)
+        .filter_map(|&l| {
+            let location = profile.locations.get(l)?;
+            (location.kind == FrameKind::User).then_some(location.mapping?)
+        })
+        .min_by_key(|&m| (profile.mappings.get(m).map_or(u64::MAX, |m| m.start), m))
+}
+
 /// The pprof message for `profile`.
 ///
 /// Sample types are those of [`sample_types`] (the last one is what pprof
 /// shows by default); every sample has `pid`, `tid` (numbers) and `comm`
 /// (string) labels, and off-CPU and wall profiles a `thread_state` label
 /// (`on-cpu`, `blocked`, `runnable`); samples with value 0 are left out.
-/// Mapping and location ids are the indices in `profile` plus one; the kernel
-/// pseudo-mapping, if any, comes after the profile's mappings.
+/// Location ids are the indices in `profile` plus one. Mapping 1 is the
+/// [`main_mapping`] (pprof's "main binary", the `File:` that `go tool pprof`
+/// shows); the others follow in the profile's order; the kernel
+/// pseudo-mapping, if any, comes last.
 pub fn to_proto(profile: &Profile) -> protos::Profile {
     let mut strings = StringTable::new();
     let kind = profile.meta.kind;
@@ -126,12 +155,21 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
     let period_type = Some(value_type(time_type.0, time_type.1));
     let default_sample_type = sample_type.last().map_or(0, |t| t.ty);
 
+    let main = main_mapping(profile);
+    // The main mapping moves to the front; the rest keep their order.
+    let mapping_id = |i: usize| -> u64 {
+        match main {
+            Some(m) if i == m => 1,
+            Some(m) if i < m => i as u64 + 2,
+            _ => i as u64 + 1,
+        }
+    };
     let mut mappings: Vec<protos::Mapping> = profile
         .mappings
         .iter()
         .enumerate()
         .map(|(i, m)| protos::Mapping {
-            id: i as u64 + 1,
+            id: mapping_id(i),
             memory_start: m.start,
             memory_limit: m.end,
             file_offset: m.file_offset,
@@ -140,10 +178,12 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
             ..Default::default()
         })
         .collect();
+    mappings.sort_by_key(|m| m.id);
     // One pass over the locations, not one per mapping: a recording of
     // thousands of processes has thousands of mappings.
     for location in &profile.locations {
-        if let Some(mapping) = location.mapping.and_then(|i| mappings.get_mut(i)) {
+        let index = location.mapping.map(|i| mapping_id(i) as usize - 1);
+        if let Some(mapping) = index.and_then(|i| mappings.get_mut(i)) {
             set_symbol_flags(mapping, std::iter::once(location));
         }
     }
@@ -182,7 +222,7 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
         .map(|(i, location)| {
             let mapping_id = match (location.kind, location.mapping) {
                 (FrameKind::Special, _) => 0,
-                (_, Some(m)) => m as u64 + 1,
+                (_, Some(m)) => mapping_id(m),
                 (FrameKind::Kernel, None) => kernel_mapping_id,
                 (FrameKind::User, None) => 0,
             };
@@ -475,6 +515,81 @@ mod tests {
             p.location[locs::FIB].line[0].function_id,
             p.location[locs::FIB_2].line[0].function_id
         );
+    }
+
+    /// pprof takes mapping 1 for the main binary (`File:` in `go tool
+    /// pprof`): it is the executable of the process with the most samples,
+    /// not the library the first location happened to be in.
+    #[test]
+    fn main_binary_is_mapping_one() {
+        let mapping = |path: &str, start: u64| crate::profile::Mapping {
+            start,
+            end: start + 0x1000,
+            file_offset: 0,
+            path: path.into(),
+            build_id: None,
+        };
+        let user = |name: &str, mapping: usize, address: u64| Location {
+            kind: FrameKind::User,
+            address,
+            mapping: Some(mapping),
+            lines: vec![Line {
+                function: name.into(),
+                file: None,
+                line: None,
+            }],
+        };
+        let sample = |pid: u32, locations: &[usize], count: u64| Sample {
+            pid,
+            tid: pid,
+            comm: "app".into(),
+            locations: locations.to_vec(),
+            count,
+            ..Default::default()
+        };
+        let profile = Profile {
+            mappings: vec![
+                mapping("/usr/lib/libc.so.6", 0x7f00_0000_0000),
+                mapping("/usr/bin/other", 0x5500_0000_0000),
+                mapping("/usr/bin/app", 0x5600_0000_0000),
+            ],
+            locations: vec![
+                user("write", 0, 0x7f00_0000_0010),
+                user("main", 2, 0x5600_0000_0010),
+                user("other_main", 1, 0x5500_0000_0010),
+            ],
+            samples: vec![
+                sample(7, &[0, 1], 5),
+                sample(8, &[0, 2], 2),
+                sample(7, &[0], 1),
+            ],
+            ..Default::default()
+        };
+        let p = round_trip(&profile);
+        let names: Vec<&str> = p.mapping.iter().map(|m| s(&p, m.filename)).collect();
+        assert_eq!(
+            names,
+            ["/usr/bin/app", "/usr/lib/libc.so.6", "/usr/bin/other"]
+        );
+        let ids: Vec<u64> = p.mapping.iter().map(|m| m.id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        let mapping_name = |location: usize| {
+            let id = p.location[location].mapping_id;
+            s(&p, p.mapping[id as usize - 1].filename)
+        };
+        assert_eq!(mapping_name(0), "/usr/lib/libc.so.6");
+        assert_eq!(mapping_name(1), "/usr/bin/app");
+        assert_eq!(mapping_name(2), "/usr/bin/other");
+        // Read back, every location is in its own file still.
+        let read = crate::report::read_pprof::from_proto(&p).unwrap();
+        for (location, original) in read.locations.iter().zip(&profile.locations) {
+            let path =
+                |l: &Location, m: &[crate::profile::Mapping]| m[l.mapping.unwrap()].path.clone();
+            assert_eq!(
+                path(location, &read.mappings),
+                path(original, &profile.mappings)
+            );
+        }
     }
 
     #[test]
