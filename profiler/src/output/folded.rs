@@ -50,8 +50,13 @@ pub fn folded_lines(profile: &Profile) -> Vec<String> {
 }
 
 /// Writes [`folded_lines`], each ended by a newline.
-pub fn write_folded<W: Write>(profile: &Profile, mut writer: W) -> io::Result<()> {
-    for line in folded_lines(profile) {
+pub fn write_folded<W: Write>(profile: &Profile, writer: W) -> io::Result<()> {
+    write_lines(&folded_lines(profile), writer)
+}
+
+/// Writes folded lines made already, one per line.
+pub fn write_lines<W: Write>(lines: &[String], mut writer: W) -> io::Result<()> {
+    for line in lines {
         writer.write_all(line.as_bytes())?;
         writer.write_all(b"\n")?;
     }

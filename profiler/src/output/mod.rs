@@ -174,11 +174,37 @@ pub fn check_destination(path: &Path) -> Result<&std::ffi::OsStr, OutputError> {
 /// `.<file name>.<random>.tmp`) that is renamed over `path` once complete, so
 /// `path` is either left as it was or holds the whole output. The file gets
 /// the permissions a newly created file would (0666 less the umask).
+/// What the outputs of one profile have in common, made once for all of
+/// them: its folded lines, which the SVG is drawn from and the folded output
+/// is. (`record -o flame.svg -o stacks.folded` folded the profile twice.)
+#[derive(Debug, Default)]
+pub struct Shared {
+    folded: std::cell::OnceCell<Vec<String>>,
+}
+
+impl Shared {
+    fn folded_lines(&self, profile: &Profile) -> &[String] {
+        self.folded.get_or_init(|| folded::folded_lines(profile))
+    }
+}
+
 pub fn write(
     profile: &Profile,
     path: &Path,
     format: Format,
     options: &OutputOptions,
+) -> Result<(), OutputError> {
+    write_shared(profile, path, format, options, &Shared::default())
+}
+
+/// As [`write`], taking what an earlier output of the same `profile` made
+/// from `shared` (and leaving there what this one makes).
+pub fn write_shared(
+    profile: &Profile,
+    path: &Path,
+    format: Format,
+    options: &OutputOptions,
+    shared: &Shared,
 ) -> Result<(), OutputError> {
     let file_name = check_destination(path)?;
     let dir = parent_dir(path);
@@ -225,8 +251,13 @@ pub fn write(
     {
         let mut writer = BufWriter::new(temp.as_file_mut());
         match format {
-            Format::Svg => svg::write_svg(profile, &options.svg, &mut writer),
-            Format::Folded => folded::write_folded(profile, &mut writer),
+            Format::Svg => svg::write_svg_lines(
+                profile,
+                shared.folded_lines(profile),
+                &options.svg,
+                &mut writer,
+            ),
+            Format::Folded => folded::write_lines(shared.folded_lines(profile), &mut writer),
             Format::Pprof => pprof::write_pprof(profile, &mut writer),
         }
         .and_then(|()| writer.flush())
@@ -251,6 +282,31 @@ mod tests {
     /// Writes the demo profile with default options.
     fn write_demo(path: &Path, format: Format) -> Result<(), OutputError> {
         write(&demo_profile(), path, format, &OutputOptions::default())
+    }
+
+    /// Outputs written with one `Shared` are the same bytes as written
+    /// alone; the folded lines the first made are what the second used.
+    #[test]
+    fn outputs_sharing_folded_lines_match_outputs_written_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let profile = demo_profile();
+        let options = OutputOptions::default();
+        let shared = Shared::default();
+        assert!(shared.folded.get().is_none());
+        for (name, format) in [("a.svg", Format::Svg), ("a.folded", Format::Folded)] {
+            write_shared(&profile, &tmp.path().join(name), format, &options, &shared).unwrap();
+            assert_eq!(
+                shared.folded.get().map(Vec::len),
+                Some(folded::folded_lines(&profile).len())
+            );
+        }
+        for (name, format) in [("b.svg", Format::Svg), ("b.folded", Format::Folded)] {
+            write(&profile, &tmp.path().join(name), format, &options).unwrap();
+        }
+        let read = |name: &str| std::fs::read(tmp.path().join(name)).unwrap();
+        assert_eq!(read("a.svg"), read("b.svg"));
+        assert_eq!(read("a.folded"), read("b.folded"));
+        assert!(!read("a.folded").is_empty());
     }
 
     fn entries(dir: &Path) -> Vec<String> {

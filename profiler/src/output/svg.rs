@@ -101,7 +101,16 @@ pub fn default_subtitle(profile: &Profile) -> String {
 /// gives a byte-identical SVG. A profile without samples is an error
 /// (`InvalidData`), as it is for inferno.
 pub fn write_svg<W: Write>(profile: &Profile, options: &SvgOptions, writer: W) -> io::Result<()> {
-    let lines = folded_lines(profile);
+    write_svg_lines(profile, &folded_lines(profile), options, writer)
+}
+
+/// As [`write_svg`], from the profile's folded lines made already.
+pub fn write_svg_lines<W: Write>(
+    profile: &Profile,
+    lines: &[String],
+    options: &SvgOptions,
+    writer: W,
+) -> io::Result<()> {
     let mut opt = flamegraph::Options::default();
     // The Java palette reads the suffixes `Profile::frame_names` adds
     // (inferno 0.12.8, src/flamegraph/color/palettes.rs, `java::resolve`):

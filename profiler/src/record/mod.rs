@@ -557,8 +557,15 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
         });
     }
     let mut written = Vec::new();
+    let shared = output::Shared::default();
     for spec in &config.outputs {
-        output::write(&profile, &spec.path, spec.format, &config.output_options)?;
+        output::write_shared(
+            &profile,
+            &spec.path,
+            spec.format,
+            &config.output_options,
+            &shared,
+        )?;
         written.push(spec.path.clone());
     }
     phases::mark("write");
