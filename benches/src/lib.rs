@@ -267,7 +267,7 @@ fn function_symbol(prefix: &str, function: u64, offset: u64, mapping: Option<usi
         line,
     });
     Symbol {
-        frames,
+        frames: frames.into(),
         symbolized: true,
         mapping,
     }

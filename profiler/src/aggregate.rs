@@ -200,10 +200,10 @@ impl Builder {
                 mapping,
                 lines: symbol
                     .frames
-                    .into_iter()
+                    .iter()
                     .map(|f| Line {
-                        function: f.function,
-                        file: f.file,
+                        function: f.function.clone(),
+                        file: f.file.clone(),
                         line: f.line,
                     })
                     .collect(),
@@ -366,11 +366,12 @@ mod tests {
 
     fn named(prefix: &str, addr: u64, mapping: Option<usize>) -> Symbol {
         Symbol {
-            frames: vec![Frame {
+            frames: [Frame {
                 function: format!("{prefix}{addr:x}"),
                 file: None,
                 line: None,
-            }],
+            }]
+            .into(),
             symbolized: true,
             mapping,
         }

@@ -22,6 +22,7 @@ use std::{
     io::Write,
     os::fd::FromRawFd,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use blazesym::{
@@ -55,7 +56,11 @@ pub struct Frame {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Symbol {
     /// Innermost first (an inlined callee before its caller); never empty.
-    pub frames: Vec<Frame>,
+    /// Shared with the symbolizer's cache: an address is looked up once per
+    /// process that sampled it, and most lookups find a location the
+    /// profile has already (a library's code shared by many processes), so
+    /// a copy of the names each time was made only to be dropped.
+    pub frames: Arc<[Frame]>,
     /// False when the frame is only `module+0xoffset` or an address.
     pub symbolized: bool,
     /// Index into `ProcessMaps::mappings` of the mapping holding the address.
@@ -68,11 +73,11 @@ pub const UNKNOWN_FRAME: &str = "[unknown]";
 impl Symbol {
     fn unknown(name: String, mapping: Option<usize>) -> Self {
         Symbol {
-            frames: vec![Frame {
+            frames: Arc::new([Frame {
                 function: name,
                 file: None,
                 line: None,
-            }],
+            }]),
             symbolized: false,
             mapping,
         }
@@ -99,12 +104,15 @@ type FileKey = (u32, u32, u64);
 /// and the offset in the mapped file.
 type Located<'a> = (usize, &'a Mapping, u64);
 
+/// A file offset's frames, and whether they are names (not `module+0xoffset`).
+type Named = (Arc<[Frame]>, bool);
+
 pub struct Symbolizer {
     blazesym: Blazesym,
     kernel: HashMap<u64, Symbol>,
     /// Keyed by file identity and file offset, so every process mapping a
     /// library shares the names looked up once.
-    user: HashMap<(FileKey, u64), (Vec<Frame>, bool)>,
+    user: HashMap<(FileKey, u64), Named>,
     /// Files blazesym has opened and parsed for us, with the windows they
     /// were last looked up in; see [`Symbolizer::release_idle_files`].
     held: HashMap<FileKey, HeldFile>,
@@ -377,7 +385,7 @@ impl Symbolizer {
             for (addr, frames) in named {
                 let symbol = match frames {
                     Some(frames) => Symbol {
-                        frames,
+                        frames: frames.into(),
                         symbolized: true,
                         mapping: None,
                     },
@@ -419,7 +427,7 @@ impl Symbolizer {
         frames: Option<Vec<Frame>>,
     ) {
         let entry = match frames {
-            Some(frames) => (frames, true),
+            Some(frames) => (frames.into(), true),
             None => {
                 self.stats.unknown += 1;
                 let name = format!("{}+0x{offset:x}", basename(&object.path));
@@ -726,7 +734,7 @@ mod tests {
         let maps = capture(std::process::id(), &mut cache).unwrap();
         let other = ProcessMaps {
             pid: 1,
-            mappings: std::sync::Arc::clone(&maps.mappings),
+            mappings: Arc::clone(&maps.mappings),
         };
         let first = a_function_with_a_known_name as fn() -> u64 as usize as u64;
         let second = another_function_with_a_known_name as fn() -> u64 as usize as u64;

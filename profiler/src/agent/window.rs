@@ -172,11 +172,12 @@ mod tests {
             addrs
                 .iter()
                 .map(|a| Symbol {
-                    frames: vec![Frame {
+                    frames: [Frame {
                         function: format!("fn_{a:x}"),
                         file: None,
                         line: None,
-                    }],
+                    }]
+                    .into(),
                     symbolized: true,
                     mapping: None,
                 })
