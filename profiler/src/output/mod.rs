@@ -168,12 +168,6 @@ pub fn check_destination(path: &Path) -> Result<&std::ffi::OsStr, OutputError> {
     Ok(file_name)
 }
 
-/// Writes `profile` to `path` in `format`.
-///
-/// The output goes to a temporary file in the same directory (named
-/// `.<file name>.<random>.tmp`) that is renamed over `path` once complete, so
-/// `path` is either left as it was or holds the whole output. The file gets
-/// the permissions a newly created file would (0666 less the umask).
 /// What the outputs of one profile have in common, made once for all of
 /// them: its folded lines, which the SVG is drawn from and the folded output
 /// is. (`record -o flame.svg -o stacks.folded` folded the profile twice.)
@@ -188,6 +182,12 @@ impl Shared {
     }
 }
 
+/// Writes `profile` to `path` in `format`.
+///
+/// The output goes to a temporary file in the same directory (named
+/// `.<file name>.<random>.tmp`) that is renamed over `path` once complete, so
+/// `path` is either left as it was or holds the whole output. The file gets
+/// the permissions a newly created file would (0666 less the umask).
 pub fn write(
     profile: &Profile,
     path: &Path,
