@@ -100,10 +100,11 @@ fn sample_values(kind: ProfileKind, sample: &Sample, period: i64) -> Vec<i64> {
 
 /// The mapping pprof should take for the profile's main binary: among the
 /// user mappings the samples of the process with the most weight pass
-/// through, the one mapped lowest. That is the program's executable (mapped
-/// below its libraries, PIE or not) even when all its time is spent in libc,
-/// where the first mapping in the profile's order would be whichever file
-/// the first sample's innermost frame was in. `None` without user frames.
+/// through, the one mapped lowest: the program's executable (mapped below its
+/// libraries, PIE or not) when its stacks reach it, else its lowest library.
+/// The first mapping in the profile's order could be any process's: in a
+/// system-wide recording it was once a bystander's memfd. `None` without
+/// user frames.
 fn main_mapping(profile: &Profile) -> Option<usize> {
     let mut weight: HashMap<u32, u64> = HashMap::new();
     for sample in &profile.samples {
