@@ -106,9 +106,13 @@ fn sample_values(kind: ProfileKind, sample: &Sample, period: i64) -> Vec<i64> {
 /// system-wide recording it was once a bystander's memfd. `None` without
 /// user frames.
 fn main_mapping(profile: &Profile) -> Option<usize> {
+    // Only samples with a mapped user frame count: a kernel thread, busy as
+    // it may be, has no binary to name.
     let mut weight: HashMap<u32, u64> = HashMap::new();
     for sample in &profile.samples {
-        *weight.entry(sample.pid).or_default() += profile.value(sample);
+        if user_mappings(profile, sample).next().is_some() {
+            *weight.entry(sample.pid).or_default() += profile.value(sample);
+        }
     }
     // Ties go to the lowest pid, so the choice does not depend on hashing.
     let (&pid, _) = weight
@@ -118,12 +122,16 @@ fn main_mapping(profile: &Profile) -> Option<usize> {
         .samples
         .iter()
         .filter(|s| s.pid == pid)
-        .flat_map(|s| &s.locations)
-        .filter_map(|&l| {
-            let location = profile.locations.get(l)?;
-            (location.kind == FrameKind::User).then_some(location.mapping?)
-        })
+        .flat_map(|s| user_mappings(profile, s))
         .min_by_key(|&m| (profile.mappings.get(m).map_or(u64::MAX, |m| m.start), m))
+}
+
+/// The mappings of `sample`'s user frames, innermost first.
+fn user_mappings<'a>(profile: &'a Profile, sample: &'a Sample) -> impl Iterator<Item = usize> + 'a {
+    sample.locations.iter().filter_map(|&l| {
+        let location = profile.locations.get(l)?;
+        (location.kind == FrameKind::User).then_some(location.mapping?)
+    })
 }
 
 /// The pprof message for `profile`.
@@ -558,11 +566,19 @@ mod tests {
                 user("write", 0, 0x7f00_0000_0010),
                 user("main", 2, 0x5600_0000_0010),
                 user("other_main", 1, 0x5500_0000_0010),
+                Location {
+                    kind: FrameKind::Kernel,
+                    address: 0xffff_ffff_8100_0000,
+                    mapping: None,
+                    lines: vec![],
+                },
             ],
             samples: vec![
                 sample(7, &[0, 1], 5),
                 sample(8, &[0, 2], 2),
                 sample(7, &[0], 1),
+                // The busiest of all, a kernel thread: no binary to name.
+                sample(2, &[3], 100),
             ],
             ..Default::default()
         };
@@ -570,10 +586,15 @@ mod tests {
         let names: Vec<&str> = p.mapping.iter().map(|m| s(&p, m.filename)).collect();
         assert_eq!(
             names,
-            ["/usr/bin/app", "/usr/lib/libc.so.6", "/usr/bin/other"]
+            [
+                "/usr/bin/app",
+                "/usr/lib/libc.so.6",
+                "/usr/bin/other",
+                KERNEL_MAPPING
+            ]
         );
         let ids: Vec<u64> = p.mapping.iter().map(|m| m.id).collect();
-        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(ids, [1, 2, 3, 4]);
         let mapping_name = |location: usize| {
             let id = p.location[location].mapping_id;
             s(&p, p.mapping[id as usize - 1].filename)
@@ -583,14 +604,15 @@ mod tests {
         assert_eq!(mapping_name(2), "/usr/bin/other");
         // Read back, every location is in its own file still.
         let read = crate::report::read_pprof::from_proto(&p).unwrap();
+        let path =
+            |l: &Location, m: &[crate::profile::Mapping]| l.mapping.map(|i| m[i].path.clone());
         for (location, original) in read.locations.iter().zip(&profile.locations) {
-            let path =
-                |l: &Location, m: &[crate::profile::Mapping]| m[l.mapping.unwrap()].path.clone();
             assert_eq!(
                 path(location, &read.mappings),
                 path(original, &profile.mappings)
             );
         }
+        assert_eq!(read.locations.len(), profile.locations.len());
     }
 
     #[test]
