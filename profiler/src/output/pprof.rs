@@ -187,15 +187,14 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
             ..Default::default()
         })
         .collect();
-    mappings.sort_by_key(|m| m.id);
     // One pass over the locations, not one per mapping: a recording of
     // thousands of processes has thousands of mappings.
     for location in &profile.locations {
-        let index = location.mapping.map(|i| mapping_id(i) as usize - 1);
-        if let Some(mapping) = index.and_then(|i| mappings.get_mut(i)) {
+        if let Some(mapping) = location.mapping.and_then(|i| mappings.get_mut(i)) {
             set_symbol_flags(mapping, std::iter::once(location));
         }
     }
+    mappings.sort_by_key(|m| m.id);
 
     let unmapped_kernel = || {
         profile
