@@ -2,7 +2,8 @@
 # phases.sh BIN HZ N [record args]: the profiler's own CPU (getrusage) per phase of
 # `record`, median of N runs, with its minor page faults and peak RSS (`PROFILER_PHASES=1`, profiler/src/phases.rs).
 # Default: `record -p <ovh_cpu 1000000 2>`; FORK=1: `record -a -d 3` while
-# `ovh_fork 3000 2` runs, as ab.sh.
+# `ovh_fork 3000 2` runs, as ab.sh. Each run's `note` lines (counts such as the
+# symbolizer's cache hits) follow the table.
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 P=$1; HZ=$2; N=$3; shift 3
 BIN=${WORKSPACE:-$(git rev-parse --show-toplevel)}/target/bench-overhead/bin
@@ -38,4 +39,9 @@ for name in names:
     f = [r[name][1] for r in runs if name in r]
     m = [r[name][2] for r in runs if name in r]
     print(f"{name:24} {s.median(v):15.1f}  [{min(v):.1f}..{max(v):.1f}] {s.median(f):14.0f} {s.median(m)/1024:13.1f}")
+# The counts behind the phases (e.g. the symbolizer's cache hits), per run.
+for i in range(1, n + 1):
+    for line in open(f"{t}/err.{i}"):
+        if line.startswith("note "):
+            print(f"run {i}: {line[5:].rstrip()}")
 EOF

@@ -60,6 +60,14 @@ pub fn mark(name: &str) {
     eprintln!("phase {name} {cpu:.3} {wall:.3} {faults} {maxrss}");
 }
 
+/// With `PROFILER_PHASES` set, prints `note TEXT`: counts that explain a
+/// phase's cost (e.g. the symbolizer's cache hits), built only when asked.
+pub fn note(text: impl FnOnce() -> String) {
+    if enabled() {
+        eprintln!("note {}", text());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

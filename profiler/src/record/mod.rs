@@ -509,6 +509,7 @@ impl Session {
         );
         symbolizer.flush_frame_cache();
         phases::mark("frame-cache");
+        phases::note(|| format!("symbolizer {:?}", symbolizer.stats()));
         let missed = pids
             .iter()
             .filter(|&&pid| self.processes.get(pid).is_none())
