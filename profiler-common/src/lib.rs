@@ -105,6 +105,9 @@ pub struct Config {
     /// Off-CPU intervals shorter than this are counted in `stat::OFF_CPU_SHORT`
     /// but not recorded.
     pub min_block_ns: u64,
+    /// `unwind_mode::*`: how user stacks are walked.
+    pub unwind: u32,
+    pub reserved: u32,
 }
 
 /// Key of the in-kernel on-CPU sample counts (`COUNTS` map).
@@ -225,6 +228,148 @@ pub fn stack_hash_finish(mut hash: u64) -> u64 {
     if hash == 0 { 1 } else { hash }
 }
 
+/// How user stacks are walked (`Config::unwind`).
+pub mod unwind_mode {
+    /// Frame pointers only (`bpf_get_stack`).
+    pub const FP: u32 = 0;
+    /// Unwind tables where the code's file has one, frame pointers elsewhere.
+    pub const AUTO: u32 = 1;
+    /// Unwind tables only: a frame in code without a table ends the stack.
+    pub const DWARF: u32 = 2;
+}
+
+/// Rows the kernel's `UNWIND_ROWS` array holds by default (8 bytes each: 32 MiB).
+pub const UNWIND_ROWS_DEFAULT: u32 = 4 * 1024 * 1024;
+/// Files whose tables can be loaded at once (`UNWIND_FILES`).
+pub const UNWIND_FILES_MAX: u32 = 4096;
+/// Executable mappings with a table one process can have in `UNWIND_PROCS`.
+pub const UNWIND_MAPPINGS_MAX: usize = 250;
+
+/// `UnwindRow::kind` low nibble: how the canonical frame address (the
+/// caller's stack pointer, CFA) is found at this row's instructions.
+pub mod cfa {
+    /// No unwind information here (a gap between FDEs): frame pointers, if allowed.
+    pub const NONE: u8 = 0;
+    /// The return address is undefined: this is the outermost frame (`_start`, `clone`).
+    pub const END: u8 = 1;
+    /// CFA = rsp + offset.
+    pub const RSP: u8 = 2;
+    /// CFA = rbp + offset.
+    pub const RBP: u8 = 3;
+    /// A PLT stub: CFA = rsp + offset, plus 8 when `(rip & 15) >= rbp_offset`
+    /// (the DWARF expression GNU ld writes for `.plt`; the threshold is 11 or 10).
+    pub const PLT: u8 = 4;
+    /// CFA = *(rsp + offset) (a dereferencing DWARF expression).
+    pub const DEREF_RSP: u8 = 5;
+    /// CFA = *(rbp + offset) (gcc's realigned-stack `main`: `DW_OP_breg6 -8; DW_OP_deref`).
+    pub const DEREF_RBP: u8 = 6;
+    /// A signal frame (`__restore_rt`): rsp points at the `ucontext`'s
+    /// signal frame; rip, rsp and rbp are read from its saved registers.
+    pub const SIGNAL: u8 = 7;
+    /// A rule the kernel cannot follow (another register, another expression).
+    pub const UNSUPPORTED: u8 = 15;
+}
+
+/// `UnwindRow::kind` high nibble: where the caller's rbp is.
+pub mod rbp_rule {
+    /// Unchanged (not saved by this frame).
+    pub const SAME: u8 = 0;
+    /// Saved at CFA + `rbp_offset * 8`.
+    pub const AT_CFA: u8 = 1;
+    /// A rule the kernel cannot follow: rbp is taken as unknown (0) from here on.
+    pub const UNSUPPORTED: u8 = 15;
+}
+
+/// One row of a file's unwind table: the rule from `pc` until the next
+/// row's `pc`. A table is sorted by `pc`, with no two neighbours alike.
+///
+/// `pc` is the instruction's file offset (its ELF virtual address minus
+/// the containing segment's `p_vaddr - p_offset`), so that the kernel gets
+/// it from a runtime address with the mapping's start and file offset
+/// alone. The return address is always at CFA - 8 (x86-64).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct UnwindRow {
+    pub pc: u32,
+    /// Bytes added to the CFA's base register (`cfa::RSP`, `RBP`, `PLT`, `DEREF_*`).
+    pub cfa_offset: u16,
+    /// `cfa::*` in the low nibble, `rbp_rule::*` in the high one.
+    pub kind: u8,
+    /// With `rbp_rule::AT_CFA`: the saved rbp's offset from the CFA, in
+    /// 8-byte words (-2: at CFA - 16). With `cfa::PLT`: the rip threshold.
+    pub rbp_offset: i8,
+}
+
+impl UnwindRow {
+    #[inline(always)]
+    pub const fn cfa_kind(&self) -> u8 {
+        self.kind & 0x0f
+    }
+
+    #[inline(always)]
+    pub const fn rbp_kind(&self) -> u8 {
+        self.kind >> 4
+    }
+
+    #[inline(always)]
+    pub const fn make_kind(cfa: u8, rbp: u8) -> u8 {
+        (cfa & 0x0f) | (rbp << 4)
+    }
+}
+
+/// `UNWIND_FILES` value: where a loaded file's rows are in `UNWIND_ROWS`.
+/// `rows == 0`: the slot is free or being (re)loaded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnwindFile {
+    pub first_row: u32,
+    pub rows: u32,
+}
+
+/// One executable mapping of a process whose file has a table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnwindMapping {
+    /// Runtime address range `[start, end)`.
+    pub start: u64,
+    pub end: u64,
+    /// Subtracted from a runtime address to give the file offset the rows
+    /// are keyed by (`start - file offset of the mapping`).
+    pub bias: u64,
+    /// Index into `UNWIND_FILES`.
+    pub file: u32,
+    pub reserved: u32,
+}
+
+/// `UNWIND_PROCS` value (keyed by tgid): the process's mappings with a
+/// table, sorted by `start`, not overlapping.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnwindProcess {
+    pub len: u32,
+    pub reserved: u32,
+    pub mappings: [UnwindMapping; UNWIND_MAPPINGS_MAX],
+}
+
+/// Why a user stack walked with tables ended before its outermost frame,
+/// stored in the high 32 bits of `StackTrace::len` (the low 32 are the count).
+pub mod unwind_end {
+    /// Reached the outermost frame, or a return address of 0.
+    pub const COMPLETE: u32 = 0;
+    /// No table for a frame's code, and no frame pointer to follow (or `--unwind dwarf`).
+    pub const NO_TABLE: u32 = 1;
+    /// The process's mappings were not loaded yet (its first samples).
+    pub const NOT_LOADED: u32 = 2;
+    /// A rule the kernel cannot follow.
+    pub const UNSUPPORTED: u32 = 3;
+    /// Reading the stack failed (a page not present, or garbage addresses).
+    pub const READ_FAULT: u32 = 4;
+    /// `MAX_STACK_DEPTH` frames.
+    pub const DEPTH: u32 = 5;
+    /// The stack pointer went backwards: the walk went astray.
+    pub const BAD_FRAME: u32 = 6;
+}
+
 /// Indices of the per-CPU counters in the `STATS` array.
 pub mod stat {
     /// Samples taken for a tracked process (counted or not).
@@ -275,8 +420,22 @@ pub mod stat {
     /// skipped on that CPU (the kernel runs one BPF program at a time per
     /// CPU, and a BPF map syscall counts as one). That interval is lost.
     pub const OFF_CPU_SWITCH_IN_MISSED: u32 = 18;
+    /// User stacks walked with unwind tables (`--unwind auto|dwarf`).
+    pub const UNWIND_STACKS: u32 = 19;
+    /// Frames unwound with a table row, and with a frame pointer.
+    pub const UNWIND_FRAMES_TABLE: u32 = 20;
+    pub const UNWIND_FRAMES_FP: u32 = 21;
+    /// Stacks that ended early, by `unwind_end` cause (index = 21 + cause).
+    pub const UNWIND_END_NO_TABLE: u32 = 22;
+    pub const UNWIND_END_NOT_LOADED: u32 = 23;
+    pub const UNWIND_END_UNSUPPORTED: u32 = 24;
+    pub const UNWIND_END_READ_FAULT: u32 = 25;
+    pub const UNWIND_END_DEPTH: u32 = 26;
+    pub const UNWIND_END_BAD_FRAME: u32 = 27;
+    /// Samples of processes whose mappings were not loaded yet (walked with frame pointers).
+    pub const UNWIND_PROCESS_NOT_LOADED: u32 = 28;
     /// Number of counters.
-    pub const COUNT: u32 = 19;
+    pub const COUNT: u32 = 29;
 }
 
 /// `ProcessEvent::kind`: first sample of a process (or first since its exec).
@@ -304,9 +463,13 @@ mod pod {
     unsafe impl aya::Pod for super::OffCpuKey {}
     unsafe impl aya::Pod for super::OffCpuValue {}
     unsafe impl aya::Pod for super::OffCpuStart {}
+    unsafe impl aya::Pod for super::UnwindRow {}
+    unsafe impl aya::Pod for super::UnwindFile {}
+    unsafe impl aya::Pod for super::UnwindMapping {}
+    unsafe impl aya::Pod for super::UnwindProcess {}
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 40);
+const _: () = assert!(core::mem::size_of::<Config>() == 48);
 const _: () = assert!(core::mem::size_of::<OffCpuKey>() == core::mem::size_of::<SampleKey>() + 8);
 const _: () = assert!(core::mem::size_of::<OffCpuValue>() == 16);
 const _: () =
@@ -314,3 +477,8 @@ const _: () =
 const _: () = assert!(core::mem::size_of::<SampleKey>() == 32 + COMM_LEN);
 const _: () = assert!(core::mem::size_of::<StackTrace>() == 8 * (1 + MAX_STACK_DEPTH));
 const _: () = assert!(core::mem::size_of::<ProcessEvent>() == 8);
+const _: () = assert!(core::mem::size_of::<UnwindRow>() == 8);
+const _: () = assert!(core::mem::size_of::<UnwindFile>() == 8);
+const _: () = assert!(core::mem::size_of::<UnwindMapping>() == 32);
+const _: () =
+    assert!(core::mem::size_of::<UnwindProcess>() == 8 + 32 * UNWIND_MAPPINGS_MAX);
