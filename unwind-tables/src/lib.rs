@@ -227,3 +227,81 @@ pub fn lookup(rows: &[UnwindRow], pc: u32) -> Option<&UnwindRow> {
     let after = rows.partition_point(|row| row.pc <= pc);
     after.checked_sub(1).map(|i| &rows[i])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn tool(program: &str, dir: &Path, args: &[&str]) -> bool {
+        Command::new(program)
+            .current_dir(dir)
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// A debug file with no `.gnu_debuglink` pointing at it is found by
+    /// build ID under the debug root, as distributions install them.
+    #[test]
+    fn debug_file_found_by_build_id() {
+        let dir =
+            std::env::temp_dir().join(format!("unwind-tables-build-id-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("p.c"),
+            "__attribute__((noinline)) int f(int n) { return n * 7; }\n\
+             int main(int argc, char **argv) { return f(argc) + f(argc + 1); }\n",
+        )
+        .unwrap();
+        // Only .debug_frame describes main and f.
+        let flags = [
+            "-O2",
+            "-g",
+            "-fno-asynchronous-unwind-tables",
+            "-Wl,--build-id",
+            "-o",
+            "p",
+            "p.c",
+        ];
+        if !tool("gcc", &dir, &flags) {
+            eprintln!("SKIPPED: gcc is not installed or failed");
+            return;
+        }
+        assert!(tool(
+            "objcopy",
+            &dir,
+            &["--only-keep-debug", "p", "p.debug"]
+        ));
+        assert!(tool("objcopy", &dir, &["--strip-debug", "p", "p.stripped"]));
+
+        let full = build_table(&std::fs::read(dir.join("p")).unwrap()).unwrap();
+        assert!(full.stats.fdes_debug_frame >= 2);
+        let stripped = std::fs::read(dir.join("p.stripped")).unwrap();
+        assert_eq!(build_table(&stripped).unwrap().stats.debug_frame_bytes, 0);
+
+        let id = build_id(&stripped).expect("gcc was asked for a build ID");
+        assert_eq!(
+            build_id(&std::fs::read(dir.join("p.debug")).unwrap()),
+            Some(id.clone())
+        );
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let root = dir.join("debug-root");
+        let by_id = root.join(".build-id").join(&hex[..2]);
+        std::fs::create_dir_all(&by_id).unwrap();
+        std::fs::rename(
+            dir.join("p.debug"),
+            by_id.join(format!("{}.debug", &hex[2..])),
+        )
+        .unwrap();
+
+        let found = build_table_with_debug_root(&dir.join("p.stripped"), &root).unwrap();
+        assert_eq!(found.rows, full.rows);
+        // Without the debug root, nothing fills in.
+        let missing =
+            build_table_with_debug_root(&dir.join("p.stripped"), &dir.join("nowhere")).unwrap();
+        assert_ne!(missing.rows, full.rows);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -285,13 +285,28 @@ pub fn assert_well_formed(rows: &[UnwindRow]) {
 /// The address of the symbol `name` in the ELF file at `path` (symbol
 /// table, then dynamic symbols).
 pub fn symbol(path: &Path, name: &str) -> Option<u64> {
+    symbol_range(path, name).map(|(address, _)| address)
+}
+
+/// The address and size of the symbol `name`.
+pub fn symbol_range(path: &Path, name: &str) -> Option<(u64, u64)> {
     use object::{Object, ObjectSymbol};
     let data = std::fs::read(path).ok()?;
     let file = object::File::parse(&*data).ok()?;
     file.symbols()
         .chain(file.dynamic_symbols())
         .find(|s| s.name() == Ok(name) && s.address() != 0)
-        .map(|s| s.address())
+        .map(|s| (s.address(), s.size()))
+}
+
+/// The rows in force over the function `name` of the file at `path`.
+pub fn function_rows(path: &Path, rows: &[UnwindRow], name: &str) -> Vec<UnwindRow> {
+    let (vaddr, size) = symbol_range(path, name).unwrap_or_else(|| panic!("no symbol {name}"));
+    let start = file_offset(&load_segments(path), vaddr).unwrap();
+    let end = start + size as u32;
+    let mut out = vec![*unwind_tables::lookup(rows, start).expect("a row at the function")];
+    out.extend(rows.iter().filter(|r| r.pc > start && r.pc < end));
+    out
 }
 
 pub fn run(program: &str, args: &[&std::ffi::OsStr]) -> String {
