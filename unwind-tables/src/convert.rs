@@ -83,7 +83,7 @@ where
             stats.fdes_skipped += 1;
             continue;
         }
-        match convert_fde(section, bases, &mut ctx, &fde, segments, stats) {
+        match convert_fde(section, bases, &mut ctx, &fde, segments, stats)? {
             Some((start, end, rows)) => fdes.push(Fde {
                 start,
                 end,
@@ -96,15 +96,17 @@ where
     Ok(fdes)
 }
 
-/// The file offset of `vaddr` given its segment's bias, if it fits the
-/// table's 32 bits.
-fn file_offset(vaddr: u64, bias: u64) -> Option<u32> {
-    vaddr.checked_sub(bias).and_then(|o| u32::try_from(o).ok())
+/// The file offset of `vaddr` given its segment's bias; an error when it
+/// does not fit the table's 32 bits.
+fn file_offset(vaddr: u64, bias: u64) -> Result<u32, crate::Error> {
+    let offset = vaddr - bias;
+    u32::try_from(offset).map_err(|_| crate::Error::OffsetTooLarge { vaddr, offset })
 }
 
-/// One FDE's `(start, end, rows)`, or `None` when it cannot be placed or
-/// evaluated. Every address takes the bias of the segment holding the
-/// FDE's start, so that one function never straddles two biases.
+/// One FDE's `(start, end, rows)`, or `None` when it is outside the
+/// executable segments or gimli cannot evaluate it. Every address takes
+/// the bias of the segment holding the FDE's start, so that one function
+/// never straddles two biases.
 fn convert_fde<'a, S>(
     section: &S,
     bases: &BaseAddresses,
@@ -112,11 +114,13 @@ fn convert_fde<'a, S>(
     fde: &gimli::FrameDescriptionEntry<Slice<'a>>,
     segments: &Segments,
     stats: &mut TableStats,
-) -> Option<(u32, u32, Vec<UnwindRow>)>
+) -> Result<Option<(u32, u32, Vec<UnwindRow>)>, crate::Error>
 where
     S: UnwindSection<Slice<'a>>,
 {
-    let bias = segments.bias_of(fde.initial_address())?;
+    let Some(bias) = segments.bias_of(fde.initial_address()) else {
+        return Ok(None);
+    };
     let start = file_offset(fde.initial_address(), bias)?;
     let end = file_offset(fde.end_address(), bias)?;
     let cie = fde.cie();
@@ -126,12 +130,14 @@ where
         encoding: cie.encoding(),
     };
     let mut rows = Vec::new();
-    let mut table = fde.rows(section, bases, ctx).ok()?;
+    let Ok(mut table) = fde.rows(section, bases, ctx) else {
+        return Ok(None);
+    };
     loop {
         let row = match table.next_row() {
             Ok(Some(row)) => row,
             Ok(None) => break,
-            Err(_) => return None,
+            Err(_) => return Ok(None),
         };
         if row.start_address() >= row.end_address() {
             continue;
@@ -146,7 +152,7 @@ where
             rbp_offset,
         });
     }
-    Some((start, end, rows))
+    Ok(Some((start, end, rows)))
 }
 
 struct RowContext {

@@ -71,6 +71,9 @@ pub enum Error {
         #[source]
         source: gimli::Error,
     },
+    /// Code beyond 4 GiB into the file: rows hold 32-bit file offsets.
+    #[error("code at {vaddr:#x} is at file offset {offset:#x}, beyond what a row holds")]
+    OffsetTooLarge { vaddr: u64, offset: u64 },
     #[error("invalid cache key {key:?}: use letters, digits, '-', '_' and '.' only")]
     InvalidKey { key: String },
 }
@@ -98,8 +101,8 @@ pub struct TableStats {
     pub fdes_debug_frame: usize,
     /// FDEs dropped because an FDE kept covers part of their code.
     pub fdes_dropped: usize,
-    /// FDEs skipped: empty, outside the loadable segments (FDEs of
-    /// sections the linker discarded), beyond 4 GiB, or not evaluable.
+    /// FDEs skipped: empty, outside the executable segments (FDEs of
+    /// sections the linker discarded), or not evaluable.
     pub fdes_skipped: usize,
     /// Rows before neighbours with the same rule were merged (gimli's rows
     /// plus the `NONE` rows after FDEs).

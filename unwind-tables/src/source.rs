@@ -11,8 +11,8 @@ use object::{Object, ObjectSection, ObjectSegment};
 
 use crate::Error;
 
-/// A loadable segment: addresses `[vaddr, vaddr + size)` sit at file
-/// offset `address - bias`.
+/// An executable loadable segment: addresses `[vaddr, vaddr + size)` sit at
+/// file offset `address - bias`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Segment {
     vaddr: u64,
@@ -20,7 +20,10 @@ pub(crate) struct Segment {
     bias: u64,
 }
 
-/// The loadable segments of the file the code comes from.
+/// The executable segments of the file the code comes from. Only code there
+/// can run; an FDE elsewhere (a discarded section's, left at address 0,
+/// which in a PIE is inside the first, read-only segment) would give rows
+/// for bytes that are not code.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Segments(Vec<Segment>);
 
@@ -69,6 +72,10 @@ impl<'data> ElfCfi<'data> {
     pub(crate) fn read(file: &object::File<'data>) -> Result<Self, Error> {
         let segments = Segments(
             file.segments()
+                .filter(|s| match s.flags() {
+                    object::SegmentFlags::Elf { p_flags } => p_flags & object::elf::PF_X != 0,
+                    _ => false,
+                })
                 .filter_map(|s| {
                     let (offset, _) = s.file_range();
                     Some(Segment {

@@ -274,3 +274,41 @@ fn no_call_frame_information_is_an_error() {
     assert!(build_table_for_path(&exe).unwrap().stats.fdes > 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn fdes_of_discarded_code_are_skipped() {
+    let dir = temp_dir("gc-sections");
+    // ld drops the unused function but leaves its .debug_frame FDE, at
+    // address 0: in a PIE, inside the first (read-only) segment.
+    let source = r#"
+int unused_function(int n) { return n * 11 + 3; }
+__attribute__((noinline)) int used(int n) { return n * 7; }
+int main(int argc, char **argv) { return used(argc); }
+"#;
+    let flags = [
+        "-O2",
+        "-g",
+        "-fno-asynchronous-unwind-tables",
+        "-ffunction-sections",
+        "-Wl,--gc-sections",
+        "-pie",
+        "-fPIE",
+    ];
+    let Some(exe) = compile(&dir, "gc", source, &flags) else {
+        return;
+    };
+    let readelf = readelf_fdes(&exe);
+    assert!(
+        readelf
+            .iter()
+            .any(|f| f.section == ".debug_frame" && f.start == 0),
+        "{readelf:?}"
+    );
+    let table = build_table_for_path(&exe).unwrap();
+    assert_well_formed(&table.rows);
+    compare_with_readelf(&exe, &table.rows);
+    assert_eq!(table.stats.fdes_skipped, 1, "{:?}", table.stats);
+    assert_eq!(table.stats.fdes, readelf.len());
+    assert!(table.rows[0].pc >= 0x1000, "{:?}", table.rows[0]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

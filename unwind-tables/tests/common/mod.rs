@@ -12,6 +12,21 @@ use profiler_common::{UnwindRow, cfa, rbp_rule};
 
 /// `(p_vaddr, p_memsz, p_offset)` of each PT_LOAD, from `readelf -lW`.
 pub fn load_segments(path: &Path) -> Vec<(u64, u64, u64)> {
+    segments_with_flags(path)
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect()
+}
+
+/// The executable PT_LOADs only.
+pub fn executable_segments(path: &Path) -> Vec<(u64, u64, u64)> {
+    segments_with_flags(path)
+        .into_iter()
+        .filter_map(|(s, x)| x.then_some(s))
+        .collect()
+}
+
+fn segments_with_flags(path: &Path) -> Vec<((u64, u64, u64), bool)> {
     let out = run("readelf", &["-lW".as_ref(), path.as_os_str()]);
     out.lines()
         .filter_map(|line| {
@@ -20,7 +35,9 @@ pub fn load_segments(path: &Path) -> Vec<(u64, u64, u64)> {
                 return None;
             }
             let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
-            Some((hex(fields[2]), hex(fields[5]), hex(fields[1])))
+            // Flags ("R E", "RW") sit between the sizes and the alignment.
+            let executable = fields[6..fields.len() - 1].iter().any(|f| f.contains('E'));
+            Some(((hex(fields[2]), hex(fields[5]), hex(fields[1])), executable))
         })
         .collect()
 }
@@ -188,10 +205,11 @@ pub fn expected(row: &ReadelfRow, signal: bool) -> Expected {
 }
 
 /// Holds `rows` against readelf's view of `path`'s frame information:
-/// every row of every FDE, and what follows each FDE. Returns how many
-/// readelf rows were compared, and how many were CFA expressions.
+/// every row of every FDE of code (in an executable segment), and what
+/// follows each FDE. Returns how many readelf rows were compared, and how
+/// many were CFA expressions.
 pub fn compare_with_readelf(path: &Path, rows: &[UnwindRow]) -> (usize, usize) {
-    let segments = load_segments(path);
+    let segments = executable_segments(path);
     let fdes = readelf_fdes(path);
     assert!(
         !fdes.is_empty(),
