@@ -28,6 +28,10 @@ pub mod map_names {
     pub const STACKS_1: &str = "STACKS_1";
     pub const COUNTS_1: &str = "COUNTS_1";
     pub const OFF_CPU_COUNTS_1: &str = "OFF_CPU_COUNTS_1";
+    /// Unwind tables (`--unwind auto|dwarf`).
+    pub const UNWIND_ROWS: &str = "UNWIND_ROWS";
+    pub const UNWIND_FILES: &str = "UNWIND_FILES";
+    pub const UNWIND_PROCS: &str = "UNWIND_PROCS";
 
     /// The stacks map of map set `set` (0 or 1).
     pub const fn stacks(set: u32) -> &'static str {
@@ -480,5 +484,4 @@ const _: () = assert!(core::mem::size_of::<ProcessEvent>() == 8);
 const _: () = assert!(core::mem::size_of::<UnwindRow>() == 8);
 const _: () = assert!(core::mem::size_of::<UnwindFile>() == 8);
 const _: () = assert!(core::mem::size_of::<UnwindMapping>() == 32);
-const _: () =
-    assert!(core::mem::size_of::<UnwindProcess>() == 8 + 32 * UNWIND_MAPPINGS_MAX);
+const _: () = assert!(core::mem::size_of::<UnwindProcess>() == 8 + 32 * UNWIND_MAPPINGS_MAX);

@@ -9,6 +9,8 @@
 #![no_std]
 #![no_main]
 
+mod unwind;
+
 use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_F_MMAPABLE, BPF_F_USER_STACK, BPF_NOEXIST},
@@ -24,7 +26,8 @@ use aya_ebpf::{
 use profiler_common::{
     COMM_LEN, Config, EVENT_NEW_PROCESS, FILTER_ALL, MAX_STACK_DEPTH, OFF_CPU_BLOCKED,
     OFF_CPU_RUNNABLE, OffCpuKey, OffCpuStart, OffCpuValue, ProcessEvent, SampleKey, StackTrace,
-    stack_hash, stack_hash_finish, stack_hash_start, stack_hash_step, stat,
+    stack_hash, stack_hash_finish, stack_hash_start, stack_hash_step, stat, unwind_end,
+    unwind_mode,
 };
 
 const ENOENT: i32 = 2;
@@ -205,16 +208,33 @@ fn record_stack<C: EbpfContext, const LOOP: bool>(
     if len >= MAX_STACK_DEPTH && unsafe { (*scratch).ips[MAX_STACK_DEPTH - 1] } != 0 {
         bump(stat::STACKS_TRUNCATED);
     }
-    // SAFETY: as above.
+    store_scratch::<LOOP>(scratch, set, len, unwind_end::COMPLETE)
+}
+
+/// Stores the first `len` addresses of this CPU's scratch slot in the
+/// stacks map of set `set`; `end` (an `unwind_end` cause, 0 for a
+/// complete or frame-pointer stack) goes into the high half of the stored
+/// `len` and into the hash. Returns what [`record_stack`] does.
+#[inline(always)]
+fn store_scratch<const LOOP: bool>(
+    scratch: *mut StackTrace,
+    set: u32,
+    len: usize,
+    end: u32,
+) -> (u64, i32) {
+    // SAFETY: this CPU's scratch slot.
     let trace = unsafe {
-        (*scratch).len = len as u64;
+        (*scratch).len = len as u64 | ((end as u64) << 32);
         &*scratch
     };
-    let hash = if LOOP {
+    let mut hash = if LOOP {
         hash_scratch(trace, len)
     } else {
         stack_hash(&trace.ips, len)
     };
+    if end != unwind_end::COMPLETE {
+        hash = stack_hash_finish(hash ^ end as u64);
+    }
     let stacks = stacks(set);
     if stacks.get_ptr(hash).is_none() {
         match stacks.insert(hash, trace, BPF_NOEXIST as u64) {
@@ -363,7 +383,7 @@ fn cpu_sample<C: EbpfContext, const LOOP: bool, const SETS: bool>(ctx: &C) -> u3
     bump(stat::SAMPLES);
     announce(tgid);
     let set = if SETS { config.active_set } else { 0 };
-    let key = sample_key::<_, LOOP>(ctx, tgid, tid, set);
+    let key = sample_key::<_, LOOP, true>(ctx, tgid, tid, set, config.unwind);
     count(&key, set);
     // Switched meanwhile: this sample may land in a set user space is
     // reading or has read; it finds it when it reads the set again.
@@ -420,17 +440,53 @@ fn announce(tgid: u32) {
     }
 }
 
-/// The current thread's stacks and command name.
+/// The current user stack, walked as `unwind` (`unwind_mode::*`) says,
+/// stored as [`record_stack`] does. Unwind tables need `bpf_loop`: without
+/// it (`LOOP` false) user space asks for frame pointers. `CTX_REGS`: the
+/// context starts with the interrupted registers (perf_event).
 #[inline(always)]
-fn sample_key<C: EbpfContext, const LOOP: bool>(
+fn record_user_stack<C: EbpfContext, const LOOP: bool, const CTX_REGS: bool>(
+    ctx: &C,
+    set: u32,
+    tgid: u32,
+    unwind: u32,
+) -> (u64, i32) {
+    if !LOOP || unwind == unwind_mode::FP {
+        return record_stack::<_, LOOP>(ctx, set, BPF_F_USER_STACK as u64, stat::USER_STACK_ERROR);
+    }
+    let Some(regs) = unwind::user_regs(ctx, CTX_REGS) else {
+        // A kernel thread, or a task that has not been to user mode.
+        return (0, 0);
+    };
+    let Some(scratch) = STACK_SCRATCH.get_ptr_mut(0) else {
+        return (0, -E2BIG);
+    };
+    let Some(walked) = unwind::walk(scratch, tgid, regs, unwind) else {
+        return (0, -E2BIG);
+    };
+    bump(stat::UNWIND_STACKS);
+    add(stat::UNWIND_FRAMES_TABLE, walked.table_frames);
+    add(stat::UNWIND_FRAMES_FP, walked.fp_frames);
+    if !walked.process_loaded {
+        bump(stat::UNWIND_PROCESS_NOT_LOADED);
+    }
+    if walked.end != unwind_end::COMPLETE {
+        bump(stat::UNWIND_END_NO_TABLE - 1 + walked.end);
+    }
+    store_scratch::<LOOP>(scratch, set, walked.len, walked.end)
+}
+
+/// The current thread's stacks and command name (`CTX_REGS` as in [`record_user_stack`]).
+#[inline(always)]
+fn sample_key<C: EbpfContext, const LOOP: bool, const CTX_REGS: bool>(
     ctx: &C,
     tgid: u32,
     tid: u32,
     set: u32,
+    unwind: u32,
 ) -> SampleKey {
     let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
-    let (user_stack, user_error) =
-        record_stack::<_, LOOP>(ctx, set, BPF_F_USER_STACK as u64, stat::USER_STACK_ERROR);
+    let (user_stack, user_error) = record_user_stack::<_, LOOP, CTX_REGS>(ctx, set, tgid, unwind);
     let Some(first) = FIRST_STACK.get_ptr_mut(0) else {
         // Cannot happen (index 0 of a per-CPU array); the kernel stack is lost.
         return SampleKey {
@@ -564,7 +620,7 @@ fn sched_switch<const LOOP: bool, const SETS: bool>(ctx: &TracePointContext) -> 
     let set = if SETS { config.active_set } else { 0 };
     let start = OffCpuStart {
         key: OffCpuKey {
-            sample: sample_key::<_, LOOP>(ctx, tgid, tid, set),
+            sample: sample_key::<_, LOOP, false>(ctx, tgid, tid, set, config.unwind),
             state,
             reserved: 0,
         },

@@ -12,7 +12,7 @@ use symbolizer::Symbol;
 use crate::{
     phases,
     profile::{FrameKind, Line, Location, Mapping, Meta, Profile, Sample, ThreadState},
-    raw::{RawProfile, RawStack},
+    raw::{RawProfile, RawStack, unwind_end_name, unwind_end_of},
 };
 
 /// Names for addresses; the real one wraps the symbolizer and the process table.
@@ -214,9 +214,12 @@ impl Builder {
 }
 
 /// Unique lookup addresses of one stack side, with the first sampled address for each.
-fn collect(stack: &RawStack, into: &mut HashMap<u64, u64>) {
+fn collect(stack: &RawStack, into: &mut HashMap<u64, u64>, user: bool) {
     if let RawStack::Frames(frames) = stack {
         for (depth, &addr) in frames.iter().enumerate() {
+            if user && unwind_end_of(addr).is_some() {
+                continue;
+            }
             into.entry(lookup_address(addr, depth)).or_insert(addr);
         }
     }
@@ -235,8 +238,12 @@ pub fn aggregate(raw: &RawProfile, resolver: &mut dyn Resolve, meta: Meta) -> Pr
     let mut user: HashMap<u32, HashMap<u64, u64>> = HashMap::default();
     let mut kernel: HashMap<u64, u64> = HashMap::default();
     for sample in &raw.samples {
-        collect(&sample.user_stack, user.entry(sample.tgid).or_default());
-        collect(&sample.kernel_stack, &mut kernel);
+        collect(
+            &sample.user_stack,
+            user.entry(sample.tgid).or_default(),
+            true,
+        );
+        collect(&sample.kernel_stack, &mut kernel, false);
     }
     // Sized up front: with thousands of short-lived processes every map
     // below grows to thousands of entries, and growing them step by step
@@ -295,6 +302,10 @@ pub fn aggregate(raw: &RawProfile, resolver: &mut dyn Resolve, meta: Meta) -> Pr
             match stack {
                 RawStack::Frames(frames) => {
                     for (depth, &addr) in frames.iter().enumerate() {
+                        if let Some(end) = space.and(unwind_end_of(addr)) {
+                            locations.push(builder.special(unwind_end_name(end).to_string()));
+                            continue;
+                        }
                         locations.push(builder.locations[&(space, lookup_address(addr, depth))]);
                     }
                 }

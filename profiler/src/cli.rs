@@ -15,6 +15,7 @@ use profiler::{
     profile::ProfileKind,
     record::{OutputSpec, RecordConfig, RecordTarget},
     report::ReportConfig,
+    tracer::UnwindMode,
 };
 
 #[derive(Parser, Debug)]
@@ -288,9 +289,54 @@ pub struct RecordArgs {
     /// Unique stacks the kernel can hold; raise it when the summary reports the stack map full.
     #[arg(long = "stack-map-size", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
     pub stack_map_size: u32,
+    #[command(flatten)]
+    pub unwind: UnwindArgs,
     /// The command to run and profile, after `--`.
     #[arg(last = true)]
     pub command: Vec<OsString>,
+}
+
+/// How user stacks are walked; shared by `record` and `agent`.
+#[derive(Args, Debug)]
+pub struct UnwindArgs {
+    /// How user stacks are walked: `auto` uses the files' unwind tables
+    /// (.eh_frame) where they have them and frame pointers elsewhere; `fp`
+    /// frame pointers only; `dwarf` tables only [default: auto].
+    #[arg(long = "unwind", value_enum)]
+    pub unwind: Option<Unwind>,
+    /// Kernel memory for unwind tables (e.g. 32MiB); the least recently
+    /// used files' tables are evicted beyond it [default: 32MiB].
+    #[arg(long = "unwind-memory", value_parser = parse_size)]
+    pub unwind_memory: Option<u64>,
+}
+
+/// `--unwind` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Unwind {
+    Auto,
+    Fp,
+    Dwarf,
+}
+
+impl From<Unwind> for UnwindMode {
+    fn from(unwind: Unwind) -> UnwindMode {
+        match unwind {
+            Unwind::Auto => UnwindMode::Auto,
+            Unwind::Fp => UnwindMode::Fp,
+            Unwind::Dwarf => UnwindMode::Dwarf,
+        }
+    }
+}
+
+/// Rows of 8 bytes in `bytes`, within what the kernel's array can be.
+pub fn unwind_rows(bytes: u64) -> Result<u32> {
+    let rows = bytes / size_of::<profiler_common::UnwindRow>() as u64;
+    if !(1024..=u32::MAX as u64 / 2).contains(&rows) {
+        bail!(
+            "--unwind-memory {bytes} bytes is out of range: give between 8KiB and 16GiB (e.g. 32MiB)"
+        );
+    }
+    Ok(rows as u32)
 }
 
 /// `--mode` values.
@@ -375,6 +421,12 @@ impl RecordArgs {
             exit_after: true,
             ..RecordConfig::default()
         };
+        if let Some(unwind) = self.unwind.unwind {
+            config.unwind = unwind.into();
+        }
+        if let Some(bytes) = self.unwind.unwind_memory {
+            config.unwind_rows = unwind_rows(bytes)?;
+        }
         config.output_options.svg.title = self.title;
         Ok(config)
     }

@@ -20,3 +20,4 @@ mod test_support;
 pub mod threads;
 mod ticker;
 pub mod tracer;
+pub mod unwind;

@@ -81,6 +81,13 @@ pub struct ProcessTable {
     announced_until: u64,
     /// The tracer lost announcements: exited processes are all kept.
     announcements_lost: bool,
+    /// Whether [`Self::take_changes`] is asked (the unwind tables follow
+    /// the processes' mappings).
+    track_changes: bool,
+    /// Processes whose mappings changed, and processes that exited, since
+    /// the last [`Self::take_changes`].
+    changed: foldhash::HashSet<u32>,
+    exited: Vec<u32>,
 }
 
 impl ProcessTable {
@@ -114,7 +121,30 @@ impl ProcessTable {
             sampled: true,
         };
         self.processes.insert(pid, held);
+        self.changed(pid);
         true
+    }
+
+    /// From now on, note which processes' mappings change and which exit,
+    /// for [`Self::take_changes`].
+    pub fn track_changes(&mut self) {
+        self.track_changes = true;
+    }
+
+    fn changed(&mut self, pid: u32) {
+        if self.track_changes {
+            self.changed.insert(pid);
+        }
+    }
+
+    /// The processes whose mappings changed (still held), and those that
+    /// exited, since the last call.
+    pub fn take_changes(&mut self) -> (Vec<u32>, Vec<u32>) {
+        let changed = std::mem::take(&mut self.changed)
+            .into_iter()
+            .filter(|pid| self.processes.contains_key(pid))
+            .collect();
+        (changed, std::mem::take(&mut self.exited))
     }
 
     fn is_followed(&self, pid: u32) -> bool {
@@ -258,6 +288,7 @@ impl ProcessTable {
                     let child = Held::from_records(pid, Arc::clone(&held.maps.mappings));
                     self.processes.insert(pid, child);
                     self.unsettled.remove(&pid);
+                    self.changed(pid);
                 }
                 Change::Exec { pid } => {
                     match self.processes.get_mut(&pid) {
@@ -274,6 +305,7 @@ impl ProcessTable {
                         None => continue,
                     }
                     self.unsettled.remove(&pid);
+                    self.changed(pid);
                 }
                 Change::Map { pid, mapping } => {
                     let Some(held) = self.processes.get_mut(&pid) else {
@@ -284,6 +316,7 @@ impl ProcessTable {
                     }
                     let mapping = symbolizer::process::mapping(pid, &mapping, &mut self.files);
                     held.maps.insert(mapping);
+                    self.changed(pid);
                 }
                 Change::Exit { pid } => {
                     // (The old leader of a process whose other thread execs
@@ -302,6 +335,9 @@ impl ProcessTable {
                     }
                     if unannounced && !self.announcements_lost {
                         self.processes.remove(&pid);
+                    }
+                    if self.track_changes {
+                        self.exited.push(pid);
                     }
                 }
             }

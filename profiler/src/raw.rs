@@ -37,6 +37,31 @@ impl RawStack {
     }
 }
 
+/// A user stack walked with unwind tables that ended before its outermost
+/// frame ends in this pseudo-address plus the `unwind_end` cause, which the
+/// outputs show as a frame naming why. No user code is there (it is in the
+/// kernel's half of the address space).
+pub const UNWIND_END_MARKER: u64 = 0xffff_ffff_ffff_ff00;
+
+/// The `unwind_end` cause a user frame's address stands for, if it is a marker.
+pub fn unwind_end_of(addr: u64) -> Option<u32> {
+    (addr & !0xff == UNWIND_END_MARKER && addr != UNWIND_END_MARKER).then_some((addr & 0xff) as u32)
+}
+
+/// The frame name of an `unwind_end` cause.
+pub fn unwind_end_name(end: u32) -> &'static str {
+    use profiler_common::unwind_end;
+    match end {
+        unwind_end::NO_TABLE => "[unwind stopped: code without unwind table or frame pointer]",
+        unwind_end::NOT_LOADED => "[unwind stopped: process tables not loaded yet]",
+        unwind_end::UNSUPPORTED => "[unwind stopped: unsupported unwind rule]",
+        unwind_end::READ_FAULT => "[unwind stopped: stack not readable]",
+        unwind_end::DEPTH => "[unwind stopped: depth limit]",
+        unwind_end::BAD_FRAME => "[unwind stopped: bad frame]",
+        _ => "[unwind stopped]",
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawSample {
     pub tgid: u32,
@@ -81,6 +106,17 @@ pub struct KernelStats {
     pub off_cpu_recorded: u64,
     /// Off-CPU intervals lost because their switch-in was not seen.
     pub off_cpu_switch_in_missed: u64,
+    /// User stacks walked with unwind tables, and their frames found with
+    /// a table row and with a frame pointer.
+    pub unwind_stacks: u64,
+    pub unwind_frames_table: u64,
+    pub unwind_frames_fp: u64,
+    /// Stacks walked with tables that ended early, by `unwind_end` cause
+    /// (index `cause - 1`: no table, not loaded, unsupported rule, read
+    /// fault, depth, bad frame).
+    pub unwind_ends: [u64; 6],
+    /// Samples of processes whose mappings were not loaded yet.
+    pub unwind_process_not_loaded: u64,
 }
 
 impl KernelStats {
@@ -106,6 +142,11 @@ impl KernelStats {
             off_cpu_late: at(stat::OFF_CPU_LATE),
             off_cpu_recorded: at(stat::OFF_CPU_RECORDED),
             off_cpu_switch_in_missed: at(stat::OFF_CPU_SWITCH_IN_MISSED),
+            unwind_stacks: at(stat::UNWIND_STACKS),
+            unwind_frames_table: at(stat::UNWIND_FRAMES_TABLE),
+            unwind_frames_fp: at(stat::UNWIND_FRAMES_FP),
+            unwind_ends: std::array::from_fn(|i| at(stat::UNWIND_END_NO_TABLE + i as u32)),
+            unwind_process_not_loaded: at(stat::UNWIND_PROCESS_NOT_LOADED),
         }
     }
 
@@ -152,6 +193,30 @@ impl KernelStats {
             (
                 "off-CPU intervals lost: switch-in not seen (another BPF program or a BPF map syscall was running on that CPU)",
                 self.off_cpu_switch_in_missed,
+            ),
+            (
+                "user stacks cut: code with neither an unwind table nor a frame pointer (JIT code, stripped files; --unwind dwarf stops at any code without a table)",
+                self.unwind_ends[0],
+            ),
+            (
+                "user stacks cut: the process's unwind tables were not loaded yet (its first samples)",
+                self.unwind_ends[1],
+            ),
+            (
+                "user stacks cut: an unwind rule the kernel cannot follow",
+                self.unwind_ends[2],
+            ),
+            (
+                "user stacks cut: stack memory not readable (a page not present, or a wrong frame)",
+                self.unwind_ends[3],
+            ),
+            (
+                "user stacks cut at 127 frames while unwinding",
+                self.unwind_ends[4],
+            ),
+            (
+                "user stacks cut: a frame below the one before it (the walk went astray)",
+                self.unwind_ends[5],
             ),
         ]
         .into_iter()

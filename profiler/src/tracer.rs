@@ -25,9 +25,12 @@ use aya::{
 };
 use profiler_common::{
     COMM_LEN, Config, FILTER_ALL, FILTER_TARGETS, OFF_CPU_BLOCKED, OFF_CPU_RUNNABLE, OffCpuKey,
-    OffCpuStart, OffCpuValue, STACK_ERROR_BEFORE_START, SampleKey, StackTrace, map_names,
-    program_names, stat,
+    OffCpuStart, OffCpuValue, STACK_ERROR_BEFORE_START, SampleKey, StackTrace, UNWIND_FILES_MAX,
+    UNWIND_ROWS_DEFAULT, map_names, program_names, stat, unwind_mode,
 };
+
+/// Processes whose mappings the kernel holds for unwinding (`UNWIND_PROCS`).
+const UNWIND_PROCS_MAX: u32 = 8192;
 
 pub use kernel_features::KernelFeatures;
 pub use windowed::WindowDrain;
@@ -79,6 +82,37 @@ pub struct TracerOptions {
     /// Without it the second set's maps hold one entry each and
     /// [`Tracer::drain`] reads the first set.
     pub windowed: bool,
+    /// How user stacks are walked.
+    pub unwind: UnwindMode,
+    /// Rows of unwind tables the kernel holds at once (8 bytes each).
+    pub unwind_rows: u32,
+}
+
+/// How user stacks are walked (`--unwind`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnwindMode {
+    /// Frame pointers only, as the kernel's own walker does.
+    Fp,
+    /// Unwind tables (`.eh_frame`) where a file has them, frame pointers elsewhere.
+    #[default]
+    Auto,
+    /// Unwind tables only: a frame in code without one ends the stack.
+    Dwarf,
+}
+
+impl UnwindMode {
+    fn kernel_value(self) -> u32 {
+        match self {
+            UnwindMode::Fp => unwind_mode::FP,
+            UnwindMode::Auto => unwind_mode::AUTO,
+            UnwindMode::Dwarf => unwind_mode::DWARF,
+        }
+    }
+
+    /// Whether unwind tables are loaded at all.
+    pub fn uses_tables(self) -> bool {
+        self != UnwindMode::Fp
+    }
 }
 
 impl Default for TracerOptions {
@@ -94,6 +128,8 @@ impl Default for TracerOptions {
             stack_map_entries: 16384,
             counts_map_entries: 65536,
             windowed: false,
+            unwind: UnwindMode::Auto,
+            unwind_rows: UNWIND_ROWS_DEFAULT,
         }
     }
 }
@@ -136,6 +172,9 @@ where
 fn ebpf_error(action: &str, err: impl std::fmt::Display + std::fmt::Debug) -> TracerError {
     let message = format!("{err}");
     let debug = format!("{err:?}");
+    if std::env::var_os("PROFILER_VERIFIED").is_some() {
+        eprintln!("{action}: {message}");
+    }
     if debug.contains("PermissionDenied")
         || debug.contains("EPERM")
         || message.contains("Operation not permitted")
@@ -262,6 +301,8 @@ pub struct Tracer {
     windows: windowed::Windows,
     /// `ANNOUNCE_LOST`, memory-mapped (`None`: read `STATS` instead).
     announce_flag: Option<announce_flag::AnnounceFlag>,
+    /// User stacks are walked with unwind tables.
+    unwind_tables: bool,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_ns`.
@@ -314,6 +355,14 @@ impl Tracer {
             (TARGETS_ENTRIES, TARGETS_ENTRIES)
         };
         let features = KernelFeatures::current();
+        // Walking with tables needs `bpf_loop` (the programs without it
+        // walk frame pointers) and `bpf_task_pt_regs` (5.15).
+        let unwind = if features.bpf_loop {
+            options.unwind
+        } else {
+            UnwindMode::Fp
+        };
+        let tables = unwind.uses_tables();
         let mut loader = EbpfLoader::without_btf();
         if features.no_prealloc {
             // See `kernel_features`. OFF_CPU_START stays preallocated: an
@@ -328,6 +377,7 @@ impl Tracer {
                 map_names::KNOWN,
                 map_names::TARGETS,
                 map_names::FORKED,
+                map_names::UNWIND_PROCS,
             ] {
                 loader.map_extra_flags(name, kernel_features::BPF_F_NO_PREALLOC);
             }
@@ -354,6 +404,29 @@ impl Tracer {
             .map_max_entries(map_names::TARGETS, targets_entries)
             .map_max_entries(map_names::FORKED, targets_entries)
             .map_max_entries(map_names::KNOWN, known_entries)
+            // An array is allocated in full at creation: only when used.
+            .map_max_entries(
+                map_names::UNWIND_ROWS,
+                if tables {
+                    options.unwind_rows.max(1)
+                } else {
+                    1
+                },
+            )
+            .map_max_entries(
+                map_names::UNWIND_FILES,
+                if tables { UNWIND_FILES_MAX } else { 1 },
+            )
+            // 8 KiB a process: preallocated (before 6.1), a few hundred.
+            .map_max_entries(
+                map_names::UNWIND_PROCS,
+                match (tables, features.no_prealloc, all) {
+                    (false, _, _) => 1,
+                    (true, true, _) => UNWIND_PROCS_MAX,
+                    (true, false, true) => 1024,
+                    (true, false, false) => 256,
+                },
+            )
             .load(EBPF_OBJECT)
             .map_err(|e| ebpf_error("load the eBPF object", e))?;
 
@@ -367,6 +440,8 @@ impl Tracer {
             stopped: 0,
             active_set: 0,
             min_block_ns: options.min_block_ns,
+            unwind: unwind.kernel_value(),
+            reserved: 0,
         };
         let mut config_map: Array<_, Config> =
             Array::try_from(ebpf.map_mut(map_names::CONFIG).unwrap())
@@ -426,6 +501,7 @@ impl Tracer {
             end_ns: None,
             windows: windowed::Windows::default(),
             announce_flag,
+            unwind_tables: tables,
         };
         if let Targets::Pids(pids) = tracer.options.targets.clone() {
             for pid in pids {
@@ -465,9 +541,20 @@ impl Tracer {
                 .map_err(|e| ebpf_error(&format!("load {name}"), e))?;
         }
         if tracer.options.on_cpu {
-            program::<PerfEvent>(&mut tracer.ebpf, tracer.on_cpu_program)?
+            let program = program::<PerfEvent>(&mut tracer.ebpf, tracer.on_cpu_program)?;
+            program
                 .load()
                 .map_err(|e| ebpf_error("load the perf_event program", e))?;
+            // A development aid: what the verifier had to walk.
+            if std::env::var_os("PROFILER_VERIFIED").is_some()
+                && let Ok(info) = program.info()
+            {
+                eprintln!(
+                    "{}: {:?} instructions verified",
+                    tracer.on_cpu_program,
+                    info.verified_instruction_count()
+                );
+            }
         }
         for (name, category, event) in tracepoints {
             let program = program::<TracePoint>(&mut tracer.ebpf, name)?;
@@ -616,6 +703,24 @@ impl Tracer {
             .collect();
         self.delete_keys::<u32, u8>(map_names::TARGETS, &gone)?;
         Ok(gone.len())
+    }
+
+    /// The unwind-table maps, for the unwind manager (`None` when stacks
+    /// are walked with frame pointers, or when taken already).
+    pub fn take_unwind_maps(&mut self) -> Option<crate::unwind::KernelMaps> {
+        if !self.unwind_tables {
+            return None;
+        }
+        crate::unwind::KernelMaps::take(&mut self.ebpf)
+    }
+
+    /// How user stacks are walked (frame pointers where the kernel cannot use tables).
+    pub fn unwind_mode(&self) -> UnwindMode {
+        if self.unwind_tables {
+            self.options.unwind
+        } else {
+            UnwindMode::Fp
+        }
     }
 
     /// The ring buffer of process events, for the process manager to poll.

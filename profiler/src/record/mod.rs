@@ -37,7 +37,8 @@ use crate::{
     profile::{Meta, Profile, ProfileKind},
     raw::{HiddenTime, KernelStats},
     ticker::Ticker,
-    tracer::{Targets, Tracer, TracerError, TracerOptions},
+    tracer::{Targets, Tracer, TracerError, TracerOptions, UnwindMode},
+    unwind::{FileTables, KernelMaps, UnwindManager, UnwindStats},
 };
 
 /// What to profile.
@@ -70,6 +71,10 @@ pub struct RecordConfig {
     pub live_status: bool,
     pub stack_map_entries: u32,
     pub counts_map_entries: u32,
+    /// How user stacks are walked.
+    pub unwind: UnwindMode,
+    /// Kernel memory for unwind tables, in rows (8 bytes each).
+    pub unwind_rows: u32,
     pub output_options: OutputOptions,
     /// The caller exits once `record` returns (the CLI): the process table
     /// and the symbolizer's caches are left for the exit to reclaim rather
@@ -93,6 +98,8 @@ impl Default for RecordConfig {
             live_status: true,
             stack_map_entries: tracer.stack_map_entries,
             counts_map_entries: tracer.counts_map_entries,
+            unwind: tracer.unwind,
+            unwind_rows: tracer.unwind_rows,
             output_options: OutputOptions::default(),
             exit_after: false,
         }
@@ -225,6 +232,8 @@ struct Session {
     targets_gone_at_start: bool,
     start: Instant,
     start_wall: SystemTime,
+    /// The unwind tables, kept in step with `processes` (`--unwind auto|dwarf`).
+    unwind: Option<UnwindManager<KernelMaps, FileTables>>,
 }
 
 /// How often the watch loop wakes up while anything happens: the kernel's
@@ -277,8 +286,16 @@ impl Session {
             follow_forks: true,
             stack_map_entries: config.stack_map_entries,
             counts_map_entries: config.counts_map_entries,
+            unwind: config.unwind,
+            unwind_rows: config.unwind_rows,
             ..TracerOptions::default()
         })?;
+        let unwind = tracer
+            .take_unwind_maps()
+            .map(|maps| UnwindManager::new(maps, FileTables::default()));
+        if unwind.is_some() {
+            processes.track_changes();
+        }
         let (ring, polled_ring) = match tracer.take_events() {
             Some(ring) if process_events.is_some() => (None, Some(ring)),
             // SAFETY: the AsyncFd owns the ring buffer and so its fd.
@@ -302,6 +319,7 @@ impl Session {
             targets_gone_at_start: false,
             start: Instant::now(),
             start_wall: SystemTime::now(),
+            unwind,
         };
         match &config.target {
             RecordTarget::Command(argv) => {
@@ -333,7 +351,26 @@ impl Session {
             }
             RecordTarget::All => {}
         }
+        session.sync_unwind();
         Ok(session)
+    }
+
+    /// Writes the mappings of the processes that changed into the kernel's
+    /// unwind tables (loading the tables of new files), and forgets those
+    /// that exited.
+    fn sync_unwind(&mut self) {
+        let Some(unwind) = self.unwind.as_mut() else {
+            return;
+        };
+        let (changed, exited) = self.processes.take_changes();
+        for pid in exited {
+            unwind.remove(pid);
+        }
+        for pid in changed {
+            if let Some(maps) = self.processes.get(pid) {
+                unwind.sync(maps);
+            }
+        }
     }
 
     /// Follows the targets until the recording should stop, then stops
@@ -377,6 +414,7 @@ impl Session {
                     let mut guard = guard?;
                     handle_events(guard.get_inner_mut(), &mut self.processes);
                     guard.clear_ready();
+                    self.sync_unwind();
                 }
                 _ = any_readable(&record_fds), if !record_fds.is_empty() => {
                     self.apply_process_records(false);
@@ -397,6 +435,7 @@ impl Session {
                     }
                     last_housekeeping = Instant::now();
                     self.processes.settle(SETTLE_AFTER);
+                    self.sync_unwind();
                     if config.target != RecordTarget::All {
                         let _ = self.tracer.prune_targets();
                     }
@@ -460,6 +499,7 @@ impl Session {
         self.processes.follow(events, everything, || {
             tracer.announcements_lost().unwrap_or(u64::MAX)
         });
+        self.sync_unwind();
     }
 
     /// Drains the maps and symbolizes what they hold.

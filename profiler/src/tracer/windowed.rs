@@ -71,9 +71,18 @@ pub struct WindowDrain {
 
 /// The frames a stored stack holds (its length is the kernel's, bounded
 /// by the array), cut as [`RawStack::walked`] says.
+/// A stack walked with unwind tables that ended early holds the cause in
+/// `len`'s high half: it ends in a marker frame naming it.
 pub(super) fn walked(trace: &StackTrace) -> RawStack {
-    let len = (trace.len as usize).min(trace.ips.len());
-    RawStack::walked(&trace.ips[..len])
+    let len = ((trace.len & 0xffff_ffff) as usize).min(trace.ips.len());
+    let end = (trace.len >> 32) as u32;
+    let mut stack = RawStack::walked(&trace.ips[..len]);
+    if end != 0
+        && let RawStack::Frames(frames) = &mut stack
+    {
+        frames.push(crate::raw::UNWIND_END_MARKER | (end as u64 & 0xff));
+    }
+    stack
 }
 
 /// A stack read from a set's stacks map, cached per read (also used by the
