@@ -100,6 +100,8 @@ pub struct AgentArgs {
     /// Off-CPU intervals shorter than this are counted but left out (e.g. 1us, 1ms) [default: 1us].
     #[arg(long = "min-block", value_parser = parse_min_block)]
     pub min_block: Option<Duration>,
+    #[command(flatten)]
+    pub unwind: UnwindArgs,
     /// Do not push to Pyroscope, even if the config says to.
     #[arg(long = "no-pyroscope", conflicts_with = "pyroscope_url")]
     pub no_pyroscope: bool,
@@ -185,6 +187,8 @@ impl AgentArgs {
                 memory_target: self.memory_target,
                 off_cpu: self.off_cpu,
                 min_block: self.min_block,
+                unwind: self.unwind.unwind.map(UnwindMode::from),
+                unwind_memory: self.unwind.unwind_memory,
             },
         })
     }

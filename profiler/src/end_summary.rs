@@ -133,6 +133,26 @@ pub fn render(report: &RecordReport) -> String {
             let _ = writeln!(out, "  {n:>8}  {what}");
         }
     }
+    if let Some(tables) = report.unwind {
+        let k = &report.kernel;
+        let _ = writeln!(
+            out,
+            "Unwinding: {} user stacks, {} frames from unwind tables and {} from frame pointers; \
+             {} files' tables loaded ({} rows, {} KiB of kernel memory), {} files without a table{}",
+            k.unwind_stacks,
+            k.unwind_frames_table,
+            k.unwind_frames_fp,
+            tables.files_loaded,
+            tables.rows_loaded,
+            tables.bytes_loaded / 1024,
+            tables.files_without_table,
+            if tables.files_evicted > 0 {
+                format!(", {} evicted for room", tables.files_evicted)
+            } else {
+                String::new()
+            }
+        );
+    }
     let sym = report.symbolizer;
     if sym.unknown > 0 || sym.failed_lookups > 0 {
         let _ = writeln!(

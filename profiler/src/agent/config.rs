@@ -12,6 +12,8 @@
 //! memory_target = "128MiB"    # above it, symbol files are let go after each window
 //! off_cpu = false             # also profile time off CPU (one more profile per process)
 //! min_block = "1us"           # shorter off-CPU intervals are counted, not profiled
+//! unwind = "auto"             # user stacks: "auto" (unwind tables, else frame pointers), "fp", "dwarf"
+//! unwind_memory = "32MiB"     # kernel memory for unwind tables (least recently used evicted)
 //!
 //! [retention]
 //! max_age = "24h"
@@ -40,6 +42,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::tracer::UnwindMode;
+
 pub const DEFAULT_FREQUENCY_HZ: u64 = 19;
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
 /// Unique stacks kept per process and window; the rest are counted and
@@ -51,6 +55,9 @@ pub const DEFAULT_MAX_STACKS: usize = 20_000;
 pub const DEFAULT_MEMORY_TARGET: u64 = 128 << 20;
 /// Off-CPU intervals shorter than this are counted but left out (as in `record`).
 pub const DEFAULT_MIN_BLOCK: Duration = Duration::from_micros(1);
+/// Kernel memory for unwind tables: 4 Mi rows, more than every file of a
+/// busy machine here needs (`record -a` loaded ~2 MiB).
+pub const DEFAULT_UNWIND_MEMORY: u64 = 32 << 20;
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/profiler";
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
@@ -400,6 +407,10 @@ pub struct AgentConfig {
     pub off_cpu: bool,
     /// Off-CPU intervals shorter than this are counted, not profiled.
     pub min_block: Duration,
+    /// How user stacks are walked.
+    pub unwind: UnwindMode,
+    /// Kernel memory for unwind tables, in bytes.
+    pub unwind_memory: u64,
 }
 
 /// Command-line values that replace the config file's. `None` (or `false`)
@@ -436,6 +447,8 @@ pub struct AgentOverrides {
     /// Turn off-CPU profiling on (a flag can only turn it on).
     pub off_cpu: bool,
     pub min_block: Option<Duration>,
+    pub unwind: Option<UnwindMode>,
+    pub unwind_memory: Option<u64>,
 }
 
 impl AgentConfig {
@@ -500,6 +513,8 @@ impl AgentConfig {
         set(&mut self.memory_target, &o.memory_target);
         self.off_cpu |= o.off_cpu;
         set(&mut self.min_block, &o.min_block);
+        set(&mut self.unwind, &o.unwind);
+        set(&mut self.unwind_memory, &o.unwind_memory);
 
         if o.no_pyroscope {
             self.pyroscope = None;
@@ -745,6 +760,8 @@ mod raw {
         memory_target: Option<Human>,
         off_cpu: Option<bool>,
         min_block: Option<Human>,
+        unwind: Option<String>,
+        unwind_memory: Option<Human>,
     }
 
     #[derive(Deserialize, Debug, Default)]
@@ -803,6 +820,20 @@ mod raw {
                     .unwrap_or(DEFAULT_MEMORY_TARGET),
                 off_cpu: self.off_cpu.unwrap_or(false),
                 min_block: opt_duration(self.min_block, "min_block")?.unwrap_or(DEFAULT_MIN_BLOCK),
+                unwind: match self.unwind.as_deref() {
+                    None | Some("auto") => UnwindMode::Auto,
+                    Some("fp") => UnwindMode::Fp,
+                    Some("dwarf") => UnwindMode::Dwarf,
+                    Some(other) => {
+                        return Err(invalid(
+                            "unwind",
+                            other,
+                            "use \"auto\", \"fp\" or \"dwarf\"",
+                        ));
+                    }
+                },
+                unwind_memory: opt_size(self.unwind_memory, "unwind_memory")?
+                    .unwrap_or(DEFAULT_UNWIND_MEMORY),
                 frequency_hz: self.frequency.unwrap_or(DEFAULT_FREQUENCY_HZ),
                 window: opt_duration(self.window, "window")?.unwrap_or(DEFAULT_WINDOW),
                 targets: Targets {
@@ -980,6 +1011,8 @@ mod tests {
                 memory_target: DEFAULT_MEMORY_TARGET,
                 off_cpu: false,
                 min_block: DEFAULT_MIN_BLOCK,
+                unwind: UnwindMode::Auto,
+                unwind_memory: DEFAULT_UNWIND_MEMORY,
             }
         );
         assert!(config.targets.is_system_wide());

@@ -65,6 +65,22 @@ pub struct Metrics {
     pub upload_retries: AtomicU64,
     pub window_seconds: AtomicU64,
     pub last_window_millis: AtomicU64,
+    /// The unwind tables loaded into the kernel now, and files evicted.
+    pub unwind_files_loaded: AtomicU64,
+    pub unwind_rows_loaded: AtomicU64,
+    pub unwind_bytes_loaded: AtomicU64,
+    pub unwind_files_evicted: AtomicU64,
+}
+
+impl Metrics {
+    /// The unwind tables' figures.
+    pub fn set_unwind(&self, stats: &crate::unwind::UnwindStats) {
+        let set = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        set(&self.unwind_files_loaded, stats.files_loaded);
+        set(&self.unwind_rows_loaded, stats.rows_loaded);
+        set(&self.unwind_bytes_loaded, stats.bytes_loaded);
+        set(&self.unwind_files_evicted, stats.files_evicted);
+    }
 }
 
 /// The kernel's counters (see [`KernelStats`]).
@@ -86,6 +102,9 @@ pub struct KernelCounters {
     pub off_cpu_counts_full: AtomicU64,
     pub off_cpu_switch_in_missed: AtomicU64,
     pub off_cpu_short: AtomicU64,
+    pub unwind_stacks: AtomicU64,
+    /// Stacks walked with tables that stopped early, by `unwind_end` cause.
+    pub unwind_ends: [AtomicU64; 6],
 }
 
 impl KernelCounters {
@@ -110,6 +129,10 @@ impl KernelCounters {
             stats.off_cpu_switch_in_missed,
         );
         set(&self.off_cpu_short, stats.off_cpu_short);
+        set(&self.unwind_stacks, stats.unwind_stacks);
+        for (counter, &value) in self.unwind_ends.iter().zip(&stats.unwind_ends) {
+            set(counter, value);
+        }
     }
 }
 
@@ -216,6 +239,54 @@ impl Metrics {
             "counter",
             "Off-CPU intervals recorded (a thread's time from leaving a CPU to running again).",
             get(&k.off_cpu_recorded),
+        );
+        w.metric(
+            "profiler_unwind_stacks_total",
+            "counter",
+            "User stacks walked with unwind tables.",
+            get(&k.unwind_stacks),
+        );
+        let ends: Vec<(&str, u64)> = [
+            "no_table",
+            "not_loaded",
+            "unsupported_rule",
+            "read_fault",
+            "depth",
+            "bad_frame",
+        ]
+        .into_iter()
+        .zip(k.unwind_ends.iter().map(get))
+        .collect();
+        w.labelled(
+            "profiler_unwind_stopped_total",
+            "counter",
+            "User stacks walked with unwind tables that stopped before their outermost frame, by cause.",
+            "cause",
+            &ends,
+        );
+        w.metric(
+            "profiler_unwind_files_loaded",
+            "gauge",
+            "Files whose unwind tables are loaded in the kernel.",
+            get(&self.unwind_files_loaded),
+        );
+        w.metric(
+            "profiler_unwind_rows_loaded",
+            "gauge",
+            "Unwind table rows loaded in the kernel.",
+            get(&self.unwind_rows_loaded),
+        );
+        w.metric(
+            "profiler_unwind_bytes_loaded",
+            "gauge",
+            "Kernel memory holding unwind tables, in bytes.",
+            get(&self.unwind_bytes_loaded),
+        );
+        w.metric(
+            "profiler_unwind_files_evicted_total",
+            "counter",
+            "Files whose unwind tables were evicted to stay within unwind_memory.",
+            get(&self.unwind_files_evicted),
         );
         w.metric(
             "profiler_off_cpu_short_intervals_total",

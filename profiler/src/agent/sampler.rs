@@ -27,6 +27,7 @@ use crate::agent::window;
 use crate::process_events::ProcessEvents;
 use crate::processes::{ProcessTable, Resolver, SETTLE_AFTER};
 use crate::tracer::{Tracer, TracerError, TracerOptions};
+use crate::unwind::Tables;
 
 /// How often the thread wakes between boundaries (process events, settle).
 const POLL: Duration = Duration::from_millis(100);
@@ -74,6 +75,8 @@ struct Sampler {
     spooled: Arc<tokio::sync::Notify>,
     window_start: SystemTime,
     summary: SamplerSummary,
+    /// The unwind tables, kept in step with `processes`.
+    unwind: Option<Tables>,
 }
 
 /// The tracer options the agent uses.
@@ -86,6 +89,9 @@ pub fn tracer_options(config: &AgentConfig, selection: &Selection) -> TracerOpti
         targets: selection.tracer_targets(),
         follow_forks: selection.follow_forks(),
         windowed: true,
+        unwind: config.unwind,
+        unwind_rows: (config.unwind_memory / size_of::<profiler_common::UnwindRow>() as u64)
+            .clamp(1024, u32::MAX as u64 / 2) as u32,
         ..TracerOptions::default()
     }
 }
@@ -126,6 +132,10 @@ pub fn start(
     }
     let mut tracer = Tracer::start(options)?;
     let ring = tracer.take_events();
+    let unwind = Tables::of(&mut tracer);
+    if unwind.is_some() {
+        processes.track_changes();
+    }
     let targeted = match &selection {
         Selection::Matching { .. } => selection.scan(),
         _ => BTreeSet::new(),
@@ -155,6 +165,7 @@ pub fn start(
                 spooled,
                 window_start: SystemTime::now(),
                 summary: SamplerSummary::default(),
+                unwind,
             };
             sampler.run(receiver)
         })
@@ -283,6 +294,15 @@ impl Sampler {
         self.metrics
             .processes_followed
             .store(self.processes.followed() as u64, Ordering::Relaxed);
+        self.sync_unwind();
+    }
+
+    /// Brings the kernel's unwind tables up to date with the processes held.
+    fn sync_unwind(&mut self) {
+        if let Some(unwind) = self.unwind.as_mut() {
+            unwind.follow(&mut self.processes);
+            self.metrics.set_unwind(&unwind.stats());
+        }
     }
 
     /// Adds newly matching processes to the kernel's targets and removes

@@ -38,7 +38,7 @@ use crate::{
     raw::{HiddenTime, KernelStats},
     ticker::Ticker,
     tracer::{Targets, Tracer, TracerError, TracerOptions, UnwindMode},
-    unwind::{FileTables, KernelMaps, UnwindManager, UnwindStats},
+    unwind::{Tables, UnwindStats},
 };
 
 /// What to profile.
@@ -171,6 +171,8 @@ pub struct RecordReport {
     pub processes_missed: usize,
     /// Processes whose maps came from the kernel's records, not from `/proc`.
     pub processes_followed: usize,
+    /// The unwind tables loaded (`None`: stacks walked with frame pointers).
+    pub unwind: Option<UnwindStats>,
     /// Process records the kernel dropped (buffer full); `None` when the
     /// records could not be opened. Either way, processes were read from `/proc`.
     pub process_records_lost: Option<u64>,
@@ -233,7 +235,7 @@ struct Session {
     start: Instant,
     start_wall: SystemTime,
     /// The unwind tables, kept in step with `processes` (`--unwind auto|dwarf`).
-    unwind: Option<UnwindManager<KernelMaps, FileTables>>,
+    unwind: Option<Tables>,
 }
 
 /// How often the watch loop wakes up while anything happens: the kernel's
@@ -290,9 +292,7 @@ impl Session {
             unwind_rows: config.unwind_rows,
             ..TracerOptions::default()
         })?;
-        let unwind = tracer
-            .take_unwind_maps()
-            .map(|maps| UnwindManager::new(maps, FileTables::default()));
+        let unwind = Tables::of(&mut tracer);
         if unwind.is_some() {
             processes.track_changes();
         }
@@ -355,21 +355,10 @@ impl Session {
         Ok(session)
     }
 
-    /// Writes the mappings of the processes that changed into the kernel's
-    /// unwind tables (loading the tables of new files), and forgets those
-    /// that exited.
+    /// Brings the kernel's unwind tables up to date with the processes held.
     fn sync_unwind(&mut self) {
-        let Some(unwind) = self.unwind.as_mut() else {
-            return;
-        };
-        let (changed, exited) = self.processes.take_changes();
-        for pid in exited {
-            unwind.remove(pid);
-        }
-        for pid in changed {
-            if let Some(maps) = self.processes.get(pid) {
-                unwind.sync(maps);
-            }
+        if let Some(unwind) = self.unwind.as_mut() {
+            unwind.follow(&mut self.processes);
         }
     }
 
@@ -620,6 +609,7 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
         symbolizer,
         processes_missed,
         processes_followed,
+        unwind: session.unwind.as_ref().map(Tables::stats),
         process_records_lost: session.process_events.as_ref().map(ProcessEvents::lost),
         stop,
         command_status,

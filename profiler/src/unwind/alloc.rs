@@ -26,6 +26,7 @@ impl RowAllocator {
     }
 
     /// Rows not given out.
+    #[cfg(test)]
     pub fn free_rows(&self) -> u64 {
         self.free.values().map(|&len| len as u64).sum()
     }

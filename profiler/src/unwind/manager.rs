@@ -67,7 +67,13 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
     }
 
     pub fn stats(&self) -> UnwindStats {
-        self.stats
+        let (built, cached, build_ms) = self.source.counts();
+        UnwindStats {
+            tables_built: built,
+            tables_cached: cached,
+            build_ms,
+            ..self.stats
+        }
     }
 
     pub fn source(&self) -> &T {
@@ -256,6 +262,7 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
         // Unload the file before its rows are given to another.
         let _ = self.sink.set_file(slot, UnwindFile::default());
         self.stats.files_evicted += 1;
+        self.stats.files_loaded -= 1;
         self.stats.rows_loaded -= rows as u64;
         self.stats.bytes_loaded -= rows as u64 * size_of::<UnwindRow>() as u64;
         // Its processes no longer point at the slot before it is reused.

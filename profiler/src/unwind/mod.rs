@@ -19,6 +19,8 @@ pub use source::FileTables;
 
 use std::sync::Arc;
 
+use crate::{processes::ProcessTable, tracer::Tracer};
+
 use profiler_common::{UnwindFile, UnwindProcess, UnwindRow};
 use symbolizer::ObjectFile;
 
@@ -33,6 +35,36 @@ pub enum UnwindError {
         action: &'static str,
         message: String,
     },
+}
+
+/// The unwind tables of a running tracer.
+pub type Tables = UnwindManager<KernelMaps, FileTables>;
+
+impl Tables {
+    /// The tables of `tracer`, if it walks stacks with them; from then on
+    /// `processes` must track changes ([`ProcessTable::track_changes`]).
+    pub fn of(tracer: &mut Tracer) -> Option<Tables> {
+        tracer
+            .take_unwind_maps()
+            .map(|maps| UnwindManager::new(maps, FileTables::default()))
+    }
+}
+
+impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
+    /// Writes the mappings of the processes whose mappings changed since
+    /// the last call (loading the tables of new files), and forgets those
+    /// that exited.
+    pub fn follow(&mut self, processes: &mut ProcessTable) {
+        let (changed, exited) = processes.take_changes();
+        for pid in exited {
+            self.remove(pid);
+        }
+        for pid in changed {
+            if let Some(maps) = processes.get(pid) {
+                self.sync(maps);
+            }
+        }
+    }
 }
 
 /// Where the manager puts tables and mappings: the kernel's maps, or a
@@ -53,6 +85,11 @@ pub trait TableSink {
 /// (frame pointers are used for its code).
 pub trait TableSource {
     fn table(&mut self, object: &ObjectFile) -> Option<Arc<[UnwindRow]>>;
+
+    /// Tables built, tables read from a cache, and milliseconds spent building.
+    fn counts(&self) -> (u64, u64, u64) {
+        (0, 0, 0)
+    }
 }
 
 /// What was loaded, for the summary and the agent's metrics.

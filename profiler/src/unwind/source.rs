@@ -62,6 +62,10 @@ fn private_dir(dir: &Path) -> Option<PathBuf> {
 }
 
 impl TableSource for FileTables {
+    fn counts(&self) -> (u64, u64, u64) {
+        (self.built, self.cached, self.build_ms)
+    }
+
     fn table(&mut self, object: &ObjectFile) -> Option<Arc<[UnwindRow]>> {
         let key = object.build_id.as_deref();
         if let (Some(dir), Some(key)) = (&self.cache, key)
