@@ -282,3 +282,210 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use profiler_common::cfa;
+    use symbolizer::{FileCache, Mapping, maps::MapEntry};
+
+    use super::*;
+    use crate::unwind::UnwindError;
+
+    /// What the manager wrote, as the kernel would hold it.
+    #[derive(Default)]
+    struct Recorder {
+        rows: Vec<UnwindRow>,
+        files: Vec<UnwindFile>,
+        processes: HashMap<u32, UnwindProcess>,
+    }
+
+    impl Recorder {
+        fn new(rows: u32, files: u32) -> Self {
+            Recorder {
+                rows: vec![UnwindRow::default(); rows as usize],
+                files: vec![UnwindFile::default(); files as usize],
+                processes: HashMap::default(),
+            }
+        }
+
+        /// The rows the kernel would search for `pid`'s mapping holding `addr`.
+        fn rows_for(&self, pid: u32, addr: u64) -> Option<&[UnwindRow]> {
+            let process = self.processes.get(&pid)?;
+            let mapping = process.mappings[..process.len as usize]
+                .iter()
+                .find(|m| m.start <= addr && addr < m.end)?;
+            let file = self.files[mapping.file as usize];
+            (file.rows > 0)
+                .then(|| &self.rows[file.first_row as usize..(file.first_row + file.rows) as usize])
+        }
+    }
+
+    impl TableSink for Recorder {
+        fn row_capacity(&self) -> u32 {
+            self.rows.len() as u32
+        }
+        fn file_capacity(&self) -> u32 {
+            self.files.len() as u32
+        }
+        fn write_rows(&mut self, first: u32, rows: &[UnwindRow]) -> Result<(), UnwindError> {
+            self.rows[first as usize..first as usize + rows.len()].copy_from_slice(rows);
+            Ok(())
+        }
+        fn set_file(&mut self, slot: u32, file: UnwindFile) -> Result<(), UnwindError> {
+            self.files[slot as usize] = file;
+            Ok(())
+        }
+        fn set_process(&mut self, pid: u32, process: &UnwindProcess) -> Result<(), UnwindError> {
+            self.processes.insert(pid, *process);
+            Ok(())
+        }
+        fn remove_process(&mut self, pid: u32) {
+            self.processes.remove(&pid);
+        }
+    }
+
+    /// Tables of `rows` rows, marked with the file's inode, for the paths
+    /// given; none for other files. Counts how often each is asked for.
+    struct Fake {
+        sizes: Vec<(&'static str, usize)>,
+        asked: HashMap<String, usize>,
+    }
+
+    impl TableSource for Fake {
+        fn table(&mut self, object: &ObjectFile) -> Option<Arc<[UnwindRow]>> {
+            *self.asked.entry(object.path.clone()).or_default() += 1;
+            let &(_, n) = self.sizes.iter().find(|(p, _)| *p == object.path)?;
+            let mark = object.key.2 as u16;
+            Some(
+                (0..n)
+                    .map(|i| UnwindRow {
+                        pc: i as u32 * 16,
+                        cfa_offset: mark,
+                        kind: UnwindRow::make_kind(cfa::RSP, 0),
+                        rbp_offset: 0,
+                    })
+                    .collect(),
+            )
+        }
+    }
+
+    const LIBC: &str = "/usr/lib/x86_64-linux-gnu/libc.so.6";
+    const LD: &str = "/usr/lib64/ld-linux-x86-64.so.2";
+    const SH: &str = "/bin/sh";
+
+    /// A mapping of real file `path` at `start` (opened through our own /proc).
+    fn mapping(cache: &mut FileCache, path: &str, start: u64) -> Mapping {
+        let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {path}: {e}"));
+        let dev = meta.dev();
+        let entry = MapEntry {
+            start,
+            end: start + 0x10000,
+            readable: true,
+            executable: true,
+            file_offset: 0x1000,
+            dev: (libc::major(dev), libc::minor(dev)),
+            inode: meta.ino(),
+            path: Arc::from(path),
+        };
+        symbolizer::process::mapping(std::process::id(), &entry, cache)
+    }
+
+    fn process(pid: u32, mappings: Vec<Mapping>) -> ProcessMaps {
+        ProcessMaps {
+            pid,
+            mappings: Arc::new(mappings),
+        }
+    }
+
+    #[test]
+    fn a_file_is_loaded_once_for_every_process_that_maps_it() {
+        let mut cache = FileCache::default();
+        let fake = Fake {
+            sizes: vec![(LIBC, 100), (LD, 50)],
+            asked: HashMap::default(),
+        };
+        let mut manager = UnwindManager::new(Recorder::new(1000, 8), fake);
+        let a = process(
+            10,
+            vec![
+                mapping(&mut cache, SH, 0x1000_0000),
+                mapping(&mut cache, LIBC, 0x7000_0000),
+            ],
+        );
+        let b = process(
+            11,
+            vec![
+                mapping(&mut cache, LIBC, 0x7100_0000),
+                mapping(&mut cache, LD, 0x7200_0000),
+            ],
+        );
+        manager.sync(&a);
+        manager.sync(&b);
+        assert_eq!(manager.source.asked[LIBC], 1, "libc's table built once");
+        let stats = manager.stats();
+        assert_eq!((stats.files_loaded, stats.rows_loaded), (2, 150));
+        assert_eq!(stats.files_without_table, 1, "the shell has no table here");
+        let sink = &manager.sink;
+        // Process 10: only libc has a table; its bias maps the runtime
+        // address to the file offset.
+        let p10 = sink.processes[&10];
+        assert_eq!(p10.len, 1);
+        assert_eq!(p10.mappings[0].bias, 0x7000_0000 - 0x1000);
+        let libc_rows = sink.rows_for(10, 0x7000_0040).expect("libc rows for 10");
+        assert_eq!(libc_rows.len(), 100);
+        assert_eq!(
+            sink.rows_for(11, 0x7100_0040).map(|r| r.as_ptr()),
+            Some(libc_rows.as_ptr()),
+            "both processes point at the same rows"
+        );
+        assert_eq!(sink.rows_for(11, 0x7200_0040).map(<[_]>::len), Some(50));
+        assert!(
+            sink.rows_for(10, 0x1000_0040).is_none(),
+            "no table: frame pointers"
+        );
+        manager.remove(10);
+        assert!(!manager.sink.processes.contains_key(&10));
+    }
+
+    #[test]
+    fn over_the_budget_the_least_recently_used_file_is_evicted() {
+        let mut cache = FileCache::default();
+        let fake = Fake {
+            sizes: vec![(LIBC, 600), (LD, 300), (SH, 500)],
+            asked: HashMap::default(),
+        };
+        let mut manager = UnwindManager::new(Recorder::new(1000, 8), fake);
+        manager.sync(&process(1, vec![mapping(&mut cache, LIBC, 0x7000_0000)]));
+        manager.sync(&process(2, vec![mapping(&mut cache, LD, 0x7200_0000)]));
+        // 900 of 1000 rows used: the shell's 500 need libc (least recently
+        // used) out, and process 1 no longer points at its slot.
+        manager.sync(&process(3, vec![mapping(&mut cache, SH, 0x1000_0000)]));
+        let stats = manager.stats();
+        assert_eq!(stats.files_evicted, 1);
+        assert_eq!((stats.files_loaded, stats.rows_loaded), (2, 800));
+        let sink = &manager.sink;
+        assert_eq!(sink.processes[&1].len, 0, "libc's mapping was dropped");
+        assert!(sink.rows_for(1, 0x7000_0040).is_none());
+        assert_eq!(sink.rows_for(2, 0x7200_0040).map(<[_]>::len), Some(300));
+        let sh = sink.rows_for(3, 0x1000_0040).expect("the shell's rows");
+        assert_eq!(sh.len(), 500);
+        let sh_inode = std::fs::metadata(SH).unwrap().ino() as u16;
+        assert!(
+            sh.iter().all(|r| r.cfa_offset == sh_inode),
+            "the rows are the shell's"
+        );
+        // A table larger than the whole budget is never loaded.
+        let mut big = UnwindManager::new(
+            Recorder::new(100, 8),
+            Fake {
+                sizes: vec![(LIBC, 101)],
+                asked: HashMap::default(),
+            },
+        );
+        big.sync(&process(1, vec![mapping(&mut cache, LIBC, 0x7000_0000)]));
+        assert_eq!(big.stats().files_too_big, 1);
+        assert_eq!(big.sink.processes[&1].len, 0);
+    }
+}
