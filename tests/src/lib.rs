@@ -855,3 +855,10 @@ pub fn wait_for_comm(pid: u32, comm: &str, timeout: Duration) {
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+impl Record {
+    /// `--unwind auto|fp|dwarf`.
+    pub fn unwind(self, mode: &str) -> Self {
+        self.option("--unwind", mode)
+    }
+}
