@@ -152,6 +152,9 @@ pub fn render(report: &RecordReport) -> String {
                 String::new()
             }
         );
+        for (why, n) in k.unwind_cuts() {
+            let _ = writeln!(out, "  {n:>8}  stacks cut short: {why}");
+        }
     }
     let sym = report.symbolizer;
     if sym.unknown > 0 || sym.failed_lookups > 0 {

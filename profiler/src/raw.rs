@@ -150,6 +150,24 @@ impl KernelStats {
         }
     }
 
+    /// User stacks walked with tables that were cut short, by cause; zero
+    /// counts left out. (Not losses: the sample is kept, with the frames
+    /// found and a marker frame naming the cause.)
+    pub fn unwind_cuts(&self) -> Vec<(&'static str, u64)> {
+        [
+            "no unwind table or frame pointer (JIT code, stripped files; with --unwind dwarf, any code without a table)",
+            "the process's tables not loaded yet (its first samples)",
+            "an unwind rule the kernel cannot follow",
+            "stack memory not readable (a page not present, or a wrong frame)",
+            "127 frames",
+            "a frame below the one before it (the walk went astray)",
+        ]
+        .into_iter()
+        .zip(self.unwind_ends)
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+
     /// Every failure, by cause, for the end-of-run report; zero counts left out.
     pub fn failures(&self) -> Vec<(&'static str, u64)> {
         [
@@ -193,30 +211,6 @@ impl KernelStats {
             (
                 "off-CPU intervals lost: switch-in not seen (another BPF program or a BPF map syscall was running on that CPU)",
                 self.off_cpu_switch_in_missed,
-            ),
-            (
-                "user stacks cut: code with neither an unwind table nor a frame pointer (JIT code, stripped files; --unwind dwarf stops at any code without a table)",
-                self.unwind_ends[0],
-            ),
-            (
-                "user stacks cut: the process's unwind tables were not loaded yet (its first samples)",
-                self.unwind_ends[1],
-            ),
-            (
-                "user stacks cut: an unwind rule the kernel cannot follow",
-                self.unwind_ends[2],
-            ),
-            (
-                "user stacks cut: stack memory not readable (a page not present, or a wrong frame)",
-                self.unwind_ends[3],
-            ),
-            (
-                "user stacks cut at 127 frames while unwinding",
-                self.unwind_ends[4],
-            ),
-            (
-                "user stacks cut: a frame below the one before it (the walk went astray)",
-                self.unwind_ends[5],
             ),
         ]
         .into_iter()

@@ -101,6 +101,16 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
                 reserved: 0,
             });
         }
+        if std::env::var_os("PROFILER_DEBUG_UNWIND").is_some() {
+            eprintln!(
+                "unwind sync {pid} at {:?}: {:?}",
+                std::time::SystemTime::now(),
+                maps.mappings
+                    .iter()
+                    .map(|m| (m.start, &*m.name))
+                    .collect::<Vec<_>>()
+            );
+        }
         self.write_process(pid, mappings);
     }
 
