@@ -367,6 +367,8 @@ impl Tracer {
             stopped: 0,
             active_set: 0,
             min_block_ns: options.min_block_ns,
+            unwind: profiler_common::unwind_mode::FP,
+            reserved: 0,
         };
         let mut config_map: Array<_, Config> =
             Array::try_from(ebpf.map_mut(map_names::CONFIG).unwrap())
