@@ -27,12 +27,35 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Record(args) => {
             let config = args.into_config()?;
-            let report = runtime.block_on(profiler::record::record(config))?;
+            let mut report = runtime.block_on(profiler::record::record(config))?;
             eprint!("{}", end_summary::render(&report));
             profiler::phases::mark("summary");
+            let upload = report.upload.take();
             // The process exits now (as `exit_after` told `record`): the
             // profile's thousands of small allocations are left to it.
             std::mem::forget(report);
+            match upload {
+                Some(Ok(pushed)) => {
+                    eprintln!("uploaded to Pyroscope at {} as {}", pushed.url, pushed.name);
+                    Ok(())
+                }
+                Some(Err(err)) => Err(err.into()),
+                None => Ok(()),
+            }
+        }
+        cli::Command::Upload(args) => {
+            let upload = args.into_config()?;
+            runtime.block_on(profiler::upload::upload_files(
+                &upload,
+                |path, push, _attempts| {
+                    eprintln!(
+                        "uploaded {} to Pyroscope at {} as {}",
+                        path.display(),
+                        upload.config.pyroscope.url,
+                        push.ingest_name()
+                    );
+                },
+            ))?;
             Ok(())
         }
         cli::Command::Agent(args) => {
