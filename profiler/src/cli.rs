@@ -11,9 +11,9 @@ use profiler::{
         parse_size,
     },
     agent::run::AgentArgs as AgentSettings,
-    output::Format,
+    output::{self, Format},
     profile::ProfileKind,
-    record::{OutputSpec, RecordConfig, RecordTarget},
+    record::{RecordConfig, RecordTarget},
     report::ReportConfig,
     upload::{UploadConfig, UploadFiles},
 };
@@ -312,7 +312,7 @@ impl UploadArgs {
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
     profiler report --data-dir /var/lib/profiler --since 1h -o flame.svg\n  \
-    profiler report --since 30m --pid 1234 -o out.pb.gz\n  \
+    profiler report --since 30m --pid 1234 -o flame.svg -o out.pb.gz\n  \
     profiler report --mode off-cpu --since 10m -o waits.svg   (agent run with --off-cpu)")]
 pub struct ReportArgs {
     /// The agent's data directory.
@@ -327,10 +327,10 @@ pub struct ReportArgs {
     /// Only these processes (comma-separated or repeated).
     #[arg(short = 'p', long = "pid", value_delimiter = ',')]
     pub pids: Vec<u32>,
-    /// Output file; the format comes from the extension: .svg, .folded/.txt, .pb.gz/.pprof.
-    #[arg(short = 'o', long = "output")]
-    pub output: PathBuf,
-    /// Output format, overriding the extension: svg, folded or pprof.
+    /// Output file; repeat for several. Format from the extension: .svg, .folded/.txt, .pb.gz/.pprof.
+    #[arg(short = 'o', long = "output", required = true)]
+    pub outputs: Vec<PathBuf>,
+    /// Output format for every -o file, overriding the extension: svg, folded or pprof.
     #[arg(long = "format")]
     pub format: Option<Format>,
     /// Which windows: on-CPU samples (cpu) or off-CPU time (off-cpu, from an agent run with --off-cpu).
@@ -349,7 +349,7 @@ impl ReportArgs {
             until: self.until,
             pids: self.pids,
             kind: Some(self.mode.kind()),
-            output: self.output,
+            outputs: self.outputs,
             format: self.format,
             ..ReportConfig::default()
         };
@@ -471,17 +471,7 @@ impl RecordArgs {
             }
             _ => bail!("give only one of -p PID, -a, or a command after --"),
         };
-        let outputs = self
-            .outputs
-            .into_iter()
-            .map(|path| {
-                let format = match self.format {
-                    Some(format) => format,
-                    None => Format::from_path(&path)?,
-                };
-                Ok(OutputSpec { path, format })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let outputs = output::specs(self.outputs, self.format)?;
         let mode = if self.off_cpu {
             ProfileKind::OffCpu
         } else {
@@ -709,6 +699,7 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/d"));
         assert_eq!(config.since, Some(Duration::from_secs(3600)));
         assert_eq!(config.pids, vec![7]);
+        assert_eq!(config.outputs, [PathBuf::from("f.svg")]);
         // On-CPU windows unless told otherwise: an agent with --off-cpu stores both kinds.
         assert_eq!(config.kind, Some(ProfileKind::Cpu));
         assert!(Cli::try_parse_from(["profiler", "report", "--since", "1h"]).is_err());
@@ -718,6 +709,15 @@ mod tests {
             panic!("not a report command");
         };
         assert_eq!(report.into_config().kind, Some(ProfileKind::OffCpu));
+        let cli =
+            Cli::try_parse_from(["profiler", "report", "-o", "a.svg", "-o", "b.pb.gz"]).unwrap();
+        let Command::Report(report) = cli.command else {
+            panic!("not a report command");
+        };
+        assert_eq!(
+            report.into_config().outputs,
+            [PathBuf::from("a.svg"), PathBuf::from("b.pb.gz")]
+        );
     }
 
     #[test]

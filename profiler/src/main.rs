@@ -68,12 +68,17 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         }
         cli::Command::Report(args) => {
             let summary = profiler::report::report(&args.into_config())?;
+            let written: Vec<String> = summary
+                .outputs
+                .iter()
+                .map(|o| o.path.display().to_string())
+                .collect();
             eprintln!(
                 "merged {} window(s) of {} process(es), {} samples; wrote {}",
                 summary.windows,
                 summary.pids.len(),
                 summary.samples,
-                summary.output.display()
+                written.join(", ")
             );
             for (path, why) in &summary.skipped {
                 eprintln!("skipped damaged window {}: {why}", path.display());

@@ -26,13 +26,14 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
+pub use crate::output::OutputSpec;
 pub use upload::Pushed;
 use validate::{target_processes, validate};
 use watch::{all_exited, any_readable, end_command, handle_events, pidfd_open, status_line};
 
 use crate::{
     aggregate::aggregate,
-    output::{self, Format, OutputError, OutputOptions},
+    output::{self, OutputError, OutputOptions},
     phases,
     process_events::ProcessEvents,
     processes::{ProcessTable, Resolver, SETTLE_AFTER},
@@ -50,12 +51,6 @@ pub enum RecordTarget {
     All,
     /// A command to start; it and its children are profiled.
     Command(Vec<OsString>),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OutputSpec {
-    pub path: PathBuf,
-    pub format: Format,
 }
 
 #[derive(Clone, Debug)]
@@ -573,18 +568,7 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
             _ => RecordError::NoSamples { secs },
         });
     }
-    let mut written = Vec::new();
-    let shared = output::Shared::default();
-    for spec in &config.outputs {
-        output::write_shared(
-            &profile,
-            &spec.path,
-            spec.format,
-            &config.output_options,
-            &shared,
-        )?;
-        written.push(spec.path.clone());
-    }
+    let written = output::write_all(&profile, &config.outputs, &config.output_options)?;
     phases::mark("write");
     let upload = match (&config.upload, &uploader) {
         (Some(upload), Some(uploader)) => {

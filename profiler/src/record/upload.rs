@@ -5,10 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::OutputSpec;
 use crate::{
     agent::config::machine_hostname,
-    output::{self, Format, OutputOptions, pprof::write_pprof},
+    output::{self, Format, OutputOptions, OutputSpec, pprof::write_pprof},
     profile::Profile,
     upload::{UploadConfig, UploadError, Uploader, describe},
 };
