@@ -39,6 +39,19 @@ pub enum Command {
     Report(ReportArgs),
     /// Push pprof files (such as `record -o out.pb.gz` writes) to Grafana Pyroscope.
     Upload(UploadArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) on stdout.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    profiler completions bash > /etc/bash_completion.d/profiler\n  \
+    profiler completions zsh > \"${fpath[1]}/_profiler\"\n  \
+    profiler completions fish > ~/.config/fish/completions/profiler.fish")]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug)]
@@ -845,5 +858,17 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("--upload URL"), "{err}");
+    }
+
+    #[test]
+    fn completions_for_each_shell() {
+        for shell in ["bash", "zsh", "fish"] {
+            let cli = Cli::try_parse_from(["profiler", "completions", shell]).unwrap();
+            assert!(matches!(cli.command, Command::Completions(_)), "{shell}");
+        }
+        assert!(Cli::try_parse_from(["profiler", "completions", "cmd.exe"]).is_err());
+        assert!(Cli::try_parse_from(["profiler", "completions"]).is_err());
+        // clap's own consistency checks over every subcommand and flag.
+        <Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

@@ -43,6 +43,16 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
                 None => Ok(()),
             }
         }
+        cli::Command::Completions(args) => {
+            let mut command = <cli::Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut command, "profiler", &mut script);
+            // `profiler completions bash | head` is no error.
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                result => Ok(result?),
+            }
+        }
         cli::Command::Upload(args) => {
             let upload = args.into_config()?;
             runtime.block_on(profiler::upload::upload_files(
