@@ -390,3 +390,51 @@ fn record_upload_pushes_the_recording_and_keeps_it_when_the_push_fails() {
         run.stderr
     );
 }
+
+#[test]
+fn ctrl_c_stops_a_hanging_record_upload_and_keeps_the_recording() {
+    let test = "ctrl_c_stops_a_hanging_record_upload_and_keeps_the_recording";
+    if !require_root(test) {
+        return;
+    }
+    let _guard = shared_recording();
+    let tmp = temp_dir("record_upload_interrupt");
+    let receiver = IngestReceiver::start();
+    receiver.set_behavior(Behavior::Hang);
+    let folded = tmp.path().join("stacks.folded");
+    let profiler = record()
+        .freq(199)
+        .output(&folded)
+        .args(&["--upload", &receiver.url(), "--pyroscope-timeout", "60s"])
+        .command(workload("cpu_ratio"), &["1"])
+        .spawn();
+    // The recording is over once the server has the request.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while receiver.requests() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no push within {TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = std::time::Instant::now();
+    profiler.signal(libc::SIGINT);
+    let run = profiler.wait(TIMEOUT);
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "took {:?} to stop after SIGINT",
+        sent.elapsed()
+    );
+    assert_failed_cleanly(&run, "record --upload interrupted during the push");
+    let saved = tmp.path().join("stacks.pb.gz");
+    assert!(
+        run.stderr
+            .contains("interrupted while uploading the recording")
+            && run
+                .stderr
+                .contains(&format!("profiler upload {}", saved.display())),
+        "{}",
+        run.stderr
+    );
+    assert!(folded.exists() && saved.exists());
+}

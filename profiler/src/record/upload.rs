@@ -1,7 +1,8 @@
 //! `record --upload URL`: pushing the recording to Pyroscope once its
 //! outputs are written. The pprof is made in memory, whatever the outputs
-//! are; when the push fails and no output is a pprof, it is saved next to
-//! the first output so that `profiler upload` can push it later.
+//! are; when the push fails (or Ctrl-C stops it) and no output is a pprof,
+//! it is saved next to the first output so that `profiler upload` can push
+//! it later.
 
 use std::path::{Path, PathBuf};
 
@@ -43,16 +44,42 @@ pub(super) async fn push_recording(
         .into_iter()
         .collect();
     let upload = describe::upload(config, &facts, &default_name, &defaults, body);
-    let attempts = uploader
-        .push(&upload, "the recording", || {
-            kept(profile, outputs, uploader.url())
-        })
-        .await?;
+    let what = "the recording";
+    let push = uploader.push(&upload, what, || kept(profile, outputs, uploader.url()));
+    // The recording's signal handlers stay installed, so Ctrl-C would
+    // otherwise do nothing until the last attempt is over.
+    let attempts = tokio::select! {
+        attempts = push => attempts?,
+        () = interrupted() => {
+            return Err(UploadError::Interrupted {
+                what: what.into(),
+                url: uploader.url().into(),
+                next: kept(profile, outputs, uploader.url()),
+            });
+        }
+    };
     Ok(Pushed {
         url: uploader.url().to_string(),
         name: upload.ingest_name(),
         attempts,
     })
+}
+
+/// Resolves at SIGINT or SIGTERM; never if they cannot be listened to.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut interrupt), Ok(mut terminate)) => {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }
 
 /// After a failed push: where the recording is and how to push it again,

@@ -83,6 +83,12 @@ pub enum UploadError {
         /// What became of the profile and how to push it again.
         next: String,
     },
+    #[error("interrupted while uploading {what} to Pyroscope at {url}; {next}")]
+    Interrupted {
+        what: String,
+        url: String,
+        next: String,
+    },
 }
 
 /// What went wrong with a push, and what to check.
