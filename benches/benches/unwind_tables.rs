@@ -38,7 +38,9 @@ fn unwind_tables(c: &mut Criterion) {
             s.fdes,
             s.eh_frame_bytes + s.debug_frame_bytes,
         );
-        group.throughput(Throughput::Bytes((s.eh_frame_bytes + s.debug_frame_bytes) as u64));
+        group.throughput(Throughput::Bytes(
+            (s.eh_frame_bytes + s.debug_frame_bytes) as u64,
+        ));
         group.bench_with_input(BenchmarkId::from_parameter(label), &data, |b, data| {
             b.iter(|| unwind_tables::build_table(black_box(data)).unwrap())
         });

@@ -11,11 +11,12 @@ use profiler::{
         parse_size,
     },
     agent::run::AgentArgs as AgentSettings,
-    output::Format,
+    output::{self, Format},
     profile::ProfileKind,
-    record::{OutputSpec, RecordConfig, RecordTarget},
+    record::{RecordConfig, RecordTarget},
     report::ReportConfig,
     tracer::UnwindMode,
+    upload::{UploadConfig, UploadFiles},
 };
 
 #[derive(Parser, Debug)]
@@ -37,6 +38,21 @@ pub enum Command {
     Agent(Box<AgentArgs>),
     /// Merge windows stored by the agent into one flame graph, folded stacks or pprof.
     Report(ReportArgs),
+    /// Push pprof files (such as `record -o out.pb.gz` writes) to Grafana Pyroscope.
+    Upload(UploadArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) on stdout.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    profiler completions bash > /etc/bash_completion.d/profiler\n  \
+    profiler completions zsh > \"${fpath[1]}/_profiler\"\n  \
+    profiler completions fish > ~/.config/fish/completions/profiler.fish")]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug)]
@@ -108,6 +124,67 @@ pub struct AgentArgs {
     /// Pyroscope's base URL, e.g. http://localhost:4040.
     #[arg(long = "pyroscope-url")]
     pub pyroscope_url: Option<String>,
+    #[command(flatten)]
+    pub pyroscope: PyroscopeClientArgs,
+    /// Bound of the on-disk upload spool, e.g. 256MiB.
+    #[arg(long = "spool-max-bytes", value_parser = parse_size)]
+    pub spool_max_bytes: Option<u64>,
+    /// First backoff between attempts, e.g. 1s.
+    #[arg(long = "backoff-initial", value_parser = parse_agent_duration)]
+    pub backoff_initial: Option<Duration>,
+    /// Longest backoff between attempts, e.g. 60s.
+    #[arg(long = "backoff-max", value_parser = parse_agent_duration)]
+    pub backoff_max: Option<Duration>,
+    /// Address of the Prometheus /metrics listener [default: 127.0.0.1:9464].
+    #[arg(long = "metrics-listen")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+impl AgentArgs {
+    pub fn into_settings(self) -> Result<AgentSettings> {
+        let p = self.pyroscope;
+        let auth = p.auth()?;
+        Ok(AgentSettings {
+            config_path: self.config,
+            overrides: AgentOverrides {
+                frequency_hz: self.frequency,
+                window: self.window,
+                system_wide: self.all,
+                pids: (!self.pids.is_empty()).then_some(self.pids),
+                comm_regex: self.comm_regex,
+                cgroup: self.cgroup,
+                service_name: self.service_name,
+                hostname: self.hostname,
+                data_dir: self.data_dir,
+                max_age: self.max_age,
+                max_bytes: self.max_bytes,
+                no_pyroscope: self.no_pyroscope,
+                pyroscope_url: self.pyroscope_url,
+                pyroscope_auth: auth,
+                pyroscope_tenant_id: p.pyroscope_tenant_id,
+                pyroscope_ca_file: p.pyroscope_ca_file,
+                pyroscope_timeout: p.pyroscope_timeout,
+                spool_max_bytes: self.spool_max_bytes,
+                max_attempts: p.max_attempts,
+                backoff_initial: self.backoff_initial,
+                backoff_max: self.backoff_max,
+                metrics_listen: self.metrics_listen,
+                max_stacks: self.max_stacks,
+                memory_target: self.memory_target,
+                off_cpu: self.off_cpu,
+                min_block: self.min_block,
+                unwind: self.unwind.unwind.map(UnwindMode::from),
+                unwind_memory: self.unwind.unwind_memory,
+            },
+        })
+    }
+}
+
+/// How to reach Pyroscope: the agent's, `upload`'s and `record --upload`'s
+/// flags. Secrets are read from a file or an environment variable, never
+/// taken from the command line.
+#[derive(Args, Debug, Default)]
+pub struct PyroscopeClientArgs {
     /// Basic-auth user name.
     #[arg(long = "pyroscope-user")]
     pub pyroscope_user: Option<String>,
@@ -132,64 +209,120 @@ pub struct AgentArgs {
     /// Timeout of one push attempt, e.g. 10s.
     #[arg(long = "pyroscope-timeout", value_parser = parse_agent_duration)]
     pub pyroscope_timeout: Option<Duration>,
-    /// Bound of the on-disk upload spool, e.g. 256MiB.
-    #[arg(long = "spool-max-bytes", value_parser = parse_size)]
-    pub spool_max_bytes: Option<u64>,
-    /// Attempts per push before a window is left in the spool for later.
+    /// Attempts per push (connection errors, timeouts and 5xx are retried)
+    /// [default: 5 for the agent, which then keeps the window for later; 3 otherwise].
     #[arg(long = "max-attempts")]
     pub max_attempts: Option<u32>,
-    /// First backoff between attempts, e.g. 1s.
-    #[arg(long = "backoff-initial", value_parser = parse_agent_duration)]
-    pub backoff_initial: Option<Duration>,
-    /// Longest backoff between attempts, e.g. 60s.
-    #[arg(long = "backoff-max", value_parser = parse_agent_duration)]
-    pub backoff_max: Option<Duration>,
-    /// Address of the Prometheus /metrics listener [default: 127.0.0.1:9464].
-    #[arg(long = "metrics-listen")]
-    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
-impl AgentArgs {
-    pub fn into_settings(self) -> Result<AgentSettings> {
-        let auth = AuthConfig::from_flags(
-            self.pyroscope_user,
-            self.pyroscope_password_file,
-            self.pyroscope_password_env,
-            self.pyroscope_token_file,
-            self.pyroscope_token_env,
-        )?;
-        Ok(AgentSettings {
-            config_path: self.config,
-            overrides: AgentOverrides {
-                frequency_hz: self.frequency,
-                window: self.window,
-                system_wide: self.all,
-                pids: (!self.pids.is_empty()).then_some(self.pids),
-                comm_regex: self.comm_regex,
-                cgroup: self.cgroup,
-                service_name: self.service_name,
-                hostname: self.hostname,
-                data_dir: self.data_dir,
-                max_age: self.max_age,
-                max_bytes: self.max_bytes,
-                no_pyroscope: self.no_pyroscope,
-                pyroscope_url: self.pyroscope_url,
-                pyroscope_auth: auth,
-                pyroscope_tenant_id: self.pyroscope_tenant_id,
-                pyroscope_ca_file: self.pyroscope_ca_file,
-                pyroscope_timeout: self.pyroscope_timeout,
-                spool_max_bytes: self.spool_max_bytes,
-                max_attempts: self.max_attempts,
-                backoff_initial: self.backoff_initial,
-                backoff_max: self.backoff_max,
-                metrics_listen: self.metrics_listen,
-                max_stacks: self.max_stacks,
-                memory_target: self.memory_target,
-                off_cpu: self.off_cpu,
-                min_block: self.min_block,
-                unwind: self.unwind.unwind.map(UnwindMode::from),
-                unwind_memory: self.unwind.unwind_memory,
-            },
+impl PyroscopeClientArgs {
+    fn auth(&self) -> Result<Option<AuthConfig>> {
+        Ok(AuthConfig::from_flags(
+            self.pyroscope_user.clone(),
+            self.pyroscope_password_file.clone(),
+            self.pyroscope_password_env.clone(),
+            self.pyroscope_token_file.clone(),
+            self.pyroscope_token_env.clone(),
+        )?)
+    }
+
+    fn is_empty(&self) -> bool {
+        let PyroscopeClientArgs {
+            pyroscope_user,
+            pyroscope_password_file,
+            pyroscope_password_env,
+            pyroscope_token_file,
+            pyroscope_token_env,
+            pyroscope_tenant_id,
+            pyroscope_ca_file,
+            pyroscope_timeout,
+            max_attempts,
+        } = self;
+        pyroscope_user.is_none()
+            && pyroscope_password_file.is_none()
+            && pyroscope_password_env.is_none()
+            && pyroscope_token_file.is_none()
+            && pyroscope_token_env.is_none()
+            && pyroscope_tenant_id.is_none()
+            && pyroscope_ca_file.is_none()
+            && pyroscope_timeout.is_none()
+            && max_attempts.is_none()
+    }
+
+    /// The push settings of `upload` and `record --upload` for `url`.
+    fn upload_config(self, url: String, labels: PushLabelArgs) -> Result<UploadConfig> {
+        let mut config = UploadConfig::new(url);
+        let p = &mut config.pyroscope;
+        p.auth = self.auth()?;
+        p.tenant_id = self.pyroscope_tenant_id;
+        p.ca_file = self.pyroscope_ca_file;
+        if let Some(timeout) = self.pyroscope_timeout {
+            p.timeout = timeout;
+        }
+        if let Some(attempts) = self.max_attempts {
+            p.max_attempts = attempts;
+        }
+        config.service_name = labels.service_name;
+        config.labels = labels.labels;
+        Ok(config)
+    }
+}
+
+/// What profiles pushed by `upload` and `record --upload` are called.
+#[derive(Args, Debug, Default)]
+pub struct PushLabelArgs {
+    /// service_name of the pushed profiles [default: the profile's, or its single
+    /// process's command name, else the file name without extension].
+    #[arg(long = "service-name")]
+    pub service_name: Option<String>,
+    /// A label of the pushed profiles, e.g. env=prod; repeat for several. Wins
+    /// over the labels read from the profile (pid, comm, profile_type).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+}
+
+impl PushLabelArgs {
+    fn is_empty(&self) -> bool {
+        self.service_name.is_none() && self.labels.is_empty()
+    }
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() && !value.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err("expected KEY=VALUE, e.g. env=prod".into()),
+    }
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    profiler upload out.pb.gz --pyroscope-url http://localhost:4040\n  \
+    profiler upload a.pb.gz b.pb.gz --pyroscope-url https://p.example.com \\\n      \
+    --pyroscope-user me --pyroscope-password-env PYROSCOPE_PASSWORD --label env=staging\n\
+    The time range is the profile's own (time_nanos, duration_nanos); labels pid, comm and\n\
+    profile_type are read from the profile when it has them. Files are never changed.")]
+pub struct UploadArgs {
+    /// pprof files, gzip-compressed or not, such as `profiler record -o out.pb.gz` writes.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Pyroscope's base URL, e.g. http://localhost:4040.
+    #[arg(long = "pyroscope-url", value_name = "URL", required = true)]
+    pub pyroscope_url: String,
+    #[command(flatten)]
+    pub pyroscope: PyroscopeClientArgs,
+    #[command(flatten)]
+    pub labels: PushLabelArgs,
+}
+
+impl UploadArgs {
+    pub fn into_config(self) -> Result<UploadFiles> {
+        Ok(UploadFiles {
+            config: self
+                .pyroscope
+                .upload_config(self.pyroscope_url, self.labels)?,
+            files: self.files,
         })
     }
 }
@@ -197,7 +330,7 @@ impl AgentArgs {
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
     profiler report --data-dir /var/lib/profiler --since 1h -o flame.svg\n  \
-    profiler report --since 30m --pid 1234 -o out.pb.gz\n  \
+    profiler report --since 30m --pid 1234 -o flame.svg -o out.pb.gz\n  \
     profiler report --mode off-cpu --since 10m -o waits.svg   (agent run with --off-cpu)")]
 pub struct ReportArgs {
     /// The agent's data directory.
@@ -212,10 +345,10 @@ pub struct ReportArgs {
     /// Only these processes (comma-separated or repeated).
     #[arg(short = 'p', long = "pid", value_delimiter = ',')]
     pub pids: Vec<u32>,
-    /// Output file; the format comes from the extension: .svg, .folded/.txt, .pb.gz/.pprof.
-    #[arg(short = 'o', long = "output")]
-    pub output: PathBuf,
-    /// Output format, overriding the extension: svg, folded or pprof.
+    /// Output file; repeat for several. Format from the extension: .svg, .folded/.txt, .pb.gz/.pprof.
+    #[arg(short = 'o', long = "output", required = true)]
+    pub outputs: Vec<PathBuf>,
+    /// Output format for every -o file, overriding the extension: svg, folded or pprof.
     #[arg(long = "format")]
     pub format: Option<Format>,
     /// Which windows: on-CPU samples (cpu) or off-CPU time (off-cpu, from an agent run with --off-cpu).
@@ -234,7 +367,7 @@ impl ReportArgs {
             until: self.until,
             pids: self.pids,
             kind: Some(self.mode.kind()),
-            output: self.output,
+            outputs: self.outputs,
             format: self.format,
             ..ReportConfig::default()
         };
@@ -250,7 +383,8 @@ impl ReportArgs {
     profiler record -a -F 999 -d 10 -o system.folded\n  \
     profiler record -o out.pb.gz -- ./my-program args\n  \
     profiler record --mode off-cpu -p 1234 -d 10 -o waits.svg\n  \
-    profiler record --mode wall -o wall.pb.gz -- ./my-server")]
+    profiler record --mode wall -o wall.pb.gz -- ./my-server\n  \
+    profiler record -p 1234 -d 30s -o flame.svg --upload http://localhost:4040")]
 pub struct RecordArgs {
     /// What to profile: on-CPU samples (cpu), time blocked or waiting for a CPU (off-cpu), or both in one profile in nanoseconds (wall).
     #[arg(long = "mode", value_enum, default_value_t = Mode::Cpu)]
@@ -295,6 +429,14 @@ pub struct RecordArgs {
     pub stack_map_size: u32,
     #[command(flatten)]
     pub unwind: UnwindArgs,
+    /// Also push the recording to Pyroscope at this base URL when it ends (as
+    /// pprof, whatever the -o files are), e.g. http://localhost:4040.
+    #[arg(long = "upload", value_name = "URL")]
+    pub upload: Option<String>,
+    #[command(flatten)]
+    pub pyroscope: PyroscopeClientArgs,
+    #[command(flatten)]
+    pub push_labels: PushLabelArgs,
     /// The command to run and profile, after `--`.
     #[arg(last = true)]
     pub command: Vec<OsString>,
@@ -392,17 +534,7 @@ impl RecordArgs {
             }
             _ => bail!("give only one of -p PID, -a, or a command after --"),
         };
-        let outputs = self
-            .outputs
-            .into_iter()
-            .map(|path| {
-                let format = match self.format {
-                    Some(format) => format,
-                    None => Format::from_path(&path)?,
-                };
-                Ok(OutputSpec { path, format })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let outputs = output::specs(self.outputs, self.format)?;
         let mode = if self.off_cpu {
             ProfileKind::OffCpu
         } else {
@@ -412,6 +544,14 @@ impl RecordArgs {
             ProfileKind::OffCpu => Duration::from_micros(1),
             _ => Duration::ZERO,
         });
+        let upload = match self.upload {
+            Some(url) => Some(self.pyroscope.upload_config(url, self.push_labels)?),
+            None if !self.pyroscope.is_empty() || !self.push_labels.is_empty() => bail!(
+                "the --pyroscope-* flags, --max-attempts, --service-name and --label go with \
+                 --upload URL: add it, or leave them out"
+            ),
+            None => None,
+        };
         let mut config = RecordConfig {
             target,
             mode,
@@ -423,6 +563,7 @@ impl RecordArgs {
             stack_map_entries: self.stack_map_size,
             // `profiler record` exits once the recording is written.
             exit_after: true,
+            upload,
             ..RecordConfig::default()
         };
         if let Some(unwind) = self.unwind.unwind {
@@ -574,6 +715,8 @@ mod tests {
             "u",
             "--pyroscope-password-env",
             "PW",
+            "--max-attempts",
+            "2",
             "--max-stacks",
             "100",
             "--memory-target",
@@ -598,6 +741,7 @@ mod tests {
         assert!(o.off_cpu);
         assert_eq!(o.min_block, Some(Duration::from_micros(50)));
         assert!(matches!(o.pyroscope_auth, Some(AuthConfig::Basic { .. })));
+        assert_eq!(o.max_attempts, Some(2));
         assert!(Cli::try_parse_from(["profiler", "agent", "-a", "-p", "1"]).is_err());
         assert!(Cli::try_parse_from(["profiler", "agent", "--window", "soon"]).is_err());
     }
@@ -624,6 +768,7 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/d"));
         assert_eq!(config.since, Some(Duration::from_secs(3600)));
         assert_eq!(config.pids, vec![7]);
+        assert_eq!(config.outputs, [PathBuf::from("f.svg")]);
         // On-CPU windows unless told otherwise: an agent with --off-cpu stores both kinds.
         assert_eq!(config.kind, Some(ProfileKind::Cpu));
         assert!(Cli::try_parse_from(["profiler", "report", "--since", "1h"]).is_err());
@@ -633,5 +778,153 @@ mod tests {
             panic!("not a report command");
         };
         assert_eq!(report.into_config().kind, Some(ProfileKind::OffCpu));
+        let cli =
+            Cli::try_parse_from(["profiler", "report", "-o", "a.svg", "-o", "b.pb.gz"]).unwrap();
+        let Command::Report(report) = cli.command else {
+            panic!("not a report command");
+        };
+        assert_eq!(
+            report.into_config().outputs,
+            [PathBuf::from("a.svg"), PathBuf::from("b.pb.gz")]
+        );
+    }
+
+    #[test]
+    fn upload_flags() {
+        let cli = Cli::try_parse_from([
+            "profiler",
+            "upload",
+            "a.pb.gz",
+            "b.pprof",
+            "--pyroscope-url",
+            "http://localhost:4040",
+            "--pyroscope-token-env",
+            "TOKEN",
+            "--pyroscope-timeout",
+            "3s",
+            "--max-attempts",
+            "1",
+            "--label",
+            "env=prod",
+            "--label",
+            " team = infra ",
+            "--service-name",
+            "shop",
+        ])
+        .unwrap();
+        let Command::Upload(upload) = cli.command else {
+            panic!("not an upload command");
+        };
+        let upload = upload.into_config().unwrap();
+        assert_eq!(
+            upload.files,
+            [PathBuf::from("a.pb.gz"), PathBuf::from("b.pprof")]
+        );
+        let c = &upload.config;
+        assert_eq!(c.pyroscope.url, "http://localhost:4040");
+        assert!(matches!(c.pyroscope.auth, Some(AuthConfig::Bearer { .. })));
+        assert_eq!(c.pyroscope.timeout, Duration::from_secs(3));
+        assert_eq!(c.pyroscope.max_attempts, 1);
+        assert_eq!(c.service_name.as_deref(), Some("shop"));
+        assert_eq!(
+            c.labels,
+            [("env", "prod"), ("team", "infra")].map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        // Files and the URL are required; labels are KEY=VALUE; no secret on argv.
+        for bad in [
+            &["profiler", "upload", "--pyroscope-url", "http://x"][..],
+            &["profiler", "upload", "a.pb.gz"],
+            &[
+                "profiler",
+                "upload",
+                "a.pb.gz",
+                "--pyroscope-url",
+                "http://x",
+                "--label",
+                "env",
+            ],
+            &[
+                "profiler",
+                "upload",
+                "a",
+                "--pyroscope-url",
+                "http://x",
+                "--pyroscope-password",
+                "pw",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "profiler",
+            "upload",
+            "a",
+            "--pyroscope-url",
+            "http://x",
+            "--pyroscope-user",
+            "u",
+        ])
+        .unwrap();
+        let Command::Upload(upload) = cli.command else {
+            panic!("not an upload command");
+        };
+        assert!(
+            upload.into_config().is_err(),
+            "a user without a password source"
+        );
+    }
+
+    #[test]
+    fn record_upload_flags() {
+        let config = parse(&[
+            "profiler",
+            "record",
+            "-a",
+            "-o",
+            "x.svg",
+            "--upload",
+            "http://localhost:4040",
+            "--pyroscope-user",
+            "u",
+            "--pyroscope-password-file",
+            "/etc/pw",
+            "--label",
+            "env=ci",
+        ])
+        .unwrap();
+        let upload = config.upload.unwrap();
+        assert_eq!(upload.pyroscope.url, "http://localhost:4040");
+        assert!(matches!(
+            upload.pyroscope.auth,
+            Some(AuthConfig::Basic { .. })
+        ));
+        assert_eq!(upload.labels, [("env".to_string(), "ci".to_string())]);
+        assert_eq!(
+            upload.pyroscope.max_attempts,
+            profiler::upload::DEFAULT_MAX_ATTEMPTS
+        );
+        assert!(
+            parse(&["profiler", "record", "-a", "-o", "x.svg"])
+                .unwrap()
+                .upload
+                .is_none()
+        );
+        let err = parse(&[
+            "profiler", "record", "-a", "-o", "x.svg", "--label", "env=ci",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("--upload URL"), "{err}");
+    }
+
+    #[test]
+    fn completions_for_each_shell() {
+        for shell in ["bash", "zsh", "fish"] {
+            let cli = Cli::try_parse_from(["profiler", "completions", shell]).unwrap();
+            assert!(matches!(cli.command, Command::Completions(_)), "{shell}");
+        }
+        assert!(Cli::try_parse_from(["profiler", "completions", "cmd.exe"]).is_err());
+        assert!(Cli::try_parse_from(["profiler", "completions"]).is_err());
+        // clap's own consistency checks over every subcommand and flag.
+        <Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

@@ -1,7 +1,8 @@
 //! The profiler library: everything `profiler record` does, in layers that can
 //! be used and tested apart: the eBPF tracer (load, attach, drain), the process
 //! manager (captures maps of processes while they live), aggregation and
-//! symbolization into a [`profile::Profile`], and the outputs.
+//! symbolization into a [`profile::Profile`], the outputs, and pushing
+//! profiles to Pyroscope ([`upload`]).
 
 pub mod agent;
 pub mod aggregate;
@@ -21,3 +22,4 @@ pub mod threads;
 mod ticker;
 pub mod tracer;
 pub mod unwind;
+pub mod upload;

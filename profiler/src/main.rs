@@ -27,12 +27,45 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Record(args) => {
             let config = args.into_config()?;
-            let report = runtime.block_on(profiler::record::record(config))?;
+            let mut report = runtime.block_on(profiler::record::record(config))?;
             eprint!("{}", end_summary::render(&report));
             profiler::phases::mark("summary");
+            let upload = report.upload.take();
             // The process exits now (as `exit_after` told `record`): the
             // profile's thousands of small allocations are left to it.
             std::mem::forget(report);
+            match upload {
+                Some(Ok(pushed)) => {
+                    eprintln!("uploaded to Pyroscope at {} as {}", pushed.url, pushed.name);
+                    Ok(())
+                }
+                Some(Err(err)) => Err(err.into()),
+                None => Ok(()),
+            }
+        }
+        cli::Command::Completions(args) => {
+            let mut command = <cli::Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut command, "profiler", &mut script);
+            // `profiler completions bash | head` is no error.
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                result => Ok(result?),
+            }
+        }
+        cli::Command::Upload(args) => {
+            let upload = args.into_config()?;
+            runtime.block_on(profiler::upload::upload_files(
+                &upload,
+                |path, push, _attempts| {
+                    eprintln!(
+                        "uploaded {} to Pyroscope at {} as {}",
+                        path.display(),
+                        upload.config.pyroscope.url,
+                        push.ingest_name()
+                    );
+                },
+            ))?;
             Ok(())
         }
         cli::Command::Agent(args) => {
@@ -45,12 +78,17 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         }
         cli::Command::Report(args) => {
             let summary = profiler::report::report(&args.into_config())?;
+            let written: Vec<String> = summary
+                .outputs
+                .iter()
+                .map(|o| o.path.display().to_string())
+                .collect();
             eprintln!(
                 "merged {} window(s) of {} process(es), {} samples; wrote {}",
                 summary.windows,
                 summary.pids.len(),
                 summary.samples,
-                summary.output.display()
+                written.join(", ")
             );
             for (path, why) in &summary.skipped {
                 eprintln!("skipped damaged window {}: {why}", path.display());

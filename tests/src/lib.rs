@@ -544,6 +544,12 @@ impl Record {
         self.option("-o", utf8(path.as_ref()))
     }
 
+    /// Any other arguments, as given (before the command).
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
     /// `-- EXE ARGS...`: the command to start and record (last).
     pub fn command(mut self, exe: impl AsRef<Path>, args: &[&str]) -> Self {
         self.args.push("--".into());

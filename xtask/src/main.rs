@@ -1,7 +1,9 @@
 //! Build and test helpers: `cargo xtask build-ebpf [--check]`, `cargo xtask test`,
-//! `cargo xtask install-ebpf-toolchain`, `cargo xtask bench-overhead`.
+//! `cargo xtask install-ebpf-toolchain`, `cargo xtask bench-overhead`,
+//! `cargo xtask man [--out-dir DIR]`.
 
 mod ebpf;
+mod man;
 mod overhead;
 mod test;
 mod tools;
@@ -35,6 +37,13 @@ enum Command {
     /// Measure the profiler's overhead side by side with perf and bpftrace
     /// (installs them if missing; needs root).
     BenchOverhead(overhead::Args),
+    /// Write the profiler's man pages (profiler.1 and one per subcommand); builds xtask
+    /// again with its `man` feature, which needs the profiler library.
+    Man {
+        /// Where to write them [default: man/ in the cargo target directory].
+        #[arg(long = "out-dir")]
+        out_dir: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -43,5 +52,6 @@ fn main() -> Result<()> {
         Command::InstallEbpfToolchain => tools::install_ebpf_toolchain(),
         Command::Test { args } => test::run(&args),
         Command::BenchOverhead(args) => overhead::run(&args),
+        Command::Man { out_dir } => man::run(out_dir),
     }
 }

@@ -63,8 +63,16 @@ fn pump<R: Read + Send + 'static>(stream: R, to_stderr: bool) -> thread::JoinHan
 }
 
 /// The test targets to build and run: everything but doc tests (the crates
-/// have none, and their empty runs would close the log).
-const TARGETS: [&str; 4] = ["--workspace", "--lib", "--bins", "--tests"];
+/// have none, and their empty runs would close the log); xtask's with its
+/// `man` feature, so that the man page test runs.
+const TARGETS: [&str; 6] = [
+    "--workspace",
+    "--lib",
+    "--bins",
+    "--tests",
+    "--features",
+    "xtask/man",
+];
 
 /// Builds the tests and, in the same cargo run, `target/debug/profiler`,
 /// which the integration tests run. Left to them, they build it with

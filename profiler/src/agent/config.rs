@@ -101,14 +101,14 @@ pub enum ConfigError {
         "`{key}` needs exactly one of `{key}_file` (a file holding the secret) or `{key}_env` (an environment variable's name)"
     )]
     SecretSource { key: String },
-    #[error("cannot read `{key}` from {}: {source}; check that the file exists and is readable by the agent", .path.display())]
+    #[error("cannot read `{key}` from {}: {source}; check that the file exists and is readable by the profiler", .path.display())]
     SecretFile {
         key: String,
         path: PathBuf,
         source: std::io::Error,
     },
     #[error(
-        "cannot read `{key}` from the environment variable {var}: it is {problem}; set it in the agent's environment"
+        "cannot read `{key}` from the environment variable {var}: it is {problem}; set it in the profiler's environment"
     )]
     SecretEnv {
         key: String,
@@ -651,7 +651,9 @@ impl AgentConfig {
 }
 
 impl PyroscopeConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the settings (the URL, timeout, retries), as loading the
+    /// agent's config does; `profiler upload` checks its own with it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let url = reqwest::Url::parse(&self.url).map_err(|e| {
             invalid(
                 "pyroscope.url",
@@ -706,7 +708,7 @@ impl PyroscopeConfig {
 }
 
 /// The machine's host name, as `uname -n` gives it.
-fn machine_hostname() -> Result<String, ConfigError> {
+pub fn machine_hostname() -> Result<String, ConfigError> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .map_err(|source| ConfigError::Hostname { source })

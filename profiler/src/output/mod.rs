@@ -88,6 +88,56 @@ impl FromStr for Format {
     }
 }
 
+/// One output file and its format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub path: PathBuf,
+    pub format: Format,
+}
+
+/// The outputs `-o PATH` (repeated) and `--format` ask for: each path's
+/// format is `format` if given, else its extension's.
+pub fn specs(
+    paths: impl IntoIterator<Item = PathBuf>,
+    format: Option<Format>,
+) -> Result<Vec<OutputSpec>, OutputError> {
+    paths
+        .into_iter()
+        .map(|path| {
+            let format = match format {
+                Some(format) => format,
+                None => Format::from_path(&path)?,
+            };
+            Ok(OutputSpec { path, format })
+        })
+        .collect()
+}
+
+/// Checks every destination (see [`check_destination`]).
+pub fn check_destinations(outputs: &[OutputSpec]) -> Result<(), OutputError> {
+    for output in outputs {
+        check_destination(&output.path)?;
+    }
+    Ok(())
+}
+
+/// Writes `profile` to every output in turn (see [`write`]), making what
+/// they share once; stops at the first that fails. Returns the paths
+/// written.
+pub fn write_all(
+    profile: &Profile,
+    outputs: &[OutputSpec],
+    options: &OutputOptions,
+) -> Result<Vec<PathBuf>, OutputError> {
+    let shared = Shared::default();
+    let mut written = Vec::with_capacity(outputs.len());
+    for output in outputs {
+        write_shared(profile, &output.path, output.format, options, &shared)?;
+        written.push(output.path.clone());
+    }
+    Ok(written)
+}
+
 /// Options of the formats that have any.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OutputOptions {
@@ -307,6 +357,27 @@ mod tests {
         assert_eq!(read("a.svg"), read("b.svg"));
         assert_eq!(read("a.folded"), read("b.folded"));
         assert!(!read("a.folded").is_empty());
+    }
+
+    #[test]
+    fn specs_from_extensions_or_the_format_flag_and_all_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = [tmp.path().join("a.svg"), tmp.path().join("b.pb.gz")];
+        let outputs = specs(paths.clone(), None).unwrap();
+        let formats: Vec<Format> = outputs.iter().map(|o| o.format).collect();
+        assert_eq!(formats, [Format::Svg, Format::Pprof]);
+        let forced = specs(paths.clone(), Some(Format::Folded)).unwrap();
+        assert!(forced.iter().all(|o| o.format == Format::Folded));
+        assert!(specs([PathBuf::from("x.png")], None).is_err());
+        check_destinations(&outputs).unwrap();
+        let written = write_all(&demo_profile(), &outputs, &OutputOptions::default()).unwrap();
+        assert_eq!(written, paths);
+        assert_eq!(entries(tmp.path()), ["a.svg", "b.pb.gz"]);
+        let missing = specs([tmp.path().join("no/c.svg")], None).unwrap();
+        assert!(matches!(
+            check_destinations(&missing),
+            Err(OutputError::MissingDirectory { .. })
+        ));
     }
 
     fn entries(dir: &Path) -> Vec<String> {

@@ -3,6 +3,7 @@
 //! drain, symbolize and write every output. Validation happens before any
 //! sampling, so a bad flag never costs a recording.
 
+mod upload;
 mod validate;
 pub(crate) mod watch;
 
@@ -25,12 +26,14 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
+pub use crate::output::OutputSpec;
+pub use upload::Pushed;
 use validate::{target_processes, validate};
 use watch::{all_exited, any_readable, end_command, handle_events, pidfd_open, status_line};
 
 use crate::{
     aggregate::aggregate,
-    output::{self, Format, OutputError, OutputOptions},
+    output::{self, OutputError, OutputOptions},
     phases,
     process_events::ProcessEvents,
     processes::{ProcessTable, Resolver, SETTLE_AFTER},
@@ -39,6 +42,7 @@ use crate::{
     ticker::Ticker,
     tracer::{Targets, Tracer, TracerError, TracerOptions, UnwindMode},
     unwind::{Tables, UnwindStats},
+    upload::{UploadConfig, UploadError, Uploader},
 };
 
 /// What to profile.
@@ -48,12 +52,6 @@ pub enum RecordTarget {
     All,
     /// A command to start; it and its children are profiled.
     Command(Vec<OsString>),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OutputSpec {
-    pub path: PathBuf,
-    pub format: Format,
 }
 
 #[derive(Clone, Debug)]
@@ -83,6 +81,8 @@ pub struct RecordConfig {
     /// symbolizer was 8% of the recording's CPU. Leave it off in a process
     /// that goes on (tests, an embedding program): that memory would leak.
     pub exit_after: bool,
+    /// Push the recording to Pyroscope once it is written (`--upload URL`).
+    pub upload: Option<UploadConfig>,
 }
 
 impl Default for RecordConfig {
@@ -102,6 +102,7 @@ impl Default for RecordConfig {
             unwind_rows: tracer.unwind_rows,
             output_options: OutputOptions::default(),
             exit_after: false,
+            upload: None,
         }
     }
 }
@@ -149,6 +150,8 @@ pub enum RecordError {
     Tracer(#[from] TracerError),
     #[error(transparent)]
     Output(#[from] OutputError),
+    #[error(transparent)]
+    Upload(#[from] UploadError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -182,6 +185,9 @@ pub struct RecordReport {
     /// Off-CPU mode only: time of threads already off CPU when the recording
     /// started, until they first ran, left out of the profile.
     pub hidden_before_start: HiddenTime,
+    /// `--upload`: the push, or why it failed (the outputs are written
+    /// either way).
+    pub upload: Option<Result<Pushed, UploadError>>,
 }
 
 fn describe(target: &RecordTarget) -> String {
@@ -554,6 +560,11 @@ impl Session {
 pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
     phases::mark("startup");
     validate(&config)?;
+    // The server's settings and secrets are checked before sampling too.
+    let uploader = match &config.upload {
+        Some(upload) => Some(Uploader::new(&upload.pyroscope)?),
+        None => None,
+    };
     let mut config = config;
     if let RecordTarget::Pids(pids) = &config.target {
         config.target = RecordTarget::Pids(target_processes(pids));
@@ -586,19 +597,16 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
             _ => RecordError::NoSamples { secs },
         });
     }
-    let mut written = Vec::new();
-    let shared = output::Shared::default();
-    for spec in &config.outputs {
-        output::write_shared(
-            &profile,
-            &spec.path,
-            spec.format,
-            &config.output_options,
-            &shared,
-        )?;
-        written.push(spec.path.clone());
-    }
+    let written = output::write_all(&profile, &config.outputs, &config.output_options)?;
     phases::mark("write");
+    let upload = match (&config.upload, &uploader) {
+        (Some(upload), Some(uploader)) => {
+            let outcome = upload::push_recording(&profile, &config.outputs, upload, uploader).await;
+            phases::mark("upload");
+            Some(outcome)
+        }
+        _ => None,
+    };
     let processes_followed = session.processes.followed();
     if config.exit_after {
         std::mem::forget(std::mem::take(&mut session.processes));
@@ -615,5 +623,6 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
         command_status,
         written,
         hidden_before_start,
+        upload,
     })
 }

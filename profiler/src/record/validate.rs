@@ -17,9 +17,7 @@ pub(super) fn validate(config: &RecordConfig) -> Result<(), RecordError> {
     if config.outputs.is_empty() {
         return Err(RecordError::NoOutput);
     }
-    for output in &config.outputs {
-        output::check_destination(&output.path)?;
-    }
+    output::check_destinations(&config.outputs)?;
     match &config.target {
         RecordTarget::Pids(pids) => {
             for &pid in pids {

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::agent::config::DEFAULT_DATA_DIR;
 use crate::agent::store::{Store, StoreError, WindowFilter, kind_name, millis_ago};
-use crate::output::{self, Format, OutputError, OutputOptions};
+use crate::output::{self, Format, OutputError, OutputOptions, OutputSpec};
 use crate::profile::ProfileKind;
 
 pub use merge::{MergeError, Merger};
@@ -31,8 +31,9 @@ pub struct ReportConfig {
     pub pids: Vec<u32>,
     /// `None`: the kind of the windows found, which must all be of one kind.
     pub kind: Option<ProfileKind>,
-    pub output: PathBuf,
-    /// `None`: from the output's extension.
+    /// Every file is written, each in its format.
+    pub outputs: Vec<PathBuf>,
+    /// `None`: each output's from its extension.
     pub format: Option<Format>,
     pub options: OutputOptions,
 }
@@ -46,7 +47,7 @@ impl Default for ReportConfig {
             now: None,
             pids: Vec::new(),
             kind: None,
-            output: PathBuf::new(),
+            outputs: Vec::new(),
             format: None,
             options: OutputOptions::default(),
         }
@@ -56,8 +57,8 @@ impl Default for ReportConfig {
 /// What [`report`] wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReportSummary {
-    pub output: PathBuf,
-    pub format: Format,
+    /// The files written, in order.
+    pub outputs: Vec<OutputSpec>,
     pub kind: ProfileKind,
     /// Windows merged.
     pub windows: usize,
@@ -92,6 +93,8 @@ pub enum ReportError {
     Merge { source: MergeError },
     #[error("{source}")]
     Output { source: OutputError },
+    #[error("no output file given: add -o FILE (.svg, .folded or .pb.gz)")]
+    NoOutput,
 }
 
 fn describe(config: &ReportConfig) -> String {
@@ -116,18 +119,19 @@ fn describe(config: &ReportConfig) -> String {
     }
 }
 
-/// Merges the stored windows `config` selects and writes them to `config.output`.
+/// Merges the stored windows `config` selects and writes them to every
+/// file of `config.outputs`, as `record` does.
 ///
-/// The destination is checked before anything is read. Damaged windows are
+/// The destinations are checked before anything is read. Damaged windows are
 /// skipped and listed in the summary, unless no window could be read.
 pub fn report(config: &ReportConfig) -> Result<ReportSummary, ReportError> {
-    let format = match config.format {
-        Some(format) => format,
-        None => {
-            Format::from_path(&config.output).map_err(|source| ReportError::Output { source })?
-        }
-    };
-    output::check_destination(&config.output).map_err(|source| ReportError::Output { source })?;
+    let output_error = |source| ReportError::Output { source };
+    let outputs =
+        output::specs(config.outputs.iter().cloned(), config.format).map_err(output_error)?;
+    if outputs.is_empty() {
+        return Err(ReportError::NoOutput);
+    }
+    output::check_destinations(&outputs).map_err(output_error)?;
 
     let store = Store::open_existing(&config.data_dir).map_err(|source| ReportError::DataDir {
         dir: config.data_dir.clone(),
@@ -185,11 +189,9 @@ pub fn report(config: &ReportConfig) -> Result<ReportSummary, ReportError> {
         if merged_windows == 1 { "" } else { "s" }
     );
 
-    output::write(&profile, &config.output, format, &config.options)
-        .map_err(|source| ReportError::Output { source })?;
+    output::write_all(&profile, &outputs, &config.options).map_err(output_error)?;
     Ok(ReportSummary {
-        output: config.output.clone(),
-        format,
+        outputs,
         kind: profile.meta.kind,
         windows: merged_windows,
         skipped,
@@ -243,7 +245,7 @@ mod tests {
         ReportConfig {
             data_dir: dir.join("data"),
             now: Some(now()),
-            output: dir.join(output),
+            outputs: vec![dir.join(output)],
             ..Default::default()
         }
     }
@@ -267,7 +269,7 @@ mod tests {
         .unwrap();
         assert_eq!(summary.windows, 3);
         assert_eq!(summary.pids, BTreeSet::from([1]));
-        assert_eq!(summary.format, Format::Pprof);
+        assert_eq!(summary.outputs[0].format, Format::Pprof);
         assert_eq!(summary.kind, ProfileKind::Cpu);
         assert!(summary.skipped.is_empty());
         assert_eq!(summary.samples, 3 * demo.total_samples());
@@ -276,7 +278,8 @@ mod tests {
         assert_eq!(summary.duration_nanos, 3_000_000_000_000);
 
         let written =
-            from_proto(&decode(&std::fs::read(&summary.output).unwrap()).unwrap()).unwrap();
+            from_proto(&decode(&std::fs::read(&summary.outputs[0].path).unwrap()).unwrap())
+                .unwrap();
         assert_eq!(written.total_samples(), 3 * demo.total_samples());
         assert!(written.samples.iter().all(|s| s.pid == 1));
         assert_eq!(
@@ -297,12 +300,44 @@ mod tests {
         let store = Store::open(tmp.path().join("data")).unwrap();
         store_window(&store, 1, 10, &demo_profile());
         let summary = report(&config(tmp.path(), "flame.svg")).unwrap();
-        assert_eq!(summary.format, Format::Svg);
+        assert_eq!(summary.outputs[0].format, Format::Svg);
         let svg = std::fs::read_to_string(tmp.path().join("flame.svg")).unwrap();
         assert!(
             svg.contains("<svg") && svg.contains("demo::fib"),
             "not a flame graph"
         );
+    }
+
+    #[test]
+    fn writes_every_output() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path().join("data")).unwrap();
+        store_window(&store, 1, 10, &demo_profile());
+        let summary = report(&ReportConfig {
+            outputs: vec![tmp.path().join("a.svg"), tmp.path().join("b.pb.gz")],
+            ..config(tmp.path(), "unused")
+        })
+        .unwrap();
+        let formats: Vec<Format> = summary.outputs.iter().map(|o| o.format).collect();
+        assert_eq!(formats, [Format::Svg, Format::Pprof]);
+        let svg = std::fs::read_to_string(tmp.path().join("a.svg")).unwrap();
+        assert!(svg.contains("demo::fib"), "not the flame graph");
+        let pprof = decode(&std::fs::read(tmp.path().join("b.pb.gz")).unwrap()).unwrap();
+        assert_eq!(from_proto(&pprof).unwrap().total_samples(), summary.samples);
+        // A bad second destination fails before anything is written.
+        let err = report(&ReportConfig {
+            outputs: vec![tmp.path().join("c.svg"), tmp.path().join("missing/d.svg")],
+            ..config(tmp.path(), "unused")
+        })
+        .unwrap_err();
+        assert!(matches!(err, ReportError::Output { .. }), "{err}");
+        assert!(!tmp.path().join("c.svg").exists());
+        let err = report(&ReportConfig {
+            outputs: vec![],
+            ..config(tmp.path(), "unused")
+        })
+        .unwrap_err();
+        assert!(matches!(err, ReportError::NoOutput), "{err}");
     }
 
     #[test]
