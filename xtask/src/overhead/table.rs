@@ -1,5 +1,5 @@
 //! The figures as a Markdown table (readable in a terminal, pasted as is in
-//! the README) and the verdicts as a list.
+//! benches/README.md) and the verdicts as a list.
 
 use std::fmt::Write;
 
