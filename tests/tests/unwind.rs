@@ -331,6 +331,21 @@ impl Recording {
             total_samples(&stacks),
             stacks.len()
         );
+        // The summary's sample and loss lines, and the stop causes.
+        for line in run.stderr.lines() {
+            let l = line.trim_start();
+            if l.starts_with("Samples:") || l.starts_with("Lost") || l.starts_with("Unwinding:") {
+                eprintln!("{name}:   {l}");
+            }
+        }
+        let comms: std::collections::BTreeSet<&str> =
+            stacks.iter().map(|(f, _)| f[0].as_str()).collect();
+        for comm in comms {
+            let causes = stop_causes(&stacks, comm);
+            if !causes.is_empty() {
+                eprintln!("{name}:   {comm}: stopped stacks {causes:?}");
+            }
+        }
         Recording {
             name: name.to_string(),
             run,
