@@ -32,6 +32,7 @@ pub mod map_names {
     pub const UNWIND_ROWS: &str = "UNWIND_ROWS";
     pub const UNWIND_FILES: &str = "UNWIND_FILES";
     pub const UNWIND_PROCS: &str = "UNWIND_PROCS";
+    pub const UNWIND_INHERIT: &str = "UNWIND_INHERIT";
 
     /// The stacks map of map set `set` (0 or 1).
     pub const fn stacks(set: u32) -> &'static str {

@@ -730,16 +730,19 @@ fn count(key: &SampleKey, set: u32) {
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn on_process_fork(ctx: RawTracePointContext) -> u32 {
     let config = config();
+    let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let child: u64 = ctx.arg(1);
+    if config.unwind != unwind_mode::FP {
+        unwind::inherit(child, parent_tgid);
+    }
     if config.filter == FILTER_ALL || config.follow_forks == 0 {
         return 0;
     }
-    let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: a helper without arguments.
     let parent = unsafe { bpf_get_current_task() };
     if TARGETS.get_ptr(parent_tgid).is_none() && FORKED.get_ptr(parent).is_none() {
         return 0;
     }
-    let child: u64 = ctx.arg(1);
     if FORKED.insert(child, 1, 0).is_err() {
         bump(stat::TARGETS_FULL);
     }
@@ -759,6 +762,8 @@ pub fn on_process_fork(ctx: RawTracePointContext) -> u32 {
 pub fn on_process_exec(_ctx: RawTracePointContext) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let _ = KNOWN.remove(tgid);
+    // The old image's mappings (user space writes the new image's).
+    unwind::forget(tgid);
     0
 }
 
@@ -777,6 +782,7 @@ pub fn on_process_exit(_ctx: RawTracePointContext) -> u32 {
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
     adopt_forked(tgid);
+    unwind::exited();
     if tid == tgid {
         let _ = KNOWN.remove(tgid);
     }

@@ -15,10 +15,10 @@
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_F_MMAPABLE, pt_regs},
+    bindings::{BPF_F_MMAPABLE, BPF_NOEXIST, pt_regs},
     cty::c_void,
     helpers::{
-        bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user,
+        bpf_get_current_task, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user,
         generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     },
     macros::map,
@@ -43,6 +43,16 @@ static UNWIND_FILES: Array<UnwindFile> = Array::with_max_entries(UNWIND_FILES_MA
 /// Each process's mappings with a table, by tgid.
 #[map]
 static UNWIND_PROCS: HashMap<u32, UnwindProcess> = HashMap::with_max_entries(8192, 0);
+
+/// Tasks (by `task_struct` address) forked by a process whose mappings are
+/// loaded, and that process's tgid. A forked child has its parent's
+/// mappings until it execs: the first time its process is walked without
+/// mappings of its own, it gets a copy (a fork's child is sampled long
+/// before user space reads the fork's record). The fork program cannot
+/// read the child's tgid without the kernel's struct layout, hence the
+/// task address, as for `FORKED`.
+#[map]
+static UNWIND_INHERIT: HashMap<u64, u32> = HashMap::with_max_entries(8192, 0);
 
 /// This CPU's walk in progress.
 #[map]
@@ -155,14 +165,69 @@ fn read_user(addr: u64) -> Option<u64> {
     unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
 }
 
+/// Called at a fork (the current task is the parent): the child may take
+/// the parent's mappings (see `UNWIND_INHERIT`).
+#[inline(always)]
+pub fn inherit(child: u64, parent_tgid: u32) {
+    if UNWIND_PROCS.get_ptr(parent_tgid).is_some() {
+        // Full: the child waits for user space, as without this.
+        let _ = UNWIND_INHERIT.insert(child, parent_tgid, 0);
+    }
+}
+
+/// Called at an exec: the process's mappings, and those it would have
+/// inherited, were the old image's.
+#[inline(always)]
+pub fn forget(tgid: u32) {
+    let _ = UNWIND_PROCS.remove(tgid);
+    exited();
+}
+
+/// Called at a task's exit: its inheritance, if never used (a thread, or
+/// a child never sampled), goes (the address may be reused).
+#[inline(always)]
+pub fn exited() {
+    // SAFETY: a helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    let _ = UNWIND_INHERIT.remove(task);
+}
+
+/// The mappings of process `tgid`: its own, or a copy of its parent's if
+/// the current task was forked since the parent's were loaded; null if neither.
+#[inline(always)]
+fn process_mappings(tgid: u32) -> *const UnwindProcess {
+    if let Some(process) = UNWIND_PROCS.get_ptr(tgid) {
+        return process;
+    }
+    // SAFETY: a helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    let Some(parent) = UNWIND_INHERIT.get_ptr(task) else {
+        return core::ptr::null();
+    };
+    // SAFETY: a map value, copied out before the entry goes.
+    let parent = unsafe { *parent };
+    let _ = UNWIND_INHERIT.remove(task);
+    let Some(source) = UNWIND_PROCS.get_ptr(parent) else {
+        return core::ptr::null();
+    };
+    // SAFETY: a map value of the same map, valid during the program.
+    if UNWIND_PROCS
+        .insert(tgid, unsafe { &*source }, BPF_NOEXIST as u64)
+        .is_err()
+    {
+        return core::ptr::null();
+    }
+    match UNWIND_PROCS.get_ptr(tgid) {
+        Some(process) => process,
+        None => core::ptr::null(),
+    }
+}
+
 /// Walks the user stack of process `tgid` from `regs` into `trace` (this
 /// CPU's scratch slot). `None` if this CPU's state slot is missing (cannot happen).
 #[inline(always)]
 pub fn walk(trace: *mut StackTrace, tgid: u32, regs: (u64, u64, u64), mode: u32) -> Option<Walked> {
-    let process = match UNWIND_PROCS.get_ptr(tgid) {
-        Some(process) => process,
-        None => core::ptr::null(),
-    };
+    let process = process_mappings(tgid);
     let state = UNWIND_STATE.get_ptr_mut(0)?;
     let (rip, rsp, rbp) = regs;
     // SAFETY: the scratch slot holds MAX_STACK_DEPTH addresses; `state` is

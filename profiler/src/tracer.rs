@@ -378,6 +378,7 @@ impl Tracer {
                 map_names::TARGETS,
                 map_names::FORKED,
                 map_names::UNWIND_PROCS,
+                map_names::UNWIND_INHERIT,
             ] {
                 loader.map_extra_flags(name, kernel_features::BPF_F_NO_PREALLOC);
             }
@@ -426,6 +427,10 @@ impl Tracer {
                     (true, false, true) => 1024,
                     (true, false, false) => 256,
                 },
+            )
+            .map_max_entries(
+                map_names::UNWIND_INHERIT,
+                if tables { TARGETS_ENTRIES } else { 1 },
             )
             .load(EBPF_OBJECT)
             .map_err(|e| ebpf_error("load the eBPF object", e))?;
@@ -520,7 +525,8 @@ impl Tracer {
         // The fork program only marks the children of targets: system-wide,
         // or without following forks, it would return at once on every fork
         // of the machine, after costing its verification at every start.
-        if !all && tracer.options.follow_forks {
+        // It also hands a parent's unwind mappings to its forked children.
+        if (!all && tracer.options.follow_forks) || tables {
             raw_tracepoints.push((program_names::FORK, "sched_process_fork"));
         }
         if tracer.options.off_cpu {
