@@ -582,7 +582,7 @@ fn gcc_o2_shared_library_through_the_plt_reaches_main() {
 /// `dlopen_main` sleeps 300 ms, dlopens the plugin and runs its hot
 /// function for 1.5 s, with no settling sleep after the dlopen: the new
 /// mapping's table must be in place at once. When written, this test
-/// FAILED: 94.8%, 94.1% and 95.0% complete in three runs, the rest (50-69
+/// FAILED: 94.1% to 95.0% complete in four runs, the rest (50-78
 /// samples at 999 Hz, i.e. the first 50-70 ms after the dlopen)
 /// `dlopen_main;[unwind stopped: code without unwind table or frame
 /// pointer];plugin_hot`: the plugin's mapping reaches the kernel at the
@@ -626,7 +626,7 @@ fn dlopened_library_reaches_main() {
 /// The share of the short children's samples in `child_hot` that reach
 /// `main` that this test asserts (the majority). The goal is all of them
 /// (tables in place before a process's first sample). When written, this
-/// test FAILED: 2.3%, 4.7% and 5.3% in three runs, the rest
+/// test FAILED: 0.0%, 2.3%, 4.7% and 5.3% in four runs, the rest
 /// `[unwind stopped: process tables not loaded yet]`. The children's
 /// mappings were written into the kernel in batches at the record loop's
 /// 100 ms ticks (PROFILER_DEBUG_UNWIND=1 showed syncs at +208, +301, +402,
