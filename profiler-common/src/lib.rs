@@ -33,6 +33,7 @@ pub mod map_names {
     pub const UNWIND_FILES: &str = "UNWIND_FILES";
     pub const UNWIND_PROCS: &str = "UNWIND_PROCS";
     pub const UNWIND_INHERIT: &str = "UNWIND_INHERIT";
+    pub const UNWIND_MISSED: &str = "UNWIND_MISSED";
 
     /// The stacks map of map set `set` (0 or 1).
     pub const fn stacks(set: u32) -> &'static str {
@@ -446,6 +447,14 @@ pub mod stat {
 /// `ProcessEvent::kind`: first sample of a process (or first since its exec).
 /// (Kind 2, a fork, is no longer sent.)
 pub const EVENT_NEW_PROCESS: u32 = 1;
+/// `ProcessEvent::kind`: a user stack walked with tables reached an address
+/// in none of the process's known mappings (a library just loaded, or a
+/// snapshot taken while the loader was still mapping): user space reads its
+/// mappings again. At most one per process every `UNWIND_MISS_INTERVAL_NS`.
+pub const EVENT_UNWIND_MISS: u32 = 3;
+/// The least time between two `EVENT_UNWIND_MISS` of one process (JIT code
+/// misses at every sample).
+pub const UNWIND_MISS_INTERVAL_NS: u64 = 200_000_000;
 
 /// Sent over the `EVENTS` ring buffer so that user space can capture a
 /// process's memory maps while it is alive (it may exit before the profile is

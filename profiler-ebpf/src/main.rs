@@ -24,7 +24,7 @@ use aya_ebpf::{
     programs::{PerfEventContext, RawTracePointContext, TracePointContext},
 };
 use profiler_common::{
-    COMM_LEN, Config, EVENT_NEW_PROCESS, FILTER_ALL, MAX_STACK_DEPTH, OFF_CPU_BLOCKED,
+    COMM_LEN, Config, EVENT_NEW_PROCESS, EVENT_UNWIND_MISS, FILTER_ALL, MAX_STACK_DEPTH, OFF_CPU_BLOCKED,
     OFF_CPU_RUNNABLE, OffCpuKey, OffCpuStart, OffCpuValue, ProcessEvent, SampleKey, StackTrace,
     stack_hash, stack_hash_finish, stack_hash_start, stack_hash_step, stat, unwind_end,
     unwind_mode,
@@ -472,6 +472,10 @@ fn record_user_stack<C: EbpfContext, const LOOP: bool, const CTX_REGS: bool>(
     }
     if walked.end != unwind_end::COMPLETE {
         bump(stat::UNWIND_END_NO_TABLE - 1 + walked.end);
+        // SAFETY: a helper without arguments.
+        if walked.missed && unwind::miss_allowed(tgid, unsafe { bpf_ktime_get_ns() }) {
+            send_event(EVENT_UNWIND_MISS, tgid);
+        }
     }
     store_scratch::<LOOP>(scratch, set, walked.len, walked.end)
 }

@@ -22,10 +22,10 @@ use aya_ebpf::{
         generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     },
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use profiler_common::{
-    MAX_STACK_DEPTH, StackTrace, UNWIND_FILES_MAX, UNWIND_MAPPINGS_MAX, UNWIND_ROWS_DEFAULT,
+    MAX_STACK_DEPTH, StackTrace, UNWIND_MISS_INTERVAL_NS, UNWIND_FILES_MAX, UNWIND_MAPPINGS_MAX, UNWIND_ROWS_DEFAULT,
     UnwindFile, UnwindProcess, UnwindRow, cfa, rbp_rule, unwind_end, unwind_mode,
 };
 
@@ -53,6 +53,10 @@ static UNWIND_PROCS: HashMap<u32, UnwindProcess> = HashMap::with_max_entries(819
 /// task address, as for `FORKED`.
 #[map]
 static UNWIND_INHERIT: HashMap<u64, u32> = HashMap::with_max_entries(8192, 0);
+
+/// When each process last sent `EVENT_UNWIND_MISS` (CLOCK_MONOTONIC ns).
+#[map]
+static UNWIND_MISSED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
 
 /// This CPU's walk in progress.
 #[map]
@@ -91,6 +95,8 @@ pub struct Walk {
     /// The last frame was a signal frame: `rip` is the interrupted
     /// instruction, not a return address, so it is looked up as it is.
     exact_pc: u32,
+    /// Non-zero once a frame's address was in none of the process's mappings.
+    missed: u32,
     /// A binary search's bounds and target (mapping index or row; file offset).
     lo: u32,
     hi: u32,
@@ -118,6 +124,8 @@ pub struct Walked {
     pub table_frames: u64,
     pub fp_frames: u64,
     pub process_loaded: bool,
+    /// An address was in none of the process's known mappings.
+    pub missed: bool,
 }
 
 /// The current thread's user registers (rip, rsp, rbp), if it has any:
@@ -173,6 +181,18 @@ pub fn inherit(child: u64, parent_tgid: u32) {
         // Full: the child waits for user space, as without this.
         let _ = UNWIND_INHERIT.insert(child, parent_tgid, 0);
     }
+}
+
+/// Whether process `tgid` may send `EVENT_UNWIND_MISS` now (and notes that it did).
+#[inline(always)]
+pub fn miss_allowed(tgid: u32, now: u64) -> bool {
+    if let Some(last) = UNWIND_MISSED.get_ptr(tgid) {
+        // SAFETY: a map value, valid during the program.
+        if now.wrapping_sub(unsafe { *last }) < UNWIND_MISS_INTERVAL_NS {
+            return false;
+        }
+    }
+    UNWIND_MISSED.insert(tgid, now, 0).is_ok()
 }
 
 /// Called at an exec: the process's mappings, and those it would have
@@ -244,6 +264,7 @@ pub fn walk(trace: *mut StackTrace, tgid: u32, regs: (u64, u64, u64), mode: u32)
             mode,
             end: unwind_end::DEPTH,
             exact_pc: 1,
+            missed: 0,
             lo: 0,
             hi: 0,
             reserved: 0,
@@ -271,6 +292,7 @@ pub fn walk(trace: *mut StackTrace, tgid: u32, regs: (u64, u64, u64), mode: u32)
             table_frames: walk.table_frames,
             fp_frames: walk.fp_frames,
             process_loaded: !process.is_null(),
+            missed: walk.missed != 0,
         })
     }
 }
@@ -437,7 +459,11 @@ fn next_frame(context: &mut WalkContext) -> Result<(), u32> {
                     _ => None,
                 }
             }
-            None => None,
+            None => {
+                // SAFETY: this CPU's state.
+                unsafe { (*context.walk).missed = 1 };
+                None
+            }
         }
     };
     // SAFETY: as above (the searches used the state meanwhile).

@@ -88,6 +88,10 @@ pub struct ProcessTable {
     /// the last [`Self::take_changes`].
     changed: foldhash::HashSet<u32>,
     exited: Vec<u32>,
+    /// Processes the kernel announced (first sampled), or whose stacks
+    /// reached an address in no known mapping (`true`), since the last
+    /// [`Self::take_announced`].
+    announced_now: Vec<(u32, bool)>,
 }
 
 impl ProcessTable {
@@ -147,6 +151,26 @@ impl ProcessTable {
         (changed, std::mem::take(&mut self.exited))
     }
 
+    /// The kernel walked a stack of `pid` into an address in none of the
+    /// mappings it was given (a library just loaded): for the unwind tables.
+    pub fn unwind_missed(&mut self, pid: u32) {
+        if self.track_changes {
+            self.announced_now.push((pid, true));
+        }
+    }
+
+    /// The processes announced since the last call, and whether each
+    /// missed a mapping (with [`Self::track_changes`]).
+    pub fn take_announced(&mut self) -> Vec<(u32, bool)> {
+        std::mem::take(&mut self.announced_now)
+    }
+
+    /// `pid`'s mappings read from `/proc` now, not kept: for the unwind
+    /// tables of a process sampled before the records about it are due.
+    pub fn read_now(&mut self, pid: u32) -> Option<ProcessMaps> {
+        symbolizer::capture(pid, &mut self.files).ok()
+    }
+
     fn is_followed(&self, pid: u32) -> bool {
         self.processes.get(&pid).is_some_and(|held| held.followed)
     }
@@ -156,6 +180,9 @@ impl ProcessTable {
     /// applied ([`Self::capture_announced`]), and only if they did not make
     /// it followed: a process forked or exec'd during the recording never is.
     pub fn announce(&mut self, pid: u32) {
+        if self.track_changes {
+            self.announced_now.push((pid, false));
+        }
         if !self.following {
             self.capture(pid);
             return;

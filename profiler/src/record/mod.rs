@@ -303,7 +303,9 @@ impl Session {
             processes.track_changes();
         }
         let (ring, polled_ring) = match tracer.take_events() {
-            Some(ring) if process_events.is_some() => (None, Some(ring)),
+            // With unwind tables, an announced process is read at once (see
+            // `UnwindManager::follow`): the announcements wake us up.
+            Some(ring) if process_events.is_some() && unwind.is_none() => (None, Some(ring)),
             // SAFETY: the AsyncFd owns the ring buffer and so its fd.
             Some(ring) => (
                 Some(

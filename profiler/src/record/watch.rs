@@ -11,7 +11,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use profiler_common::{EVENT_NEW_PROCESS, ProcessEvent};
+use profiler_common::{EVENT_NEW_PROCESS, EVENT_UNWIND_MISS, ProcessEvent};
 use tokio::io::unix::AsyncFd;
 
 use crate::processes::ProcessTable;
@@ -46,8 +46,10 @@ pub(crate) fn handle_events(ring: &mut RingBuf<MapData>, processes: &mut Process
             // since an exec); forks are not announced: capturing every child,
             // most never sampled, and waking up for each, slowed a fork-heavy
             // program by a third. Other kinds, if any, are ignored.
-            if event.kind == EVENT_NEW_PROCESS {
-                processes.announce(event.tgid);
+            match event.kind {
+                EVENT_NEW_PROCESS => processes.announce(event.tgid),
+                EVENT_UNWIND_MISS => processes.unwind_missed(event.tgid),
+                _ => {}
             }
         }
     }

@@ -126,9 +126,9 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
         }
     }
 
-    /// The synced processes, for pruning those gone.
-    pub fn pids(&self) -> Vec<u32> {
-        self.processes.keys().copied().collect()
+    /// Whether `pid`'s mappings were written.
+    pub fn is_synced(&self, pid: u32) -> bool {
+        self.processes.contains_key(&pid)
     }
 
     fn write_process(&mut self, pid: u32, mut mappings: Vec<UnwindMapping>) {

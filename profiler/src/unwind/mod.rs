@@ -54,7 +54,19 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
     /// Writes the mappings of the processes whose mappings changed since
     /// the last call (loading the tables of new files), and forgets those
     /// that exited.
+    ///
+    /// A process the kernel announced (first sampled) that has no mappings
+    /// here yet, or whose stack reached an address in none of them, is
+    /// read from `/proc` at once: its records are due only ~20 ms after
+    /// they were written, and its samples meanwhile are cut.
     pub fn follow(&mut self, processes: &mut ProcessTable) {
+        for (pid, missed) in processes.take_announced() {
+            if (missed || !self.is_synced(pid))
+                && let Some(maps) = processes.read_now(pid)
+            {
+                self.sync(&maps);
+            }
+        }
         let (changed, exited) = processes.take_changes();
         for pid in exited {
             self.remove(pid);
