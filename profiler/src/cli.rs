@@ -474,15 +474,14 @@ impl From<Unwind> for UnwindMode {
     }
 }
 
-/// Rows of 8 bytes in `bytes`, within what the kernel's array can be.
+/// `--unwind-memory`'s rows of unwind tables.
 pub fn unwind_rows(bytes: u64) -> Result<u32> {
-    let rows = bytes / size_of::<profiler_common::UnwindRow>() as u64;
-    if !(1024..=u32::MAX as u64 / 2).contains(&rows) {
-        bail!(
+    match profiler::unwind::rows_in(bytes) {
+        Some(rows) => Ok(rows),
+        None => bail!(
             "--unwind-memory {bytes} bytes is out of range: give between 8KiB and 16GiB (e.g. 32MiB)"
-        );
+        ),
     }
-    Ok(rows as u32)
 }
 
 /// `--mode` values.

@@ -834,8 +834,17 @@ mod raw {
                         ));
                     }
                 },
-                unwind_memory: opt_size(self.unwind_memory, "unwind_memory")?
-                    .unwrap_or(DEFAULT_UNWIND_MEMORY),
+                unwind_memory: match opt_size(self.unwind_memory, "unwind_memory")? {
+                    None => DEFAULT_UNWIND_MEMORY,
+                    Some(bytes) if (8 << 10..=16 << 30).contains(&bytes) => bytes,
+                    Some(bytes) => {
+                        return Err(invalid(
+                            "unwind_memory",
+                            bytes,
+                            "give between 8KiB and 16GiB (e.g. \"32MiB\")",
+                        ));
+                    }
+                },
                 frequency_hz: self.frequency.unwrap_or(DEFAULT_FREQUENCY_HZ),
                 window: opt_duration(self.window, "window")?.unwrap_or(DEFAULT_WINDOW),
                 targets: Targets {
@@ -1071,6 +1080,8 @@ mod tests {
             memory_target = "200MiB"
             off_cpu = true
             min_block = "2ms"
+            unwind = "dwarf"
+            unwind_memory = "64MiB"
 
             [retention]
             max_age = "7d"
@@ -1098,6 +1109,8 @@ mod tests {
         assert_eq!(config.memory_target, 200 << 20);
         assert!(config.off_cpu);
         assert_eq!(config.min_block, Duration::from_millis(2));
+        assert_eq!(config.unwind, UnwindMode::Dwarf);
+        assert_eq!(config.unwind_memory, 64 << 20);
         assert_eq!(config.frequency_hz, 49);
         assert_eq!(config.window, Duration::from_secs(30));
         assert_eq!(
@@ -1180,6 +1193,11 @@ mod tests {
                 "invalid `min_block` = \"a while\"",
             ),
             ("off_cpu = \"yes\"", "invalid config file"),
+            ("unwind = \"orc\"", "invalid `unwind` = \"orc\""),
+            (
+                "unwind_memory = \"4KiB\"",
+                "invalid `unwind_memory` = \"4096\"",
+            ),
             (
                 "memory_target = \"much\"",
                 "invalid `memory_target` = \"much\"",

@@ -90,8 +90,9 @@ pub fn tracer_options(config: &AgentConfig, selection: &Selection) -> TracerOpti
         follow_forks: selection.follow_forks(),
         windowed: true,
         unwind: config.unwind,
-        unwind_rows: (config.unwind_memory / size_of::<profiler_common::UnwindRow>() as u64)
-            .clamp(1024, u32::MAX as u64 / 2) as u32,
+        // The config checked the size.
+        unwind_rows: crate::unwind::rows_in(config.unwind_memory)
+            .unwrap_or(profiler_common::UNWIND_ROWS_DEFAULT),
         ..TracerOptions::default()
     }
 }

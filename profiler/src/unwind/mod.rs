@@ -37,6 +37,15 @@ pub enum UnwindError {
     },
 }
 
+/// The rows of unwind tables `bytes` of kernel memory hold, if that is a
+/// size the kernel's rows array can have (8 KiB to 16 GiB).
+pub fn rows_in(bytes: u64) -> Option<u32> {
+    let rows = bytes / size_of::<UnwindRow>() as u64;
+    (1024..=u32::MAX as u64 / 2)
+        .contains(&rows)
+        .then_some(rows as u32)
+}
+
 /// The unwind tables of a running tracer.
 pub type Tables = UnwindManager<KernelMaps, FileTables>;
 
