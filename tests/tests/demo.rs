@@ -1,8 +1,8 @@
 //! The README's run command: `profiler record -o flame.svg --
 //! ./target/release/profiler-demo`, on the demo built as the README builds
 //! it (`cargo build --release`), must give a flame graph that names the
-//! demo's functions. Needs root and kernel BTF; without them the test prints
-//! `SKIPPED <test>: ...` and returns.
+//! demo's functions, nested from `main` down. Needs root and kernel BTF;
+//! without them the test prints `SKIPPED <test>: ...` and returns.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -76,23 +76,29 @@ fn readme_run_command_names_the_demo_functions() {
     let _guard = shared_recording();
     let dir = temp_dir("demo");
     let svg_path = dir.path().join("flame.svg");
+    // The README's command, plus folded stacks of the same recording for
+    // the nesting, which the SVG only shows as geometry.
+    let folded_path = dir.path().join("flame.folded");
     let run = record()
         .output(&svg_path)
+        .output(&folded_path)
         .command(&demo, &[])
         .run_ok(TIMEOUT);
     let svg = std::fs::read_to_string(&svg_path).expect("reading flame.svg");
     let shares = shares_by_name(&svg);
     let mut named: Vec<_> = shares.iter().collect();
     named.sort_by(|a, b| b.1.total_cmp(a.1));
+    let stacks = read_folded(&folded_path);
     let d = format!(
-        "\n--- profiler stderr ---\n{}\n--- heaviest frames of the SVG ---\n{}",
+        "\n--- profiler stderr ---\n{}\n--- heaviest frames of the SVG ---\n{}\n--- folded ---\n{}",
         run.stderr,
         named
             .iter()
             .take(25)
             .map(|(n, p)| format!("{p:6.2}% {n}"))
             .collect::<Vec<_>>()
-            .join("\n")
+            .join("\n"),
+        top_lines(&stacks, 15)
     );
     assert!(
         svg.trim_end().ends_with("</svg>"),
@@ -100,10 +106,7 @@ fn readme_run_command_names_the_demo_functions() {
     );
     // Each does real work of its own (the demo keeps its calls out of tail
     // position and does work after them), so each is sampled as a leaf at
-    // least, whatever the unwinder manages above it. User stacks are walked
-    // with frame pointers, which a default release build has none of, so
-    // the nesting (main -> run -> parse_records -> checksum) is not checked
-    // yet: it is for when the profiler unwinds with .eh_frame.
+    // least, whatever the unwinder manages above it.
     for hot in HOT {
         let share = shares.get(hot).copied().unwrap_or(0.0);
         // Each has ~10% or more of the samples (see the demo's docs); 2%
@@ -120,6 +123,39 @@ fn readme_run_command_names_the_demo_functions() {
         leaves >= 40.0,
         "checksum + layout: {leaves:.1}% of the samples, expected most of them{d}"
     );
+    // The demo is a default release build, without frame pointers: its
+    // stacks reach main only through the unwind tables (the default
+    // `--unwind auto`). A stack may be cut at the top (the first tens of
+    // milliseconds, before the demo's mappings reach the kernel, or in
+    // libc's start-up code), which leaves the chain below intact; one cut
+    // inside the chain is what this catches.
+    for chain in [
+        [
+            "profiler_demo::main",
+            "profiler_demo::run",
+            "profiler_demo::parse_records",
+            "profiler_demo::checksum",
+        ],
+        [
+            "profiler_demo::main",
+            "profiler_demo::run",
+            "profiler_demo::render",
+            "profiler_demo::layout",
+        ],
+    ] {
+        let leaf = chain[3];
+        let all = samples_with(&stacks, leaf);
+        let whole: u64 = stacks
+            .iter()
+            .filter(|(frames, _)| contains_sequence(frames, &chain))
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            all > 0 && whole * 10 >= all * 9,
+            "{whole} of the {all} samples in {leaf} are under {}: expected 90% or more{d}",
+            chain.join(" -> ")
+        );
+    }
 }
 
 #[test]
