@@ -13,7 +13,7 @@ mod unwind;
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_F_MMAPABLE, BPF_F_USER_STACK, BPF_NOEXIST},
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_NOEXIST},
     cty::c_void,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_stack,
@@ -24,10 +24,10 @@ use aya_ebpf::{
     programs::{PerfEventContext, RawTracePointContext, TracePointContext},
 };
 use profiler_common::{
-    COMM_LEN, Config, EVENT_NEW_PROCESS, EVENT_UNWIND_MISS, FILTER_ALL, MAX_STACK_DEPTH, OFF_CPU_BLOCKED,
-    OFF_CPU_RUNNABLE, OffCpuKey, OffCpuStart, OffCpuValue, ProcessEvent, SampleKey, StackTrace,
-    stack_hash, stack_hash_finish, stack_hash_start, stack_hash_step, stat, unwind_end,
-    unwind_mode,
+    COMM_LEN, Config, EVENT_NEW_PROCESS, EVENT_UNWIND_MISS, FILTER_ALL, MAX_STACK_DEPTH,
+    OFF_CPU_BLOCKED, OFF_CPU_RUNNABLE, OffCpuKey, OffCpuStart, OffCpuValue, ProcessEvent,
+    SampleKey, StackTrace, stack_hash, stack_hash_finish, stack_hash_start, stack_hash_step, stat,
+    unwind_end, unwind_mode,
 };
 
 const ENOENT: i32 = 2;
@@ -41,7 +41,7 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
 /// Tgids to sample when `Config::filter` is `FILTER_TARGETS`.
 #[map]
-static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
+static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
 
 /// Tasks (by `task_struct` address) forked by a target or by another such
 /// task, not yet seen running as a new process: the first time one is,
@@ -51,19 +51,26 @@ static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
 /// for an RCU grace period when detached (~80 ms at the end of every
 /// recording). A thread of a target lands here too, unused, until it exits.
 #[map]
-static FORKED: HashMap<u64, u8> = HashMap::with_max_entries(8192, 0);
+static FORKED: HashMap<u64, u8> = HashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
 
 /// Tgids already announced to user space with `EVENT_NEW_PROCESS`.
 #[map]
-static KNOWN: HashMap<u32, u8> = HashMap::with_max_entries(32768, 0);
+static KNOWN: HashMap<u32, u8> = HashMap::with_max_entries(32768, BPF_F_NO_PREALLOC);
+
+// Hash maps are allocated on use (`BPF_F_NO_PREALLOC`): a preallocated map
+// is allocated and zeroed in full at creation (~5 ms of a short recording),
+// though a recording fills a few hundred entries. Kernels before 6.1 refuse
+// it in perf_event programs: user space clears the flag in a copy of this
+// object for them (`tracer/object_flags.rs`). OFF_CPU_START stays
+// preallocated: an entry is added and removed at every context switch.
 
 /// User and kernel stacks by hash. User space may resize it at load time.
 /// `STACKS`, `COUNTS` and `OFF_CPU_COUNTS` are map set 0; the `_1` maps
 /// are map set 1 (see `Config::active_set`).
 #[map]
-static STACKS: HashMap<u64, StackTrace> = HashMap::with_max_entries(16384, 0);
+static STACKS: HashMap<u64, StackTrace> = HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 #[map]
-static STACKS_1: HashMap<u64, StackTrace> = HashMap::with_max_entries(16384, 0);
+static STACKS_1: HashMap<u64, StackTrace> = HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 
 /// Where `bpf_get_stack` writes before the stack is hashed (too big for the BPF stack).
 #[map]
@@ -81,9 +88,9 @@ static FIRST_STACK: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Sample counts aggregated in the kernel. User space may resize it at load time.
 #[map]
-static COUNTS: HashMap<SampleKey, u64> = HashMap::with_max_entries(65536, 0);
+static COUNTS: HashMap<SampleKey, u64> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
 #[map]
-static COUNTS_1: HashMap<SampleKey, u64> = HashMap::with_max_entries(65536, 0);
+static COUNTS_1: HashMap<SampleKey, u64> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
 
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
@@ -106,9 +113,11 @@ static OFF_CPU_START: HashMap<u32, OffCpuStart> = HashMap::with_max_entries(6553
 
 /// Off-CPU time aggregated in the kernel. User space may resize it.
 #[map]
-static OFF_CPU_COUNTS: HashMap<OffCpuKey, OffCpuValue> = HashMap::with_max_entries(65536, 0);
+static OFF_CPU_COUNTS: HashMap<OffCpuKey, OffCpuValue> =
+    HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
 #[map]
-static OFF_CPU_COUNTS_1: HashMap<OffCpuKey, OffCpuValue> = HashMap::with_max_entries(65536, 0);
+static OFF_CPU_COUNTS_1: HashMap<OffCpuKey, OffCpuValue> =
+    HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
 
 #[inline(always)]
 fn stacks(set: u32) -> &'static HashMap<u64, StackTrace> {

@@ -15,7 +15,7 @@
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_F_MMAPABLE, BPF_NOEXIST, pt_regs},
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST, pt_regs},
     cty::c_void,
     helpers::{
         bpf_get_current_task, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user,
@@ -25,8 +25,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use profiler_common::{
-    MAX_STACK_DEPTH, StackTrace, UNWIND_MISS_INTERVAL_NS, UNWIND_FILES_MAX, UNWIND_MAPPINGS_MAX, UNWIND_ROWS_DEFAULT,
-    UnwindFile, UnwindProcess, UnwindRow, cfa, rbp_rule, unwind_end, unwind_mode,
+    MAX_STACK_DEPTH, StackTrace, UNWIND_FILES_MAX, UNWIND_MAPPINGS_MAX, UNWIND_MISS_INTERVAL_NS,
+    UNWIND_ROWS_DEFAULT, UnwindFile, UnwindProcess, UnwindRow, cfa, rbp_rule, unwind_end,
+    unwind_mode,
 };
 
 /// Every loaded file's rows, one contiguous run per file (`UNWIND_FILES`
@@ -42,7 +43,8 @@ static UNWIND_FILES: Array<UnwindFile> = Array::with_max_entries(UNWIND_FILES_MA
 
 /// Each process's mappings with a table, by tgid.
 #[map]
-static UNWIND_PROCS: HashMap<u32, UnwindProcess> = HashMap::with_max_entries(8192, 0);
+static UNWIND_PROCS: HashMap<u32, UnwindProcess> =
+    HashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
 
 /// Tasks (by `task_struct` address) forked by a process whose mappings are
 /// loaded, and that process's tgid. A forked child has its parent's
@@ -52,7 +54,7 @@ static UNWIND_PROCS: HashMap<u32, UnwindProcess> = HashMap::with_max_entries(819
 /// read the child's tgid without the kernel's struct layout, hence the
 /// task address, as for `FORKED`.
 #[map]
-static UNWIND_INHERIT: HashMap<u64, u32> = HashMap::with_max_entries(8192, 0);
+static UNWIND_INHERIT: HashMap<u64, u32> = HashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
 
 /// When each process last sent `EVENT_UNWIND_MISS` (CLOCK_MONOTONIC ns).
 #[map]

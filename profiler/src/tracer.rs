@@ -6,6 +6,7 @@
 mod announce_flag;
 mod batch;
 mod kernel_features;
+mod object_flags;
 mod windowed;
 
 use std::{fs, io, path::Path};
@@ -364,25 +365,17 @@ impl Tracer {
         };
         let tables = unwind.uses_tables();
         let mut loader = EbpfLoader::without_btf();
-        if features.no_prealloc {
-            // See `kernel_features`. OFF_CPU_START stays preallocated: an
-            // entry is added and removed at every context switch.
-            for name in [
-                map_names::STACKS,
-                map_names::STACKS_1,
-                map_names::COUNTS,
-                map_names::COUNTS_1,
-                map_names::OFF_CPU_COUNTS,
-                map_names::OFF_CPU_COUNTS_1,
-                map_names::KNOWN,
-                map_names::TARGETS,
-                map_names::FORKED,
-                map_names::UNWIND_PROCS,
-                map_names::UNWIND_INHERIT,
-            ] {
-                loader.map_extra_flags(name, kernel_features::BPF_F_NO_PREALLOC);
-            }
-        }
+        // The object's hash maps are allocated on use, which kernels before
+        // 6.1 refuse in perf_event programs (see `object_flags`).
+        let object = if features.no_prealloc {
+            std::borrow::Cow::Borrowed(EBPF_OBJECT)
+        } else {
+            object_flags::without_map_flags(EBPF_OBJECT, object_flags::BPF_F_NO_PREALLOC)
+                .ok_or_else(|| TracerError::Ebpf {
+                    action: "prepare the eBPF object for this kernel".into(),
+                    message: "no maps section in the embedded object".into(),
+                })?
+        };
         // No CO-RE relocations to apply (the programs read only tracepoint
         // records, whose offsets come from tracefs), so the kernel's BTF need
         // not be parsed: ~20 ms of a short recording's CPU. `EbpfLoader::new`
@@ -432,7 +425,7 @@ impl Tracer {
                 map_names::UNWIND_INHERIT,
                 if tables { TARGETS_ENTRIES } else { 1 },
             )
-            .load(EBPF_OBJECT)
+            .load(&object)
             .map_err(|e| ebpf_error("load the eBPF object", e))?;
 
         let config = Config {

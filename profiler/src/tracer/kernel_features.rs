@@ -25,9 +25,6 @@ use aya::{
 };
 use profiler_common::StackTrace;
 
-/// `BPF_F_NO_PREALLOC`: a hash map's elements are allocated on insert.
-pub const BPF_F_NO_PREALLOC: u32 = 1;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelFeatures {
     /// The `bpf_loop` helper: load the programs that hash with it.

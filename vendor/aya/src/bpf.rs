@@ -122,9 +122,6 @@ pub struct EbpfLoader<'a> {
     // Max entries overrides the max_entries field of the map that matches the provided name
     // before the map is created.
     max_entries: HashMap<&'a str, u32>,
-    // Flags added to the `map_flags` of the (legacy-defined) map of that name
-    // before it is created (profiler addition).
-    extra_map_flags: HashMap<&'a str, u32>,
     // Map pin path overrides the pin path of the map that matches the provided name before
     // it is created.
     map_pin_path_by_name: HashMap<&'a str, Cow<'a, Path>>,
@@ -167,7 +164,6 @@ impl<'a> EbpfLoader<'a> {
             default_map_pin_directory: None,
             globals: HashMap::new(),
             max_entries: HashMap::new(),
-            extra_map_flags: HashMap::new(),
             map_pin_path_by_name: HashMap::new(),
             extensions: HashSet::new(),
             verifier_log_level: VerifierLogLevel::default(),
@@ -187,7 +183,6 @@ impl<'a> EbpfLoader<'a> {
             default_map_pin_directory: None,
             globals: HashMap::new(),
             max_entries: HashMap::new(),
-            extra_map_flags: HashMap::new(),
             map_pin_path_by_name: HashMap::new(),
             extensions: HashSet::new(),
             verifier_log_level: VerifierLogLevel::default(),
@@ -333,17 +328,6 @@ impl<'a> EbpfLoader<'a> {
         self
     }
 
-    /// Adds `flags` (e.g. `BPF_F_NO_PREALLOC`) to the `map_flags` of the map
-    /// that matches the provided name before the map is created. Only maps
-    /// defined in the legacy `maps` section (as aya-ebpf's `#[map]` does)
-    /// can be changed; loading fails for a BTF-defined one.
-    ///
-    /// Added by the profiler's vendored copy of aya 0.14.0 (see `vendor/README.md`).
-    pub fn map_extra_flags(&mut self, name: &'a str, flags: u32) -> &mut Self {
-        *self.extra_map_flags.entry(name).or_default() |= flags;
-        self
-    }
-
     /// Set the `max_entries` for specified map.
     #[deprecated(since = "0.13.2", note = "please use `map_max_entries` instead")]
     pub fn set_max_entries(&mut self, name: &'a str, size: u32) -> &mut Self {
@@ -457,7 +441,6 @@ impl<'a> EbpfLoader<'a> {
             default_map_pin_directory,
             globals,
             max_entries,
-            extra_map_flags,
             extensions,
             verifier_log_level,
             allow_unsupported_maps,
@@ -584,16 +567,6 @@ impl<'a> EbpfLoader<'a> {
             }
             if let Some(value_size) = value_size_override(map_type) {
                 map_obj.set_value_size(value_size)
-            }
-            if let Some(&flags) = extra_map_flags.get(name.as_str()) {
-                match &mut map_obj {
-                    aya_obj::Map::Legacy(legacy) => legacy.def.map_flags |= flags,
-                    aya_obj::Map::Btf(_) => {
-                        return Err(EbpfError::MapError(MapError::InvalidName {
-                            name: format!("{name} (BTF-defined: its flags cannot be changed)"),
-                        }));
-                    }
-                }
             }
 
             let btf_fd = btf_fd.as_deref().map(|fd| fd.as_fd());
