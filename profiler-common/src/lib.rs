@@ -272,6 +272,8 @@ pub mod cfa {
     /// A signal frame (`__restore_rt`): rsp points at the `ucontext`'s
     /// signal frame; rip, rsp and rbp are read from its saved registers.
     pub const SIGNAL: u8 = 7;
+    /// CFA = rsp + offset * 8: a frame too large for `RSP`'s 16 bits.
+    pub const RSP_WORDS: u8 = 8;
     /// A rule the kernel cannot follow (another register, another expression).
     pub const UNSUPPORTED: u8 = 15;
 }

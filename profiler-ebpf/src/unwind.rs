@@ -477,6 +477,7 @@ fn next_frame(context: &mut WalkContext) -> Result<(), u32> {
     let cfa = match row.cfa_kind() {
         cfa::RSP => walk.rsp.wrapping_add(row.cfa_offset as u64),
         cfa::RBP => walk.rbp.wrapping_add(row.cfa_offset as u64),
+        cfa::RSP_WORDS => walk.rsp.wrapping_add(row.cfa_offset as u64 * 8),
         cfa::PLT => {
             let past = (walk.rip & 15) >= row.rbp_offset as u8 as u64;
             walk.rsp

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use profiler_common::cfa;
 
-const KINDS: [(u8, &str); 9] = [
+const KINDS: [(u8, &str); 10] = [
     (cfa::NONE, "none"),
     (cfa::END, "end"),
     (cfa::RSP, "rsp"),
@@ -17,6 +17,7 @@ const KINDS: [(u8, &str); 9] = [
     (cfa::DEREF_RSP, "deref_rsp"),
     (cfa::DEREF_RBP, "deref_rbp"),
     (cfa::SIGNAL, "signal"),
+    (cfa::RSP_WORDS, "rsp_words"),
     (cfa::UNSUPPORTED, "unsupported"),
 ];
 

@@ -248,8 +248,16 @@ where
                 X86_64::RBP => cfa::RBP,
                 _ => return Err(Cause::Register),
             };
-            let offset = u16::try_from(offset).map_err(|_| Cause::Offset)?;
-            Ok((kind, offset, None))
+            if let Ok(offset) = u16::try_from(offset) {
+                return Ok((kind, offset, None));
+            }
+            // A frame over 64 KiB (large arrays on the stack: rustc has
+            // hundreds); its size is a multiple of 8, kept in 8-byte words.
+            if kind == cfa::RSP && offset % 8 == 0 {
+                let words = u16::try_from(offset / 8).map_err(|_| Cause::Offset)?;
+                return Ok((cfa::RSP_WORDS, words, None));
+            }
+            Err(Cause::Offset)
         }
         CfaRule::Expression(ref expression) => {
             let expression = expression.get(section).map_err(|_| Cause::Expression)?;

@@ -17,7 +17,7 @@ use crate::{Error, TableStats, UnsupportedCauses, UnwindTable};
 
 const MAGIC: [u8; 4] = *b"PUWT";
 /// Bumped whenever the layout or the meaning of a row changes.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const STATS_WORDS: usize = 7 + 16 + 5;
 const HEADER: usize = 4 + 4 + 8 + 8 * STATS_WORDS + 8;
 const ROW: usize = 8;

@@ -102,13 +102,14 @@ fn no_pie_rows_are_keyed_by_file_offset() {
 }
 
 #[test]
-fn large_stack_frame_is_unsupported() {
+fn large_stack_frames_count_in_words_up_to_512_kib() {
     let dir = temp_dir("big");
     let source = r#"
 #include <string.h>
 __attribute__((noinline)) int use(char *p) { return p[7]; }
 __attribute__((noinline)) int big(int n) { char buf[100000]; memset(buf, n, sizeof buf); return use(buf) + buf[n]; }
-int main(int argc, char **argv) { return big(argc); }
+__attribute__((noinline)) int huge(int n) { char buf[600000]; memset(buf, n, sizeof buf); return use(buf) + buf[n]; }
+int main(int argc, char **argv) { return big(argc) + huge(argc); }
 "#;
     let Some(exe) = compile(&dir, "big", source, &["-O2"]) else {
         return;
@@ -116,13 +117,20 @@ int main(int argc, char **argv) { return big(argc); }
     let table = build_table_for_path(&exe).unwrap();
     assert_well_formed(&table.rows);
     compare_with_readelf(&exe, &table.rows);
+    // rsp + 100016 does not fit 16 bits: 12 502 words of 8 bytes.
     let rows = function_rows(&exe, &table.rows, "big");
-    // rsp + 100016 does not fit the row; before and after it, rsp rows do.
+    assert!(
+        rows.iter()
+            .any(|r| (r.cfa_kind(), r.cfa_offset) == (cfa::RSP_WORDS, (100016 / 8) as u16)),
+        "{rows:?}"
+    );
+    assert_eq!((rows[0].cfa_kind(), rows[0].cfa_offset), (cfa::RSP, 8));
+    // rsp + 600016 does not fit in words either.
+    let rows = function_rows(&exe, &table.rows, "huge");
     assert!(
         rows.iter().any(|r| r.cfa_kind() == cfa::UNSUPPORTED),
         "{rows:?}"
     );
-    assert_eq!((rows[0].cfa_kind(), rows[0].cfa_offset), (cfa::RSP, 8));
     assert!(table.stats.unsupported.cfa_offset >= 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -200,6 +200,11 @@ pub fn expected(row: &ReadelfRow, signal: bool) -> Expected {
     };
     match u16::try_from(offset) {
         Ok(offset) => Expected::Row(kind(cfa_kind, rbp_kind), offset, rbp_offset),
+        // Over 64 KiB from rsp: in 8-byte words, when it divides.
+        Err(_) if cfa_kind == cfa::RSP && offset % 8 == 0 => match u16::try_from(offset / 8) {
+            Ok(words) => Expected::Row(kind(cfa::RSP_WORDS, rbp_kind), words, rbp_offset),
+            Err(_) => unsupported,
+        },
         Err(_) => unsupported,
     }
 }
