@@ -17,8 +17,6 @@ pub use kernel_maps::KernelMaps;
 pub use manager::UnwindManager;
 pub use source::FileTables;
 
-use std::sync::Arc;
-
 use crate::{processes::ProcessTable, tracer::Tracer};
 
 use profiler_common::{UnwindFile, UnwindProcess, UnwindRow};
@@ -105,7 +103,7 @@ pub trait TableSink {
 /// A file's unwind rows: `None` when it has none that can be used
 /// (frame pointers are used for its code).
 pub trait TableSource {
-    fn table(&mut self, object: &ObjectFile) -> Option<Arc<[UnwindRow]>>;
+    fn table(&mut self, object: &ObjectFile) -> Option<Vec<UnwindRow>>;
 
     /// Tables built, tables read from a cache, and milliseconds spent building.
     fn counts(&self) -> (u64, u64, u64) {

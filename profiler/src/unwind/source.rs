@@ -7,7 +7,6 @@
 use std::{
     os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
-    sync::Arc,
     time::Instant,
 };
 
@@ -66,13 +65,13 @@ impl TableSource for FileTables {
         (self.built, self.cached, self.build_ms)
     }
 
-    fn table(&mut self, object: &ObjectFile) -> Option<Arc<[UnwindRow]>> {
+    fn table(&mut self, object: &ObjectFile) -> Option<Vec<UnwindRow>> {
         let key = object.build_id.as_deref();
         if let (Some(dir), Some(key)) = (&self.cache, key)
             && let Some(table) = unwind_tables::persist::load(dir, key)
         {
             self.cached += 1;
-            return Some(table.rows.into());
+            return Some(table.rows);
         }
         let started = Instant::now();
         let table = unwind_tables::build_table_for_path(&object.fd_path()).ok();
@@ -82,6 +81,6 @@ impl TableSource for FileTables {
         if let (Some(dir), Some(key)) = (&self.cache, key) {
             let _ = unwind_tables::persist::store(dir, key, &table);
         }
-        Some(table.rows.into())
+        Some(table.rows)
     }
 }
