@@ -1,5 +1,6 @@
 //! `cargo xtask test`: installs the tools the integration tests use when they
-//! are missing (clang builds the test workloads with frame pointers, go's pprof
+//! are missing (clang builds the test workloads with frame pointers, gcc and
+//! g++ those without, go's pprof
 //! reads our pprof output), runs every test in the workspace, and ends with one
 //! line summing all of them, skips included (the root-only tests print
 //! `SKIPPED <test>: <why>` when they cannot run).
@@ -93,7 +94,9 @@ fn prebuild() -> Result<()> {
 
 pub fn run(args: &[String]) -> Result<()> {
     if tools::is_root() {
-        tools::apt_install(&["clang", "golang-go"])?;
+        // gcc and g++ build the unwinding tests' workloads as distributions
+        // build theirs (no frame pointers).
+        tools::apt_install(&["clang", "gcc", "g++", "golang-go"])?;
     } else {
         eprintln!("xtask: not root: the integration tests that need root will skip and say so");
     }
