@@ -1,9 +1,8 @@
 //! `cargo xtask test`: installs the tools the integration tests use when they
 //! are missing (clang builds the test workloads with frame pointers, gcc and
-//! g++ those without, go's pprof
-//! reads our pprof output), runs every test in the workspace, and ends with one
-//! line summing all of them, skips included (the root-only tests print
-//! `SKIPPED <test>: <why>` when they cannot run).
+//! g++ those without, go's pprof reads our pprof output), runs every test in
+//! the workspace, and ends with one line summing all of them, skips included
+//! (the root-only tests print `SKIPPED <test>: <why>` when they cannot run).
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
