@@ -138,13 +138,17 @@ pub fn render(report: &RecordReport) -> String {
         let _ = writeln!(
             out,
             "Unwinding: {} user stacks, {} frames from unwind tables and {} from frame pointers; \
-             {} files' tables loaded ({} rows, {} KiB of kernel memory), {} files without a table{}",
+             {} files' tables loaded ({} rows, {} KiB of kernel memory; {} built in {} ms, {} from \
+             the cache), {} files without a table{}",
             k.unwind_stacks,
             k.unwind_frames_table,
             k.unwind_frames_fp,
             tables.files_loaded,
             tables.rows_loaded,
             tables.bytes_loaded / 1024,
+            tables.tables_built,
+            tables.build_ms,
+            tables.tables_cached,
             tables.files_without_table,
             if tables.files_evicted > 0 {
                 format!(", {} evicted for room", tables.files_evicted)
