@@ -15,7 +15,9 @@ const RIGHT: f64 = 20.0;
 const TOP: f64 = 60.0;
 const PLOT_TOP: f64 = 28.0;
 const PLOT_BOTTOM: f64 = 40.0;
-const COLORS: [&str; 5] = ["#1f77b4", "#6baed6", "#d62728", "#ff9896", "#2ca02c"];
+const COLORS: [&str; 6] = [
+    "#1f77b4", "#6baed6", "#d62728", "#ff9896", "#8c564b", "#2ca02c",
+];
 
 struct Panel {
     title: &'static str,
@@ -270,6 +272,7 @@ mod tests {
             captured_pct: s(99.5),
             capture_basis: None,
             stop_to_output_s: s(0.2),
+            full_stacks_pct: None,
         }
     }
 

@@ -1,7 +1,8 @@
 //! `cargo xtask bench-overhead`: what the profiler costs the program it
-//! watches, side by side with `perf record -g` and bpftrace, on the same
-//! machine in one run. Builds fixed-work C workloads (CPU-bound with deep
-//! stacks and a thread per core, system-call-heavy, fork-heavy), calibrates
+//! watches, side by side with `perf record -g`, `perf record --call-graph
+//! dwarf` and bpftrace, on the same machine in one run. Builds fixed-work C
+//! workloads (CPU-bound with deep stacks and a thread per core, the same
+//! without frame pointers, system-call-heavy, fork-heavy), calibrates
 //! them once, then for each workload and frequency runs every setup in turn,
 //! round after round (alone first, then the tools in an order that turns by
 //! one place each round), and reports slowdown, tool CPU per 1000 samples, peak RSS,
@@ -50,11 +51,15 @@ pub struct Args {
     /// Sampling frequencies, Hz.
     #[arg(long, value_delimiter = ',', default_value = "99,999")]
     freqs: Vec<u32>,
-    /// Workloads: cpu, syscall, fork.
+    /// Workloads: cpu, syscall, fork, cpu-nofp (built without frame pointers).
     #[arg(long, default_value = "cpu,syscall,fork")]
     workloads: String,
-    /// Setups besides `alone` (always run): profiler, profiler-a, perf, perf-a, bpftrace.
-    #[arg(long, default_value = "profiler,profiler-a,perf,perf-a,bpftrace")]
+    /// Setups besides `alone` (always run): profiler, profiler-a, perf, perf-a,
+    /// perf-dwarf (`perf record --call-graph dwarf`), bpftrace.
+    #[arg(
+        long,
+        default_value = "profiler,profiler-a,perf,perf-a,perf-dwarf,bpftrace"
+    )]
     setups: String,
     /// Measure this profiler binary instead of building the workspace's.
     #[arg(long)]

@@ -79,6 +79,32 @@ pub fn folded_counts(folded: &str, comm: &str) -> Result<(u64, u64)> {
     Ok((total, matching))
 }
 
+/// Of the samples in folded stacks whose root frame is `comm`, the share in
+/// percent whose stack holds the frame `frame` (inferno's `perf` folding
+/// weights each stack by its period, constant at a fixed frequency, so the
+/// share is the same); `None` when there are none.
+pub fn reaching_share(folded: &str, comm: &str, frame: &str) -> Result<Option<f64>> {
+    let (mut mine, mut reaching) = (0u64, 0u64);
+    for line in folded.lines().filter(|l| !l.trim().is_empty()) {
+        let (stack, count) = line
+            .rsplit_once(' ')
+            .with_context(|| format!("folded line without a count: {line:?}"))?;
+        let count: u64 = count
+            .trim()
+            .parse()
+            .with_context(|| format!("folded line with a bad count: {line:?}"))?;
+        let mut frames = stack.split(';');
+        if frames.next() != Some(comm) {
+            continue;
+        }
+        mine += count;
+        if frames.any(|f| f == frame) {
+            reaching += count;
+        }
+    }
+    Ok((mine > 0).then(|| reaching as f64 * 100.0 / mine as f64))
+}
+
 /// Samples in `perf script -F comm` output (one line per sample): all of
 /// them, and those of `comm`. (inferno-collapse-perf weights each stack by the
 /// sample's period, in nanoseconds for cpu-clock, so its counts are not samples.)
@@ -186,6 +212,16 @@ Wrote /tmp/out.svg
         assert_eq!(folded_counts(folded, "ovh_cpu").unwrap(), (23, 15));
         assert_eq!(folded_counts(folded, "ovh").unwrap(), (23, 0));
         assert!(folded_counts("no count here", "x").is_err());
+    }
+
+    #[test]
+    fn shares_of_stacks_reaching_a_frame() {
+        let folded = "ovh;start_thread;worker;a;spin 6\novh;a;spin 2\n\
+                      ovh;worker_2;spin 2\nbash;worker 7\n";
+        let share = reaching_share(folded, "ovh", "worker").unwrap().unwrap();
+        assert!((share - 60.0).abs() < 1e-9, "{share}");
+        assert_eq!(reaching_share(folded, "none", "worker").unwrap(), None);
+        assert!(reaching_share("ovh;worker x", "ovh", "worker").is_err());
     }
 
     #[test]

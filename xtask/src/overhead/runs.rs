@@ -86,6 +86,9 @@ pub struct ToolRun {
     pub losses: Vec<(u64, String)>,
     /// Size of the flame graph (or bpftrace's output).
     pub output_bytes: u64,
+    /// The share of the workload's samples, in percent, whose stack reaches
+    /// [`Workload::full_stack_frame`] (workloads that have one; not bpftrace).
+    pub full_stacks_pct: Option<f64>,
 }
 
 fn loadavg() -> f64 {
@@ -184,17 +187,28 @@ impl Harness {
                 "-o".into(),
                 self.path("profiler.svg").display().to_string(),
             ],
-            Setup::Perf => vec![
+            Setup::Perf | Setup::PerfDwarf => vec![
                 self.tools.perf.display().to_string(),
                 "record".into(),
                 "-F".into(),
                 hz_arg,
-                "-g".into(),
+                if setup == Setup::Perf {
+                    "-g"
+                } else {
+                    "--call-graph=dwarf"
+                }
+                .into(),
                 "-o".into(),
                 self.path("perf.data").display().to_string(),
             ],
             _ => unreachable!("not a -- CMD setup"),
         };
+        if setup == Setup::Profiler && job.workload.full_stack_frame().is_some() {
+            // Folded too, to count the full stacks (only on the workloads
+            // that have a frame to look for: it adds a little to end → SVG).
+            argv.push("-o".into());
+            argv.push(self.path("profiler.folded").display().to_string());
+        }
         argv.push("--".into());
         argv.extend(job.argv(report_path));
         let name = setup.key();
@@ -227,8 +241,9 @@ impl Harness {
                 tool.samples_workload = Some(summary.counted);
                 tool.losses = summary.lost;
                 tool.output_bytes = file_size(&self.path("profiler.svg"))?;
+                tool.full_stacks_pct = self.full_stacks("profiler.folded", job.workload)?;
             }
-            Setup::Perf => {
+            Setup::Perf | Setup::PerfDwarf => {
                 let (usage, done) = self.perf_pipeline()?;
                 let (total, _) = self.perf_counts(job.workload)?;
                 tool.post_cpu_s = usage.cpu_s();
@@ -237,6 +252,7 @@ impl Harness {
                 tool.samples_total = total;
                 tool.samples_workload = Some(total);
                 tool.output_bytes = file_size(&self.path("perf.svg")).unwrap_or(0);
+                tool.full_stacks_pct = self.full_stacks("perf.folded", job.workload)?;
             }
             _ => unreachable!(),
         }
@@ -332,6 +348,7 @@ impl Harness {
                 tool.samples_workload = Some(mine);
                 tool.losses = summary.lost;
                 tool.output_bytes = file_size(&self.path("profiler.svg"))?;
+                tool.full_stacks_pct = self.full_stacks("profiler.folded", job.workload)?;
             }
             Setup::PerfAll => {
                 let (usage, done) = self.perf_pipeline()?;
@@ -342,6 +359,7 @@ impl Harness {
                 tool.samples_total = total;
                 tool.samples_workload = Some(mine);
                 tool.output_bytes = file_size(&self.path("perf.svg")).unwrap_or(0);
+                tool.full_stacks_pct = self.full_stacks("perf.folded", job.workload)?;
             }
             Setup::Bpftrace => {
                 let out = self.tool_log(name, "stdout");
@@ -413,6 +431,16 @@ impl Harness {
             .plus(collapse_exit.usage)
             .plus(flame_exit.usage);
         Ok((usage, flame_exit.at))
+    }
+
+    /// The share of the workload's samples in the folded file `name` whose
+    /// stack reaches the workload's [`Workload::full_stack_frame`], in percent.
+    fn full_stacks(&self, name: &str, workload: Workload) -> Result<Option<f64>> {
+        let Some(frame) = workload.full_stack_frame() else {
+            return Ok(None);
+        };
+        let folded = fs::read_to_string(self.path(name)).unwrap_or_default();
+        parse::reaching_share(&folded, workload.comm(), frame)
     }
 
     /// All samples in perf.data, and the workload's: `perf script -F comm`,

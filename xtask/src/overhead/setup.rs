@@ -26,18 +26,24 @@ pub enum Setup {
     /// `perf record -a -F HZ -g`, ended with SIGINT, then the same pipeline.
     #[serde(rename = "perf-a")]
     PerfAll,
+    /// `perf record -F HZ --call-graph dwarf -- WORKLOAD` (a copy of 8 KiB of
+    /// user stack per sample, unwound by `perf script`), then the same
+    /// pipeline as `perf`.
+    #[serde(rename = "perf-dwarf")]
+    PerfDwarf,
     /// `bpftrace -e 'profile:hz:HZ { @[ustack, kstack] = count(); }'` (always system-wide).
     #[serde(rename = "bpftrace")]
     Bpftrace,
 }
 
 impl Setup {
-    pub const ALL: [Setup; 6] = [
+    pub const ALL: [Setup; 7] = [
         Setup::Alone,
         Setup::Profiler,
         Setup::ProfilerAll,
         Setup::Perf,
         Setup::PerfAll,
+        Setup::PerfDwarf,
         Setup::Bpftrace,
     ];
 
@@ -49,6 +55,7 @@ impl Setup {
             Setup::ProfilerAll => "profiler-a",
             Setup::Perf => "perf",
             Setup::PerfAll => "perf-a",
+            Setup::PerfDwarf => "perf-dwarf",
             Setup::Bpftrace => "bpftrace",
         }
     }
@@ -61,6 +68,7 @@ impl Setup {
             Setup::ProfilerAll => "profiler -a",
             Setup::Perf => "perf",
             Setup::PerfAll => "perf -a",
+            Setup::PerfDwarf => "perf dwarf",
             Setup::Bpftrace => "bpftrace",
         }
     }
@@ -80,6 +88,15 @@ impl Setup {
         match self {
             Setup::Profiler => Some(Setup::Perf),
             Setup::ProfilerAll => Some(Setup::PerfAll),
+            _ => None,
+        }
+    }
+
+    /// perf with the same scope unwinding without frame pointers
+    /// (`--call-graph dwarf`), to compare with (issue 22).
+    pub fn dwarf_counterpart(self) -> Option<Setup> {
+        match self {
+            Setup::Profiler => Some(Setup::PerfDwarf),
             _ => None,
         }
     }

@@ -32,7 +32,7 @@ fn median(s: Option<Spread>, digits: usize) -> String {
     s.map_or("-".into(), |s| format!("{:.digits$}", s.median))
 }
 
-pub const HEADER: [&str; 10] = [
+pub const HEADER: [&str; 11] = [
     "workload",
     "Hz",
     "tool",
@@ -43,6 +43,7 @@ pub const HEADER: [&str; 10] = [
     "peak RSS MiB: record (post)",
     "samples / expected",
     "end → SVG s",
+    "full stacks %",
 ];
 
 /// One Markdown row per [`Row`], every figure a median over the rounds,
@@ -92,6 +93,7 @@ pub fn markdown(rows: &[Row]) -> String {
             rss,
             captured,
             spread(r.stop_to_output_s, 3),
+            median(r.full_stacks_pct, 1),
         ];
         let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
@@ -164,6 +166,7 @@ mod tests {
             captured_pct: s(&[99.83]),
             capture_basis: Some("workload"),
             stop_to_output_s: s(&[1.5, 1.6, 1.7]),
+            full_stacks_pct: s(&[12.5]),
         };
         let table = markdown(&[row]);
         let lines: Vec<&str> = table.lines().collect();
@@ -171,7 +174,7 @@ mod tests {
         assert_eq!(
             lines[2],
             "| cpu | 999 | perf | 3.10 | +2.0 [+1.0..+4.0] | +0.5 | 12.0 [10.0..14.0] (112.0) \
-             | 20.0 (50.0) | 5990 / 6000 = 99.8% | 1.600 [1.500..1.700] |"
+             | 20.0 (50.0) | 5990 / 6000 = 99.8% | 1.600 [1.500..1.700] | 12.5 |"
         );
         assert_eq!(lines[1].matches('|').count(), HEADER.len() + 1);
     }

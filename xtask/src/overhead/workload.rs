@@ -1,6 +1,7 @@
 //! The fixed-work C workloads of `benches/overhead-workloads/`: building them
-//! with frame pointers, the command line of one run, and calibrating the
-//! amount of work so that a run alone takes about the requested time.
+//! (with frame pointers, but one without), the command line of one run, and
+//! calibrating the amount of work so that a run alone takes about the
+//! requested time.
 
 use std::{
     fs,
@@ -22,16 +23,25 @@ pub enum Workload {
     Syscall,
     /// One lane per core forking and exec'ing 1 ms children one after another.
     Fork,
+    /// One thread per core down ~20-frame stacks, built without frame
+    /// pointers (issue 22): stacks only unwind with the unwind tables.
+    CpuNofp,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 3] = [Workload::Cpu, Workload::Syscall, Workload::Fork];
+    pub const ALL: [Workload; 4] = [
+        Workload::Cpu,
+        Workload::Syscall,
+        Workload::Fork,
+        Workload::CpuNofp,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Workload::Cpu => "cpu",
             Workload::Syscall => "syscall",
             Workload::Fork => "fork",
+            Workload::CpuNofp => "cpu-nofp",
         }
     }
 
@@ -39,7 +49,7 @@ impl Workload {
         Workload::ALL
             .into_iter()
             .find(|w| w.name() == name)
-            .with_context(|| format!("unknown workload {name:?}: cpu, syscall or fork"))
+            .with_context(|| format!("unknown workload {name:?}: cpu, syscall, fork or cpu-nofp"))
     }
 
     fn source(self) -> &'static str {
@@ -47,6 +57,7 @@ impl Workload {
             Workload::Cpu => "cpu_fixed.c",
             Workload::Syscall => "syscall_fixed.c",
             Workload::Fork => "fork_fixed.c",
+            Workload::CpuNofp => "cpu_nofp.c",
         }
     }
 
@@ -57,6 +68,7 @@ impl Workload {
             Workload::Cpu => "ovh_cpu",
             Workload::Syscall => "ovh_syscall",
             Workload::Fork => "ovh_fork",
+            Workload::CpuNofp => "ovh_cpu_nofp",
         }
     }
 
@@ -66,6 +78,36 @@ impl Workload {
             Workload::Cpu => 1000,
             Workload::Syscall => 20_000,
             Workload::Fork => 20,
+            Workload::CpuNofp => 2000,
+        }
+    }
+
+    /// How the workload is compiled besides `-O2 -g -pthread`: frame pointers
+    /// in every function (leaves too) and no sibling calls, so that every tool
+    /// can unwind full stacks with frame pointers, as the integration tests
+    /// build theirs; or, for `cpu-nofp`, no frame pointers (clang's and gcc's
+    /// default at -O2 on x86-64; the flag makes it explicit), as most
+    /// distributions' binaries are built. Its source needs no
+    /// `-fno-optimize-sibling-calls`: every function works after its call.
+    fn cflags(self) -> &'static [&'static str] {
+        match self {
+            Workload::CpuNofp => &["-fomit-frame-pointer"],
+            _ => &[
+                "-fno-omit-frame-pointer",
+                "-mno-omit-leaf-frame-pointer",
+                "-fno-optimize-sibling-calls",
+            ],
+        }
+    }
+
+    /// A frame every full stack of the workload's samples holds (its
+    /// threads' start routine): the share of samples whose stack reaches it
+    /// tells full stacks from cut ones. Only for the workload built without
+    /// frame pointers, where tools unwind differently.
+    pub fn full_stack_frame(self) -> Option<&'static str> {
+        match self {
+            Workload::CpuNofp => Some("worker"),
+            _ => None,
         }
     }
 }
@@ -75,26 +117,17 @@ pub fn source_dir(workspace: &Path) -> PathBuf {
     workspace.join("benches/overhead-workloads")
 }
 
-/// Compiles every workload into `bin_dir` with clang, frame pointers on
-/// (leaf functions too) and no sibling calls, so that every tool can unwind
-/// full stacks with frame pointers, as the integration tests build theirs.
+/// Compiles every workload into `bin_dir` with clang -O2 and its
+/// [`Workload::cflags`].
 pub fn build_all(workspace: &Path, bin_dir: &Path) -> Result<()> {
     fs::create_dir_all(bin_dir)?;
     let src = source_dir(workspace);
     for workload in Workload::ALL {
         let out = bin_dir.join(workload.comm());
         let status = Command::new("clang")
-            .args([
-                "-O2",
-                "-g",
-                "-fno-omit-frame-pointer",
-                "-mno-omit-leaf-frame-pointer",
-                "-fno-optimize-sibling-calls",
-                "-pthread",
-                "-Wall",
-                "-Werror",
-                "-o",
-            ])
+            .args(["-O2", "-g"])
+            .args(workload.cflags())
+            .args(["-pthread", "-Wall", "-Werror", "-o"])
             .arg(&out)
             .arg(src.join(workload.source()))
             .status()
