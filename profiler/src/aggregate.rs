@@ -72,7 +72,9 @@ fn lost_errno_name(side: &str, errno: i32) -> String {
 /// What makes mappings of different processes one: the same segment of the
 /// same file, told by its build ID. A file without one is never shared (a
 /// path alone may name different versions of a file), so its key holds the
-/// process.
+/// process, and its address: anonymous regions of one size (a JIT's code
+/// pages) all have offset 0, and were one mapping whose locations, found
+/// by offset, one region's address took from another's.
 #[derive(PartialEq, Eq, Hash)]
 struct SegmentKey {
     path: String,
@@ -80,6 +82,7 @@ struct SegmentKey {
     file_offset: u64,
     len: u64,
     pid: Option<u32>,
+    start: Option<u64>,
 }
 
 #[derive(Default)]
@@ -136,6 +139,7 @@ impl Builder {
             } = mapping;
             let key = SegmentKey {
                 pid: build_id.is_none().then_some(pid),
+                start: build_id.is_none().then_some(start),
                 path,
                 build_id,
                 file_offset,
@@ -424,6 +428,70 @@ mod tests {
                 build_id: None,
             })
         }
+    }
+
+    /// One process with two anonymous regions of one size (a JIT's code
+    /// pages), at 0x10000 and 0x20000; names are of addresses.
+    struct TwoRegions;
+
+    impl Resolve for TwoRegions {
+        fn user(&mut self, _pid: u32, addrs: &[u64]) -> Vec<Symbol> {
+            addrs
+                .iter()
+                .map(|&a| named("jit_", a, Some(usize::from(a >= 0x20000))))
+                .collect()
+        }
+        fn kernel(&mut self, addrs: &[u64]) -> Vec<Symbol> {
+            addrs.iter().map(|&a| named("k", a, None)).collect()
+        }
+        fn mapping(&self, _pid: u32, index: usize) -> Option<Mapping> {
+            let start = 0x10000 * (index as u64 + 1);
+            Some(Mapping {
+                start,
+                end: start + 0x1000,
+                file_offset: 0,
+                path: "/tmp/perf-7.map".into(),
+                build_id: None,
+            })
+        }
+    }
+
+    /// The same offset in two such regions is two locations, each with its
+    /// own name: the regions are not one mapping.
+    #[test]
+    fn anonymous_regions_of_one_size_keep_their_own_names() {
+        let raw = RawProfile {
+            samples: vec![
+                sample(
+                    7,
+                    RawStack::Frames(vec![0x10100]),
+                    RawStack::Frames(vec![]),
+                    1,
+                ),
+                sample(
+                    7,
+                    RawStack::Frames(vec![0x20100]),
+                    RawStack::Frames(vec![]),
+                    1,
+                ),
+            ],
+            ..Default::default()
+        };
+        let profile = aggregate(&raw, &mut TwoRegions, Meta::default());
+        let names: Vec<Vec<String>> = profile
+            .samples
+            .iter()
+            .map(|s| profile.frame_names(s))
+            .collect();
+        assert!(
+            names.contains(&vec!["app".into(), "jit_10100_[j]".into()]),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&vec!["app".into(), "jit_20100_[j]".into()]),
+            "{names:?}"
+        );
+        assert_eq!(profile.mappings.len(), 2);
     }
 
     fn sample(tgid: u32, user: RawStack, kernel: RawStack, count: u64) -> RawSample {

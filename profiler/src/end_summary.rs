@@ -168,6 +168,22 @@ pub fn render(report: &RecordReport) -> String {
             sym.unknown, sym.failed_lookups
         );
     }
+    let perf_maps = sym.perf_maps;
+    if sym.jit_named + sym.jit_unnamed > 0 || perf_maps.read + perf_maps.refused > 0 {
+        let _ = writeln!(
+            out,
+            "JIT code: {} addresses named from perf maps, {} not named; {} perf map reads, {} malformed lines skipped{}",
+            sym.jit_named,
+            sym.jit_unnamed,
+            perf_maps.read,
+            perf_maps.lines_skipped,
+            if perf_maps.refused > 0 {
+                format!(", {} perf maps refused", perf_maps.refused)
+            } else {
+                String::new()
+            }
+        );
+    }
     if total > 0 {
         let (by_self, by_total) = top_functions(profile, 10);
         out.push_str(&format_table(

@@ -11,6 +11,12 @@
 //! (a fork copies the parent's, an exec starts afresh, each new executable
 //! mapping is added), so it is never read from `/proc` again, and a process
 //! forked or exec'd during the recording is never read from `/proc` at all.
+//!
+//! A process with anonymous executable memory (a JIT) also has its perf map
+//! (`/tmp/perf-PID.map`) read while it lives: when it is read from `/proc`
+//! or first sampled, every [`PERF_MAP_EVERY`] while the recording goes on
+//! (JITs keep appending, and the process may exit before the end), and at
+//! the end. The newest read is kept.
 
 // Keyed by pid: thousands of inserts and lookups a second on a fork-heavy
 // system, where SipHash was ~10% of `record -a`'s CPU. foldhash is seeded
@@ -19,7 +25,10 @@ use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use symbolizer::{FileCache, ProcessMaps, Symbol, Symbolizer};
+use symbolizer::{
+    FileCache, PerfMap, ProcessMaps, Symbol, Symbolizer,
+    perf_map::{self, Outcome, PerfMapError, ReadStats},
+};
 
 use crate::{
     aggregate::Resolve,
@@ -30,6 +39,10 @@ use crate::{
 
 /// How long after its first capture a process is captured again.
 pub const SETTLE_AFTER: Duration = Duration::from_millis(300);
+
+/// How often the perf maps of live JIT processes are read again (at a
+/// [`ProcessTable::settle`]). A file that has not changed is not parsed.
+pub const PERF_MAP_EVERY: Duration = Duration::from_secs(1);
 
 /// A process held, and where its mappings come from. (One entry, so that a
 /// record costs one lookup: ~10 000 records a second on a fork-heavy system.)
@@ -45,6 +58,12 @@ struct Held {
     /// The kernel announced a sample of it, or it was read from `/proc`:
     /// kept after it exits, for its samples to be named at the end.
     sampled: bool,
+    /// Its JIT's perf map, as last read.
+    perf_map: Option<Arc<PerfMap>>,
+    /// Its perf map was refused (counted once).
+    perf_map_refused: bool,
+    /// Its exit record was applied: its pid may be another process's now.
+    exited: bool,
 }
 
 impl Held {
@@ -56,6 +75,9 @@ impl Held {
             followed: true,
             before_exec: None,
             sampled: false,
+            perf_map: None,
+            perf_map_refused: false,
+            exited: false,
         }
     }
 }
@@ -92,6 +114,10 @@ pub struct ProcessTable {
     /// reached an address in no known mapping (`true`), since the last
     /// [`Self::take_announced`].
     announced_now: Vec<(u32, bool)>,
+    /// When the perf maps were last read again ([`PERF_MAP_EVERY`]).
+    perf_maps_polled: Option<Instant>,
+    /// Perf maps read and refused so far.
+    perf_map_reads: ReadStats,
 }
 
 impl ProcessTable {
@@ -113,20 +139,94 @@ impl ProcessTable {
         let Ok(maps) = symbolizer::capture(pid, &mut self.files) else {
             return false;
         };
-        let before_exec = self
-            .processes
-            .get_mut(&pid)
-            .and_then(|held| held.before_exec.take());
+        let (before_exec, perf_map, perf_map_refused) = match self.processes.get_mut(&pid) {
+            Some(held) => (
+                held.before_exec.take(),
+                held.perf_map.take(),
+                held.perf_map_refused,
+            ),
+            None => (None, None, false),
+        };
         let held = Held {
             maps,
             captured_at: self.following.then_some(at),
             followed: self.following,
             before_exec,
             sampled: true,
+            perf_map,
+            perf_map_refused,
+            exited: false,
         };
         self.processes.insert(pid, held);
         self.changed(pid);
+        self.read_perf_map(pid);
         true
+    }
+
+    /// Reads the perf map of `pid` again if it has memory that may hold JIT
+    /// code (anonymous and executable) and has not exited (a failed read keeps the last one).
+    fn read_perf_map(&mut self, pid: u32) {
+        let Some(held) = self.processes.get_mut(&pid) else {
+            return;
+        };
+        if held.exited || !held.maps.may_hold_jit_code() {
+            return;
+        }
+        match perf_map::read(pid, held.perf_map.as_deref()) {
+            Ok(Outcome::New(map)) => {
+                self.perf_map_reads.read += 1;
+                held.perf_map = Some(Arc::new(map));
+            }
+            Ok(Outcome::Unchanged) | Err(PerfMapError::Missing { .. }) => {}
+            Err(e @ PerfMapError::Refused { .. }) => {
+                if !std::mem::replace(&mut held.perf_map_refused, true) {
+                    self.perf_map_reads.refused += 1;
+                    eprintln!("note: {e}");
+                }
+            }
+            // An unreadable file now may be readable at the next read.
+            Err(PerfMapError::Io { .. }) => {}
+        }
+    }
+
+    /// Reads again the perf maps of the live sampled processes that may
+    /// have JIT code, at most every [`PERF_MAP_EVERY`].
+    fn poll_perf_maps(&mut self) {
+        if self
+            .perf_maps_polled
+            .is_some_and(|at| at.elapsed() < PERF_MAP_EVERY)
+        {
+            return;
+        }
+        self.perf_maps_polled = Some(Instant::now());
+        let due: Vec<u32> = self
+            .processes
+            .iter()
+            .filter(|(_, held)| held.sampled && !held.exited && held.maps.may_hold_jit_code())
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in due {
+            self.read_perf_map(pid);
+        }
+    }
+
+    /// The perf map of `pid`, as last read.
+    pub fn perf_map(&self, pid: u32) -> Option<&PerfMap> {
+        self.processes.get(&pid)?.perf_map.as_deref()
+    }
+
+    /// Perf maps read and refused so far, and the lines skipped in those
+    /// kept (the newest read of each process held).
+    pub fn perf_map_stats(&self) -> ReadStats {
+        ReadStats {
+            lines_skipped: self
+                .processes
+                .values()
+                .filter_map(|held| held.perf_map.as_ref())
+                .map(|map| map.lines_skipped)
+                .sum(),
+            ..self.perf_map_reads
+        }
     }
 
     /// From now on, note which processes' mappings change and which exit,
@@ -197,7 +297,11 @@ impl ProcessTable {
     fn mark_sampled(&mut self, pid: u32) -> bool {
         match self.processes.get_mut(&pid) {
             Some(held) if held.followed => {
-                held.sampled = true;
+                if !std::mem::replace(&mut held.sampled, true) {
+                    // Its first sample: a JIT's perf map is read now, in
+                    // case the process exits before the next poll.
+                    self.read_perf_map(pid);
+                }
                 true
             }
             _ => false,
@@ -324,6 +428,9 @@ impl ProcessTable {
                             held.before_exec = Some(std::mem::take(&mut held.maps.mappings));
                             held.captured_at = None;
                             held.followed = true;
+                            // The new image's JIT (if any) writes a map of its own.
+                            held.perf_map = None;
+                            held.exited = false;
                         }
                         None if self.follow_every_exec => {
                             self.processes
@@ -362,6 +469,8 @@ impl ProcessTable {
                     }
                     if unannounced && !self.announcements_lost {
                         self.processes.remove(&pid);
+                    } else if let Some(held) = self.processes.get_mut(&pid) {
+                        held.exited = true;
                     }
                     if self.track_changes {
                         self.exited.push(pid);
@@ -378,8 +487,11 @@ impl ProcessTable {
     }
 
     /// Captures again the processes first captured more than `after` ago
-    /// (once each), to pick up the libraries mapped after they were announced.
+    /// (once each), to pick up the libraries mapped after they were announced;
+    /// reads the perf maps of live JIT processes again when due
+    /// ([`PERF_MAP_EVERY`]).
     pub fn settle(&mut self, after: Duration) {
+        self.poll_perf_maps();
         let due: Vec<u32> = self
             .unsettled
             .iter()
@@ -417,6 +529,11 @@ impl ProcessTable {
     pub fn refresh<I: IntoIterator<Item = u32>>(&mut self, pids: I) {
         for pid in pids {
             self.capture(pid);
+            // A followed process is not read from /proc again; its JIT's
+            // perf map is, for the code compiled since the last read (a
+            // process just read from /proc had its map read then too: the
+            // unchanged file is not parsed again).
+            self.read_perf_map(pid);
             if let Some(held) = self.processes.get_mut(&pid)
                 && let Some(older) = held.before_exec.take()
             {
@@ -499,7 +616,14 @@ impl Resolve for Resolver<'_> {
                 (maps, addrs)
             })
             .collect();
-        self.symbolizer.symbolize_users(&processes)
+        let perf_maps: Vec<Option<&PerfMap>> = requests
+            .iter()
+            .map(|&(pid, _)| self.processes.perf_map(pid))
+            .collect();
+        self.symbolizer
+            .note_perf_map_reads(self.processes.perf_map_stats());
+        self.symbolizer
+            .symbolize_users_with_perf_maps(&processes, &perf_maps)
     }
 
     fn kernel(&mut self, addrs: &[u64]) -> Vec<Symbol> {
@@ -508,14 +632,23 @@ impl Resolve for Resolver<'_> {
 
     fn mapping(&self, pid: u32, index: usize) -> Option<Mapping> {
         let mapping = self.processes.get(pid)?.mappings.get(index)?;
+        // JIT code is named after the perf map its names come from, as
+        // perf names it; the outputs mark its frames by that name
+        // (`profile::is_perf_map`).
+        // (Not a file with a build ID: an ELF file, named from its symbols.)
+        let perf_map = self.processes.perf_map(pid).filter(|_| {
+            mapping.may_hold_jit_code()
+                && mapping.object.as_ref().is_none_or(|o| o.build_id.is_none())
+        });
         Some(Mapping {
             start: mapping.start,
             end: mapping.end,
             file_offset: mapping.file_offset,
-            path: mapping
-                .object
-                .as_ref()
-                .map_or_else(|| mapping.name.to_string(), |o| o.path.clone()),
+            path: match (perf_map, &mapping.object) {
+                (Some(map), _) => map.path(),
+                (None, Some(object)) => object.path.clone(),
+                (None, None) => mapping.name.to_string(),
+            },
             build_id: mapping.object.as_ref().and_then(|o| o.build_id.clone()),
         })
     }

@@ -165,22 +165,37 @@ impl Profile {
     }
 
     /// Frames of one sample, root first, as the folded format and flame graphs
-    /// name them: kernel frames end in `_[k]`, inlined ones in `_[i]` (the
-    /// suffixes `perf script | stackcollapse` uses, which inferno colours).
-    /// The process's command name is the root frame.
+    /// name them: kernel frames end in `_[k]`, inlined ones in `_[i]`, JIT
+    /// code named from a perf map in `_[j]` (the suffixes `perf script |
+    /// stackcollapse` uses, which inferno colours). The process's command
+    /// name is the root frame.
     pub fn frame_names(&self, sample: &Sample) -> Vec<String> {
         let mut names = vec![sanitize(&sample.comm)];
         for &loc in sample.locations.iter().rev() {
-            names.extend(location_frame_names(&self.locations[loc]));
+            names.extend(self.names_of(&self.locations[loc]));
         }
         names
+    }
+
+    /// Whether `location` is JIT code: in a mapping named after a perf map.
+    fn is_jit(&self, location: &Location) -> bool {
+        location
+            .mapping
+            .and_then(|m| self.mappings.get(m))
+            .is_some_and(|m| is_perf_map(&m.path))
+    }
+
+    fn names_of(&self, location: &Location) -> Vec<String> {
+        frames_of(location, self.is_jit(location))
+            .map(|(function, suffix)| format!("{}{suffix}", sanitize(function)))
+            .collect()
     }
 
     /// The frame names of every location (indexed like `locations`),
     /// outermost first, as [`Profile::frame_names`] gives them. Outputs that
     /// walk many samples name each location once with this.
     pub fn location_frame_names(&self) -> Vec<Vec<String>> {
-        self.locations.iter().map(location_frame_names).collect()
+        self.locations.iter().map(|l| self.names_of(l)).collect()
     }
 
     /// As [`Profile::location_frame_names`], with each distinct name made
@@ -198,15 +213,17 @@ impl Profile {
         let mut all = Vec::with_capacity(self.locations.len() * 2);
         let mut ends = Vec::with_capacity(self.locations.len());
         for location in &self.locations {
-            all.extend(frames_of(location).map(|(function, suffix)| {
-                *ids.entry((function, suffix)).or_insert_with(|| {
-                    let name = format!("{}{suffix}", sanitize(function));
-                    *by_name.entry(name).or_insert_with_key(|name| {
-                        names.push(name.clone());
-                        (names.len() - 1) as u32
+            all.extend(
+                frames_of(location, self.is_jit(location)).map(|(function, suffix)| {
+                    *ids.entry((function, suffix)).or_insert_with(|| {
+                        let name = format!("{}{suffix}", sanitize(function));
+                        *by_name.entry(name).or_insert_with_key(|name| {
+                            names.push(name.clone());
+                            (names.len() - 1) as u32
+                        })
                     })
-                })
-            }));
+                }),
+            );
             ends.push(all.len() as u32);
         }
         FrameNameIds {
@@ -222,15 +239,19 @@ impl Profile {
     }
 }
 
-fn location_frame_names(location: &Location) -> Vec<String> {
-    frames_of(location)
-        .map(|(function, suffix)| format!("{}{suffix}", sanitize(function)))
-        .collect()
+/// Whether a mapping's path names a JIT's perf map (`/tmp/perf-PID.map`),
+/// as the profiler names the anonymous memory whose code it named from one
+/// (and as perf does; `stackcollapse-perf` marks such frames `_[j]` too).
+pub fn is_perf_map(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.strip_prefix("perf-")
+        .and_then(|rest| rest.strip_suffix(".map"))
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A location's frames, outermost first: each line's function and the
 /// suffix its name gets.
-fn frames_of(location: &Location) -> impl Iterator<Item = (&str, &'static str)> {
+fn frames_of(location: &Location, jit: bool) -> impl Iterator<Item = (&str, &'static str)> {
     let last = location.lines.len().saturating_sub(1);
     location
         .lines
@@ -240,17 +261,18 @@ fn frames_of(location: &Location) -> impl Iterator<Item = (&str, &'static str)> 
         .map(move |(i, line)| {
             (
                 line.function.as_str(),
-                frame_suffix(location.kind, i == last),
+                frame_suffix(location.kind, i == last, jit),
             )
         })
 }
 
 /// The suffix of a frame's name: `_[k]` for the kernel, `_[i]` for a line
-/// inlined into another (not the location's last).
-fn frame_suffix(kind: FrameKind, last: bool) -> &'static str {
+/// inlined into another (not the location's last), `_[j]` for JIT code.
+fn frame_suffix(kind: FrameKind, last: bool, jit: bool) -> &'static str {
     match (kind, last) {
         (FrameKind::Kernel, _) => "_[k]",
         (_, false) => "_[i]",
+        _ if jit => "_[j]",
         _ => "",
     }
 }
@@ -293,6 +315,39 @@ mod tests {
             file: None,
             line: None,
         }
+    }
+
+    #[test]
+    fn jit_frames_end_in_j_where_the_mapping_is_a_perf_map() {
+        assert!(is_perf_map("/tmp/perf-123.map"));
+        assert!(is_perf_map("perf-1.map"));
+        assert!(!is_perf_map("/tmp/perf-.map"));
+        assert!(!is_perf_map("/tmp/perf-12x.map"));
+        assert!(!is_perf_map("/usr/lib/libperf-1.map.so"));
+        let location = |mapping| Location {
+            kind: FrameKind::User,
+            address: 1,
+            mapping: Some(mapping),
+            lines: vec![line("JS:*hot /x.js:1:2")],
+        };
+        let mapping = |path: &str| Mapping {
+            start: 0,
+            end: 0x1000,
+            file_offset: 0,
+            path: path.into(),
+            build_id: None,
+        };
+        let profile = Profile {
+            mappings: vec![mapping("/tmp/perf-42.map"), mapping("")],
+            locations: vec![location(0), location(1)],
+            ..Profile::default()
+        };
+        assert_eq!(
+            profile.location_frame_names(),
+            [vec!["JS:*hot /x.js:1:2_[j]"], vec!["JS:*hot /x.js:1:2"]]
+        );
+        let ids = profile.location_frame_ids();
+        assert_eq!(ids.names, ["JS:*hot /x.js:1:2_[j]", "JS:*hot /x.js:1:2"]);
     }
 
     #[test]

@@ -6,12 +6,16 @@
 //! taken while the process was alive, and looked up in the file it mapped, so
 //! exited processes are symbolized too. An address that cannot be named is
 //! data, not an error: it comes back as `module+0xoffset`.
+//!
+//! Code in anonymous executable memory (a JIT's) has no file: it is named
+//! from the process's perf map ([`perf_map`]) when the caller has one.
 
 mod bpf_names;
 pub mod debug_cache;
 mod frame_cache;
 pub mod kallsyms;
 pub mod maps;
+pub mod perf_map;
 mod private_files;
 pub mod process;
 mod segments;
@@ -34,6 +38,7 @@ use blazesym::{
     },
 };
 use kallsyms::KernelTable;
+pub use perf_map::PerfMap;
 pub use process::{FileCache, Mapping, ObjectFile, ProcessMaps, capture};
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +100,14 @@ pub struct Stats {
     pub failed_lookups: u64,
     /// Misses answered from the boot's frame cache (see [`Symbolizer::with_frame_cache_dir`]).
     pub frame_cache_hits: u64,
+    /// Addresses in memory that may hold JIT code (anonymous executable
+    /// memory; see [`Mapping::may_hold_jit_code`]) named from the process's
+    /// perf map.
+    pub jit_named: u64,
+    /// Addresses there that no perf map named (kept as `[anon]+0xoffset`).
+    pub jit_unnamed: u64,
+    /// The perf maps read for the processes (see [`Symbolizer::note_perf_map_reads`]).
+    pub perf_maps: perf_map::ReadStats,
 }
 
 /// A file's identity: device major and minor, inode.
@@ -437,6 +450,13 @@ impl Symbolizer {
         self.user.insert((key, offset), entry);
     }
 
+    /// Records how the perf maps given to [`Self::symbolize_users_with_perf_maps`]
+    /// were read (by the caller, which reads them while the processes
+    /// live), for [`Self::stats`]. Totals: each call replaces the last.
+    pub fn note_perf_map_reads(&mut self, reads: perf_map::ReadStats) {
+        self.stats.perf_maps = reads;
+    }
+
     /// User addresses of one process, as looked up (callers adjust return addresses).
     pub fn symbolize_user(&mut self, process: &ProcessMaps, addrs: &[u64]) -> Vec<Symbol> {
         self.symbolize_users(&[(process, addrs)])
@@ -449,6 +469,19 @@ impl Symbolizer {
     /// a system-wide recording has hundreds of processes mapping libc, and a
     /// lookup of each one's few addresses apiece cost more than the lookups.
     pub fn symbolize_users(&mut self, processes: &[(&ProcessMaps, &[u64])]) -> Vec<Vec<Symbol>> {
+        self.symbolize_users_with_perf_maps(processes, &[])
+    }
+
+    /// As [`Self::symbolize_users`], with each process's perf map, if it
+    /// has one (`perf_maps[i]` for `processes[i]`; missing ones are `None`):
+    /// an address in memory that may hold JIT code
+    /// ([`Mapping::may_hold_jit_code`]) and has no symbol of a file is
+    /// named from it.
+    pub fn symbolize_users_with_perf_maps(
+        &mut self,
+        processes: &[(&ProcessMaps, &[u64])],
+        perf_maps: &[Option<&PerfMap>],
+    ) -> Vec<Vec<Symbol>> {
         // Each address's mapping (with its index) and file offset, found once.
         let located: Vec<Vec<Option<Located>>> = processes
             .iter()
@@ -568,45 +601,71 @@ impl Symbolizer {
         processes
             .iter()
             .zip(located)
-            .map(|((_, addrs), located)| {
+            .enumerate()
+            .map(|(i, ((_, addrs), located))| {
+                let perf_map = perf_maps.get(i).copied().flatten();
                 addrs
                     .iter()
                     .zip(located)
-                    .map(|(&addr, found)| self.named(addr, found))
+                    .map(|(&addr, found)| self.named(addr, found, perf_map))
                     .collect()
             })
             .collect()
     }
 
     /// The symbol of `addr`, located (mapping index, mapping, file offset)
-    /// and looked up already.
-    fn named(&self, addr: u64, located: Option<Located>) -> Symbol {
+    /// and looked up already; in anonymous memory, from `perf_map`.
+    fn named(&mut self, addr: u64, located: Option<Located>, perf_map: Option<&PerfMap>) -> Symbol {
         match located {
             // In no mapping: most often a garbage return address from a
             // frame-pointer walk through code built without them. Named
             // `[unknown]` as perf does, so that such stacks merge in flame
             // graphs; the address stays the location's (pprof keeps it).
             None => Symbol::unknown(UNKNOWN_FRAME.to_string(), None),
-            Some((index, mapping, offset)) => match &mapping.object {
-                Some(object) => {
+            Some((index, mapping, offset)) => {
+                let in_file = mapping.object.as_ref().map(|object| {
                     let (frames, symbolized) = self.user[&(object.key, offset)].clone();
                     Symbol {
                         frames,
                         symbolized,
                         mapping: Some(index),
                     }
+                });
+                if in_file.as_ref().is_some_and(|s| s.symbolized) || !mapping.may_hold_jit_code() {
+                    return in_file.unwrap_or_else(|| anonymous(addr, index, mapping));
                 }
-                None => {
-                    let name = if mapping.name.is_empty() {
-                        "[anon]"
-                    } else {
-                        &mapping.name
-                    };
-                    Symbol::unknown(format!("{name}+0x{:x}", addr - mapping.start), Some(index))
+                match perf_map.and_then(|map| map.lookup(addr)) {
+                    Some(entry) => {
+                        self.stats.jit_named += 1;
+                        Symbol {
+                            frames: Arc::new([Frame {
+                                function: entry.name.to_string(),
+                                file: None,
+                                line: None,
+                            }]),
+                            symbolized: true,
+                            mapping: Some(index),
+                        }
+                    }
+                    None => {
+                        self.stats.jit_unnamed += 1;
+                        in_file.unwrap_or_else(|| anonymous(addr, index, mapping))
+                    }
                 }
-            },
+            }
         }
     }
+}
+
+/// An address in a mapping without a file, unnamed: `[anon]+0xoffset` (or
+/// the pseudo-name of the mapping, such as `[vsyscall]`).
+fn anonymous(addr: u64, index: usize, mapping: &Mapping) -> Symbol {
+    let name = if mapping.name.is_empty() {
+        "[anon]"
+    } else {
+        &mapping.name
+    };
+    Symbol::unknown(format!("{name}+0x{:x}", addr - mapping.start), Some(index))
 }
 
 /// Whether blazesym would find a vmlinux image for the running kernel
@@ -937,6 +996,56 @@ mod tests {
                 .ends_with("edited"),
             "{edited:?}"
         );
+    }
+
+    /// Addresses in anonymous memory are named from the perf map where it
+    /// has them, and stay `[anon]+0xoffset` where it has not (or without
+    /// one); a pseudo-mapping is never looked up in it.
+    #[test]
+    fn anonymous_code_is_named_from_the_perf_map() {
+        let anon = |start: u64, name: &str| Mapping {
+            start,
+            end: start + 0x1000,
+            file_offset: 0,
+            object: None,
+            name: name.into(),
+        };
+        let maps = ProcessMaps {
+            pid: 1,
+            mappings: Arc::new(vec![
+                anon(0x10000, ""),
+                anon(0x20000, "//anon"),
+                anon(0x30000, "[vsyscall]"),
+            ]),
+        };
+        let perf_map = PerfMap::parse(
+            b"10100 40 JS:*hot /x.js:1:2\n20000 10 py::f:/x.py\n30000 1000 not used\n",
+        );
+        let addrs = [0x10120, 0x20008, 0x10800, 0x30010, 0x5];
+        let mut symbolizer = Symbolizer::new();
+        let symbols =
+            symbolizer.symbolize_users_with_perf_maps(&[(&maps, &addrs)], &[Some(&perf_map)]);
+        let got: Vec<(&str, bool, Option<usize>)> = symbols[0]
+            .iter()
+            .map(|s| (s.frames[0].function.as_str(), s.symbolized, s.mapping))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("JS:*hot /x.js:1:2", true, Some(0)),
+                ("py::f:/x.py", true, Some(1)),
+                ("[anon]+0x800", false, Some(0)),
+                ("[vsyscall]+0x10", false, Some(2)),
+                (UNKNOWN_FRAME, false, None),
+            ]
+        );
+        assert_eq!(
+            (symbolizer.stats().jit_named, symbolizer.stats().jit_unnamed),
+            (2, 1)
+        );
+        // Without a perf map, as before.
+        let plain = Symbolizer::new().symbolize_user(&maps, &addrs[..1]);
+        assert_eq!(plain[0].frames[0].function, "[anon]+0x120");
     }
 
     #[test]

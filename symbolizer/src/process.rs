@@ -63,6 +63,22 @@ pub struct Mapping {
     pub name: Arc<str>,
 }
 
+impl Mapping {
+    /// Memory where a JIT may have put code, to be named from its perf map:
+    /// anonymous memory, named by `/proc/PID/maps` (nothing, or a name set
+    /// with `PR_SET_VMA`) or the kernel's records (`//anon`); and the shared
+    /// memory some JITs map code from twice, writable and executable
+    /// (.NET's `/memfd:doublemapper`, `MAP_SHARED` anonymous memory, which
+    /// is `/dev/zero`). Not a pseudo-mapping such as `[vdso]`.
+    pub fn may_hold_jit_code(&self) -> bool {
+        let name = &*self.name;
+        match self.object {
+            None => name.is_empty() || name.starts_with("//anon") || name.starts_with("[anon:"),
+            Some(_) => name.starts_with("/memfd:") || name == "/dev/zero",
+        }
+    }
+}
+
 /// A snapshot of one process's executable mappings.
 #[derive(Clone, Debug)]
 pub struct ProcessMaps {
@@ -74,6 +90,12 @@ pub struct ProcessMaps {
 }
 
 impl ProcessMaps {
+    /// Whether any of its executable mappings may hold JIT code (see
+    /// [`Mapping::may_hold_jit_code`]).
+    pub fn may_hold_jit_code(&self) -> bool {
+        self.mappings.iter().any(Mapping::may_hold_jit_code)
+    }
+
     /// The mapping containing `addr`, with its index.
     pub fn find(&self, addr: u64) -> Option<(usize, &Mapping)> {
         let idx = self.mappings.partition_point(|m| m.start <= addr);
