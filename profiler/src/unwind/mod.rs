@@ -75,11 +75,18 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
             }
         }
         let (changed, exited) = processes.take_changes();
-        for pid in exited {
+        // Records are applied ~20-120 ms after they were written: most of a
+        // fork-heavy program's children have exited by then, and writing
+        // their mappings only to remove them was most of the profiler's
+        // CPU there (8 KiB map updates).
+        let exited: foldhash::HashSet<u32> = exited.into_iter().collect();
+        for &pid in &exited {
             self.remove(pid);
         }
         for pid in changed {
-            if let Some(maps) = processes.get(pid) {
+            if !exited.contains(&pid)
+                && let Some(maps) = processes.get(pid)
+            {
                 self.sync(maps);
             }
         }
