@@ -67,13 +67,6 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
     /// read from `/proc` at once: its records are due only ~20 ms after
     /// they were written, and its samples meanwhile are cut.
     pub fn follow(&mut self, processes: &mut ProcessTable) {
-        for (pid, missed) in processes.take_announced() {
-            if (missed || !self.is_synced(pid))
-                && let Some(maps) = processes.read_now(pid)
-            {
-                self.sync(&maps);
-            }
-        }
         let (changed, exited) = processes.take_changes();
         // Records are applied ~20-120 ms after they were written: most of a
         // fork-heavy program's children have exited by then, and writing
@@ -82,6 +75,14 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
         let exited: foldhash::HashSet<u32> = exited.into_iter().collect();
         for &pid in &exited {
             self.remove(pid);
+        }
+        for (pid, missed) in processes.take_announced() {
+            if !exited.contains(&pid)
+                && (missed || !self.is_synced(pid))
+                && let Some(maps) = processes.read_now(pid)
+            {
+                self.sync(&maps);
+            }
         }
         for pid in changed {
             if !exited.contains(&pid)
