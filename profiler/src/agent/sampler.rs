@@ -419,6 +419,9 @@ impl Sampler {
         // window), then names of files nobody maps, then everything if the
         // cache is still over its bound; then the files blazesym holds.
         let evicted = self.processes.evict_exited(&pids);
+        if let Some(unwind) = self.unwind.as_mut() {
+            unwind.prune(crate::pid_alive::process_exists);
+        }
         m.processes_evicted
             .fetch_add(evicted as u64, Ordering::Relaxed);
         let live = self.processes.live_files();

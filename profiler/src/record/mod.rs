@@ -35,6 +35,7 @@ use crate::{
     aggregate::aggregate,
     output::{self, OutputError, OutputOptions},
     phases,
+    pid_alive::process_exists,
     process_events::ProcessEvents,
     processes::{ProcessTable, Resolver, SETTLE_AFTER},
     profile::{Meta, Profile, ProfileKind},
@@ -438,6 +439,11 @@ impl Session {
                     last_housekeeping = Instant::now();
                     self.processes.settle(SETTLE_AFTER);
                     self.sync_unwind();
+                    if self.process_events.is_none()
+                        && let Some(unwind) = self.unwind.as_mut()
+                    {
+                        unwind.prune(process_exists);
+                    }
                     if config.target != RecordTarget::All {
                         let _ = self.tracer.prune_targets();
                     }

@@ -129,6 +129,22 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
         }
     }
 
+    /// Forgets the processes `alive` says are gone: without the kernel's
+    /// records no exit is seen, and their entries would fill the map.
+    /// Returns how many.
+    pub fn prune(&mut self, alive: impl Fn(u32) -> bool) -> usize {
+        let gone: Vec<u32> = self
+            .processes
+            .keys()
+            .copied()
+            .filter(|&pid| !alive(pid))
+            .collect();
+        for &pid in &gone {
+            self.remove(pid);
+        }
+        gone.len()
+    }
+
     /// Whether `pid`'s mappings were written.
     pub fn is_synced(&self, pid: u32) -> bool {
         self.processes.contains_key(&pid)
@@ -468,6 +484,8 @@ mod tests {
         );
         manager.remove(10);
         assert!(!manager.sink.processes.contains_key(&10));
+        assert_eq!(manager.prune(|pid| pid != 11), 1);
+        assert!(manager.sink.processes.is_empty(), "11 pruned as gone");
     }
 
     #[test]
