@@ -1,8 +1,12 @@
 //! The kernel side of the unwind tables: the rows and files arrays, written
 //! through shared mappings of their values (`BPF_F_MMAPABLE`), and the
 //! per-process mappings hash map, written with one bpf call per process.
+//!
+//! The rows array is mapped only for the pages a table is written to, then
+//! unmapped: mapped whole, its 32 MiB counted in the profiler's RSS (the
+//! agent's `memory_target` and what users watch) though it is kernel memory.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use aya::{
     Ebpf,
@@ -15,7 +19,8 @@ use super::{TableSink, UnwindError};
 
 /// The three maps, taken out of the loaded object.
 pub struct KernelMaps {
-    rows: MmapMut,
+    /// The rows array (its own descriptor: the map stays in the object).
+    rows: OwnedFd,
     row_capacity: u32,
     files: MmapMut,
     file_capacity: u32,
@@ -49,7 +54,10 @@ impl KernelMaps {
         };
         let row_capacity = capacity(map_names::UNWIND_ROWS)?;
         let file_capacity = capacity(map_names::UNWIND_FILES)?;
-        let rows = map_values::<UnwindRow>(ebpf.map(map_names::UNWIND_ROWS)?, row_capacity)?;
+        let rows = match ebpf.map(map_names::UNWIND_ROWS)? {
+            Map::Array(data) => data.fd().as_fd().try_clone_to_owned().ok()?,
+            _ => return None,
+        };
         let files = map_values::<UnwindFile>(ebpf.map(map_names::UNWIND_FILES)?, file_capacity)?;
         let procs = HashMap::try_from(ebpf.take_map(map_names::UNWIND_PROCS)?).ok()?;
         Some(KernelMaps {
@@ -79,13 +87,29 @@ impl TableSink for KernelMaps {
                 count: rows.len(),
             });
         }
-        // SAFETY: `UnwindRow` is plain data with no padding; the range is
-        // within the mapping (checked above).
+        // SAFETY: `UnwindRow` is plain data with no padding.
         let bytes = unsafe {
             std::slice::from_raw_parts(rows.as_ptr().cast::<u8>(), std::mem::size_of_val(rows))
         };
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
         let at = first as usize * size_of::<UnwindRow>();
-        self.rows[at..at + bytes.len()].copy_from_slice(bytes);
+        let from = at / page * page;
+        let to = (at + bytes.len()).div_ceil(page) * page;
+        // SAFETY: a shared mapping of whole pages of the array's value area
+        // (the kernel checks the range), written with plain-data rows
+        // while the kernel may read other rows.
+        let mut pages = unsafe {
+            MmapOptions::new()
+                .offset(from as u64)
+                .len(to - from)
+                .map_mut(self.rows.as_raw_fd())
+        }
+        .map_err(|e| UnwindError::Map {
+            action: "map the unwind rows",
+            message: e.to_string(),
+        })?;
+        pages[at - from..at - from + bytes.len()].copy_from_slice(bytes);
         Ok(())
     }
 
