@@ -150,11 +150,14 @@ pub fn render(report: &RecordReport) -> String {
             tables.build_ms,
             tables.tables_cached,
             tables.files_without_table,
-            if tables.files_evicted > 0 {
-                format!(", {} evicted for room", tables.files_evicted)
-            } else {
-                String::new()
-            }
+            [
+                (tables.files_evicted, "evicted for room"),
+                (tables.files_too_big, "larger than --unwind-memory"),
+            ]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!(", {n} {what}"))
+            .collect::<String>()
         );
         for (why, n) in k.unwind_cuts() {
             let _ = writeln!(out, "  {n:>8}  stacks cut short: {why}");
