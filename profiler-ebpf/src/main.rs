@@ -176,7 +176,10 @@ fn send_event(kind: u32, tgid: u32) {
         .is_err()
     {
         bump(stat::EVENTS_LOST);
-        announcement_lost();
+        // A lost unwind miss is only a hint lost (it is sent again).
+        if kind != EVENT_UNWIND_MISS {
+            announcement_lost();
+        }
     }
 }
 
@@ -796,6 +799,11 @@ pub fn on_process_exit(_ctx: RawTracePointContext) -> u32 {
     let tid = pid_tgid as u32;
     adopt_forked(tgid);
     unwind::exited();
+    // The process's mappings go with its leader (also those the kernel
+    // copied for a forked child that user space never wrote).
+    if tid == tgid {
+        unwind::forget_process(tgid);
+    }
     if tid == tgid {
         let _ = KNOWN.remove(tgid);
     }

@@ -64,12 +64,16 @@ static UNWIND_MISSED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 
 #[map]
 static UNWIND_STATE: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);
 
+/// User addresses are below this on x86-64 (2^47 with 4-level page tables,
+/// 2^56 with 5-level ones).
+const USER_ADDRESS_END: u64 = 0x0100_0000_0000_0000;
+
 /// `cs` of a user-mode register set has the requested privilege level 3.
 const USER_RPL: u64 = 3;
 
-/// Binary search steps over the rows of one file: 2^24 rows is more than
-/// the rows array holds.
-const ROW_SEARCH_STEPS: u32 = 24;
+/// Binary search steps over the rows of one file: 2^32 rows is more than
+/// the rows array can hold (the search stops as soon as it is done).
+const ROW_SEARCH_STEPS: u32 = 32;
 /// Over a process's mappings: 2^8 > `UNWIND_MAPPINGS_MAX`.
 const MAPPING_SEARCH_STEPS: u32 = 8;
 
@@ -195,6 +199,12 @@ pub fn miss_allowed(tgid: u32, now: u64) -> bool {
         }
     }
     UNWIND_MISSED.insert(tgid, now, 0).is_ok()
+}
+
+/// Called at a process's exit (its leader's): its mappings go.
+#[inline(always)]
+pub fn forget_process(tgid: u32) {
+    let _ = UNWIND_PROCS.remove(tgid);
 }
 
 /// Called at an exec: the process's mappings, and those it would have
@@ -356,6 +366,20 @@ extern "C" fn mapping_step(_index: u64, context: *mut c_void) -> i64 {
     0
 }
 
+/// Slot `slot` of `UNWIND_FILES`, read in one load: user space rewrites
+/// an entry with one 8-byte store when it evicts or loads a file, and two
+/// loads could mix the old entry's first row with the new one's count.
+#[inline(always)]
+fn file_entry(slot: u32) -> Option<UnwindFile> {
+    let entry = UNWIND_FILES.get_ptr(slot)?;
+    // SAFETY: a map value of 8 bytes, aligned.
+    let value = unsafe { core::ptr::read_volatile(entry as *const u64) };
+    Some(UnwindFile {
+        first_row: value as u32,
+        rows: (value >> 32) as u32,
+    })
+}
+
 /// The row of `file` that covers file offset `offset`: the last with `pc <= offset`.
 #[inline(always)]
 fn find_row(context: &mut WalkContext, file: &UnwindFile, offset: u32) -> Option<UnwindRow> {
@@ -419,6 +443,11 @@ extern "C" fn step(index: u64, context: *mut c_void) -> i64 {
         walk.end = unwind_end::COMPLETE;
         return 1;
     }
+    // Not a user address: the walk read garbage.
+    if walk.rip >= USER_ADDRESS_END {
+        walk.end = unwind_end::BAD_FRAME;
+        return 1;
+    }
     // Frame `index + 1` goes at that index (the loop's index, which the
     // verifier bounds, not `walk.len`).
     let i = index as usize + 1;
@@ -452,11 +481,13 @@ fn next_frame(context: &mut WalkContext) -> Result<(), u32> {
         None
     } else {
         match find_mapping(context, pc) {
+            // A mapping of a file without a table (or of JIT code) has a
+            // slot past the array: known, walked with frame pointers.
             Some((slot, bias)) => {
                 let offset = pc.wrapping_sub(bias);
-                match UNWIND_FILES.get(slot) {
+                match file_entry(slot) {
                     Some(file) if file.rows != 0 && offset <= u32::MAX as u64 => {
-                        find_row(context, file, offset as u32)
+                        find_row(context, &file, offset as u32)
                     }
                     _ => None,
                 }
@@ -522,18 +553,24 @@ fn next_frame(context: &mut WalkContext) -> Result<(), u32> {
 /// The caller from the frame pointer (`--unwind auto`), for code without a table.
 #[inline(always)]
 fn frame_pointer(walk: &mut Walk, process_loaded: bool) -> Result<(), u32> {
+    let cut = if process_loaded {
+        unwind_end::NO_TABLE
+    } else {
+        unwind_end::NOT_LOADED
+    };
     if walk.mode != unwind_mode::AUTO {
-        return Err(unwind_end::NO_TABLE);
+        return Err(cut);
     }
     let rbp = walk.rbp;
+    // The outermost frame of a frame-pointer chain (`_start` and thread
+    // entry points clear rbp), as the kernel's own walker ends.
+    if rbp == 0 {
+        return Err(unwind_end::COMPLETE);
+    }
     // A frame pointer below the stack pointer is not one (code without
     // frame pointers uses rbp for data).
-    if rbp == 0 || rbp < walk.rsp {
-        return Err(if process_loaded {
-            unwind_end::NO_TABLE
-        } else {
-            unwind_end::NOT_LOADED
-        });
+    if rbp < walk.rsp {
+        return Err(cut);
     }
     let ra = read_user(rbp + 8).ok_or(unwind_end::READ_FAULT)?;
     walk.rbp = read_user(rbp).ok_or(unwind_end::READ_FAULT)?;

@@ -425,6 +425,8 @@ impl Tracer {
                 map_names::UNWIND_INHERIT,
                 if tables { TARGETS_ENTRIES } else { 1 },
             )
+            // An LRU map is preallocated whatever its flags.
+            .map_max_entries(map_names::UNWIND_MISSED, if tables { 4096 } else { 1 })
             .load(&object)
             .map_err(|e| ebpf_error("load the eBPF object", e))?;
 

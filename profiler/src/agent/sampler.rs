@@ -274,6 +274,7 @@ impl Sampler {
             crate::record::watch::handle_events(ring, &mut self.processes);
         }
         let Some(events) = self.process_events.as_mut() else {
+            self.sync_unwind();
             return;
         };
         if everything {

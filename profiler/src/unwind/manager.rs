@@ -15,6 +15,9 @@ use symbolizer::{ObjectFile, ProcessMaps};
 
 use super::{TableSink, TableSource, UnwindStats, alloc::RowAllocator};
 
+/// `UnwindMapping::file` of a mapping without a table (past any slot).
+const NO_SLOT: u32 = u32::MAX;
+
 /// Tables larger than this are followed by giving the heap's free memory back.
 const BIG_TABLE_BYTES: usize = 4 << 20;
 
@@ -90,11 +93,13 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
         let pid = maps.pid;
         let mut mappings = Vec::new();
         for mapping in maps.mappings.iter() {
-            let Some(object) = &mapping.object else {
-                continue;
-            };
-            let Some(slot) = self.ensure_loaded(object) else {
-                continue;
+            // Mappings without a table are written too, with no slot: the
+            // kernel then knows the address (frame pointers there) and does
+            // not ask for the process to be read again (`EVENT_UNWIND_MISS`),
+            // which JIT code made it do five times a second.
+            let slot = match &mapping.object {
+                Some(object) => self.ensure_loaded(object).unwrap_or(NO_SLOT),
+                None => NO_SLOT,
             };
             mappings.push(UnwindMapping {
                 start: mapping.start,
@@ -104,7 +109,8 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
                 reserved: 0,
             });
         }
-        if std::env::var_os("PROFILER_DEBUG_UNWIND").is_some() {
+        static DEBUG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *DEBUG.get_or_init(|| std::env::var_os("PROFILER_DEBUG_UNWIND").is_some()) {
             eprintln!(
                 "unwind sync {pid} at {:?}: {:?}",
                 std::time::SystemTime::now(),
@@ -125,8 +131,10 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
                     users.remove(&pid);
                 }
             }
-            self.sink.remove_process(pid);
         }
+        // Also when never written here: the kernel copies a parent's entry
+        // for a forked child at its first sample.
+        self.sink.remove_process(pid);
     }
 
     /// Forgets the processes `alive` says are gone: without the kernel's
@@ -163,7 +171,7 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
                 }
             }
         }
-        for mapping in &mappings {
+        for mapping in mappings.iter().filter(|m| m.file != NO_SLOT) {
             self.slot_users.entry(mapping.file).or_default().insert(pid);
         }
         let mut value = UnwindProcess {
@@ -173,11 +181,17 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
         };
         value.mappings[..mappings.len()].copy_from_slice(&mappings);
         match self.sink.set_process(pid, &value) {
-            Ok(()) => self.stats.process_writes += 1,
-            // The map is full: this process walks with frame pointers.
-            Err(_) => self.stats.processes_full += 1,
+            Ok(()) => {
+                self.stats.process_writes += 1;
+                self.processes.insert(pid, mappings);
+            }
+            // The map is full: this process walks with frame pointers until
+            // it is written again (its next change or announcement).
+            Err(_) => {
+                self.stats.processes_full += 1;
+                self.remove(pid);
+            }
         }
-        self.processes.insert(pid, mappings);
     }
 
     /// The slot of `object`'s table, loading it if needed; `None` when the
@@ -203,12 +217,20 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
             }
         };
         let Ok(count) = u32::try_from(rows.len()) else {
+            self.stats.files_too_big += 1;
             self.files.insert(object.key, FileState::TooBig);
             return None;
         };
         let Some((slot, first_row)) = self.make_room(count) else {
-            self.stats.files_too_big += 1;
-            self.files.insert(object.key, FileState::TooBig);
+            // Only a table larger than the whole budget is never tried
+            // again; no room now (tables of this very sync, no free slot)
+            // may change.
+            if count > self.rows.capacity() {
+                self.stats.files_too_big += 1;
+                self.files.insert(object.key, FileState::TooBig);
+            } else {
+                self.stats.files_no_room += 1;
+            }
             return None;
         };
         if self.sink.write_rows(first_row, &rows).is_err()
@@ -353,7 +375,7 @@ mod tests {
             let mapping = process.mappings[..process.len as usize]
                 .iter()
                 .find(|m| m.start <= addr && addr < m.end)?;
-            let file = self.files[mapping.file as usize];
+            let file = *self.files.get(mapping.file as usize)?;
             (file.rows > 0)
                 .then(|| &self.rows[file.first_row as usize..(file.first_row + file.rows) as usize])
         }
@@ -465,11 +487,13 @@ mod tests {
         assert_eq!((stats.files_loaded, stats.rows_loaded), (2, 150));
         assert_eq!(stats.files_without_table, 1, "the shell has no table here");
         let sink = &manager.sink;
-        // Process 10: only libc has a table; its bias maps the runtime
-        // address to the file offset.
+        // Process 10: only libc has a table (the shell is written with no
+        // slot: known, frame pointers); libc's bias maps the runtime address
+        // to the file offset.
         let p10 = sink.processes[&10];
-        assert_eq!(p10.len, 1);
-        assert_eq!(p10.mappings[0].bias, 0x7000_0000 - 0x1000);
+        assert_eq!(p10.len, 2);
+        assert_eq!(p10.mappings[0].file, NO_SLOT);
+        assert_eq!(p10.mappings[1].bias, 0x7000_0000 - 0x1000);
         let libc_rows = sink.rows_for(10, 0x7000_0040).expect("libc rows for 10");
         assert_eq!(libc_rows.len(), 100);
         assert_eq!(
@@ -525,6 +549,7 @@ mod tests {
         );
         big.sync(&process(1, vec![mapping(&mut cache, LIBC, 0x7000_0000)]));
         assert_eq!(big.stats().files_too_big, 1);
-        assert_eq!(big.sink.processes[&1].len, 0);
+        assert_eq!(big.sink.processes[&1].mappings[0].file, NO_SLOT);
+        assert!(big.sink.rows_for(1, 0x7000_0040).is_none());
     }
 }

@@ -130,6 +130,8 @@ pub struct UnwindStats {
     pub files_without_table: u64,
     /// Files whose table is larger than the whole budget.
     pub files_too_big: u64,
+    /// Table loads refused for lack of room at the time (tried again later).
+    pub files_no_room: u64,
     /// Files unloaded to make room (least recently used first).
     pub files_evicted: u64,
     /// Tables built from the files, and read from the cache.
