@@ -76,7 +76,12 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
         for &pid in &exited {
             self.remove(pid);
         }
+        // An announcement and a miss of one process come together: one read.
+        let mut announced: foldhash::HashMap<u32, bool> = foldhash::HashMap::default();
         for (pid, missed) in processes.take_announced() {
+            *announced.entry(pid).or_default() |= missed;
+        }
+        for (pid, missed) in announced {
             if !exited.contains(&pid)
                 && (missed || !self.is_synced(pid))
                 && let Some(maps) = processes.read_now(pid)
