@@ -485,13 +485,12 @@ fn record_user_stack<C: EbpfContext, const LOOP: bool, const CTX_REGS: bool>(
     if walked.end != unwind_end::COMPLETE {
         bump(stat::UNWIND_END_NO_TABLE - 1 + walked.end);
     }
-    // An address in none of the process's known mappings, or no mappings
-    // at all (a process that exec'd since user space wrote them: the exec
-    // dropped them, and its announcement alone does not say so).
+    // An address in none of the process's known mappings (a library
+    // loaded since, or mappings read while the loader was at work). A
+    // process without mappings is announced instead (at its first sample,
+    // and again after an exec, which drops them).
     // SAFETY: a helper without arguments.
-    if (walked.missed || !walked.process_loaded)
-        && unwind::miss_allowed(tgid, unsafe { bpf_ktime_get_ns() })
-    {
+    if walked.missed && unwind::miss_allowed(tgid, unsafe { bpf_ktime_get_ns() }) {
         send_event(EVENT_UNWIND_MISS, tgid);
     }
     store_scratch::<LOOP>(scratch, set, walked.len, walked.end)

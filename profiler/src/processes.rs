@@ -111,9 +111,9 @@ pub struct ProcessTable {
     changed: foldhash::HashSet<u32>,
     exited: Vec<u32>,
     /// Processes the kernel announced (first sampled), or whose stacks
-    /// reached an address in no known mapping (`true`), since the last
+    /// reached an address in no known mapping, since the last
     /// [`Self::take_announced`].
-    announced_now: Vec<(u32, bool)>,
+    announced_now: Vec<u32>,
     /// When the perf maps were last read again ([`PERF_MAP_EVERY`]).
     perf_maps_polled: Option<Instant>,
     /// Perf maps read and refused so far.
@@ -255,13 +255,13 @@ impl ProcessTable {
     /// mappings it was given (a library just loaded): for the unwind tables.
     pub fn unwind_missed(&mut self, pid: u32) {
         if self.track_changes {
-            self.announced_now.push((pid, true));
+            self.announced_now.push(pid);
         }
     }
 
-    /// The processes announced since the last call, and whether each
-    /// missed a mapping (with [`Self::track_changes`]).
-    pub fn take_announced(&mut self) -> Vec<(u32, bool)> {
+    /// The processes announced, or whose stacks missed a mapping, since
+    /// the last call (with [`Self::track_changes`]).
+    pub fn take_announced(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.announced_now)
     }
 
@@ -281,7 +281,7 @@ impl ProcessTable {
     /// it followed: a process forked or exec'd during the recording never is.
     pub fn announce(&mut self, pid: u32) {
         if self.track_changes {
-            self.announced_now.push((pid, false));
+            self.announced_now.push(pid);
         }
         if !self.following {
             self.capture(pid);

@@ -62,10 +62,11 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
     /// the last call (loading the tables of new files), and forgets those
     /// that exited.
     ///
-    /// A process the kernel announced (first sampled) that has no mappings
-    /// here yet, or whose stack reached an address in none of them, is
-    /// read from `/proc` at once: its records are due only ~20 ms after
-    /// they were written, and its samples meanwhile are cut.
+    /// A process the kernel announced (first sampled, or first since an
+    /// exec, which drops its mappings in the kernel), or whose stack
+    /// reached an address in none of its mappings, is read from `/proc` at
+    /// once: its records are due only ~20 ms after they were written, and
+    /// its samples meanwhile are cut.
     pub fn follow(&mut self, processes: &mut ProcessTable) {
         let (changed, exited) = processes.take_changes();
         // Records are applied ~20-120 ms after they were written: most of a
@@ -76,14 +77,10 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
         for &pid in &exited {
             self.remove(pid);
         }
-        // An announcement and a miss of one process come together: one read.
-        let mut announced: foldhash::HashMap<u32, bool> = foldhash::HashMap::default();
-        for (pid, missed) in processes.take_announced() {
-            *announced.entry(pid).or_default() |= missed;
-        }
-        for (pid, missed) in announced {
+        // One read per process, however often it was named.
+        let announced: foldhash::HashSet<u32> = processes.take_announced().into_iter().collect();
+        for pid in announced {
             if !exited.contains(&pid)
-                && (missed || !self.is_synced(pid))
                 && let Some(maps) = processes.read_now(pid)
             {
                 self.sync(&maps);
