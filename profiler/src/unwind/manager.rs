@@ -82,12 +82,8 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
         }
     }
 
-    pub fn source(&self) -> &T {
-        &self.source
-    }
-
-    /// Writes `maps`' mappings with a table into the kernel, loading the
-    /// tables of files not loaded yet.
+    /// Writes `maps`' mappings into the kernel (those of files without a
+    /// table with no slot), loading the tables of files not loaded yet.
     pub fn sync(&mut self, maps: &ProcessMaps) {
         self.clock += 1;
         let pid = maps.pid;
@@ -151,11 +147,6 @@ impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
             self.remove(pid);
         }
         gone.len()
-    }
-
-    /// Whether `pid`'s mappings were written.
-    pub fn is_synced(&self, pid: u32) -> bool {
-        self.processes.contains_key(&pid)
     }
 
     fn write_process(&mut self, pid: u32, mut mappings: Vec<UnwindMapping>) {
