@@ -59,11 +59,10 @@ pub fn profiler_summary(stderr: &str) -> Result<ProfilerSummary> {
     })
 }
 
-/// Samples in folded stacks (`root;...;leaf COUNT` per line): all of them,
-/// and those whose root frame (the command name) is `comm`.
-pub fn folded_counts(folded: &str, comm: &str) -> Result<(u64, u64)> {
-    let (mut total, mut matching) = (0, 0);
-    for line in folded.lines().filter(|l| !l.trim().is_empty()) {
+/// The stacks of folded output (`root;...;leaf COUNT` per line) and their
+/// counts; an error names a line without a count or with a bad one.
+fn folded_stacks(folded: &str) -> impl Iterator<Item = Result<(&str, u64)>> {
+    folded.lines().filter(|l| !l.trim().is_empty()).map(|line| {
         let (stack, count) = line
             .rsplit_once(' ')
             .with_context(|| format!("folded line without a count: {line:?}"))?;
@@ -71,6 +70,16 @@ pub fn folded_counts(folded: &str, comm: &str) -> Result<(u64, u64)> {
             .trim()
             .parse()
             .with_context(|| format!("folded line with a bad count: {line:?}"))?;
+        Ok((stack, count))
+    })
+}
+
+/// Samples in folded stacks: all of them, and those whose root frame (the
+/// command name) is `comm`.
+pub fn folded_counts(folded: &str, comm: &str) -> Result<(u64, u64)> {
+    let (mut total, mut matching) = (0, 0);
+    for entry in folded_stacks(folded) {
+        let (stack, count) = entry?;
         total += count;
         if stack.split(';').next() == Some(comm) {
             matching += count;
@@ -85,14 +94,8 @@ pub fn folded_counts(folded: &str, comm: &str) -> Result<(u64, u64)> {
 /// share is the same); `None` when there are none.
 pub fn reaching_share(folded: &str, comm: &str, frame: &str) -> Result<Option<f64>> {
     let (mut mine, mut reaching) = (0u64, 0u64);
-    for line in folded.lines().filter(|l| !l.trim().is_empty()) {
-        let (stack, count) = line
-            .rsplit_once(' ')
-            .with_context(|| format!("folded line without a count: {line:?}"))?;
-        let count: u64 = count
-            .trim()
-            .parse()
-            .with_context(|| format!("folded line with a bad count: {line:?}"))?;
+    for entry in folded_stacks(folded) {
+        let (stack, count) = entry?;
         let mut frames = stack.split(';');
         if frames.next() != Some(comm) {
             continue;
