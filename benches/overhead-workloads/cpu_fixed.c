@@ -4,8 +4,7 @@
  * the call's number (64 different paths, so 64 stacks of about 45 frames),
  * and spin LEAF multiply-adds at the bottom. Built with frame pointers and
  * without sibling-call optimisation so that every frame is on the stack. */
-#include <pthread.h>
-#include "report.h"
+#include "workers.h"
 
 #define DEPTH 40
 #define LEAF 20000UL
@@ -28,8 +27,6 @@ __attribute__((noinline)) unsigned long level_d(unsigned long x, unsigned path, 
 
 static level_fn levels[4] = {level_a, level_b, level_c, level_d};
 
-static unsigned long iters;
-
 __attribute__((noinline)) void *worker(void *arg) {
     unsigned long x = (unsigned long)arg + 1;
     for (unsigned long i = 0; i < iters; i++)
@@ -38,22 +35,4 @@ __attribute__((noinline)) void *worker(void *arg) {
     return NULL;
 }
 
-int main(int argc, char **argv) {
-    report_begin();
-    if (argc < 4) {
-        fprintf(stderr, "usage: %s REPORT ITERS THREADS\n", argv[0]);
-        return 2;
-    }
-    iters = strtoul(argv[2], NULL, 10);
-    int n = atoi(argv[3]);
-    if (n < 1 || n > 256)
-        return 2;
-    pthread_t threads[256];
-    for (int i = 0; i < n; i++)
-        if (pthread_create(&threads[i], NULL, worker, (void *)(unsigned long)i) != 0)
-            return 1;
-    for (int i = 0; i < n; i++)
-        pthread_join(threads[i], NULL);
-    report_end(argv[1]);
-    return 0;
-}
+int main(int argc, char **argv) { return run_workers(argc, argv, worker); }

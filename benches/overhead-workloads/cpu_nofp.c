@@ -12,8 +12,7 @@
  * land in the middle of a level, not in the leaf); spin does LEAF steps.
  * The leaves also do work after calling spin: no frame is a sibling call,
  * without -fno-optimize-sibling-calls. */
-#include <pthread.h>
-#include "report.h"
+#include "workers.h"
 
 #define LEAF 4000UL
 #define LEVEL_WORK 150UL
@@ -67,8 +66,6 @@ LEVEL(level2, level3, level3, 0)
 LEVEL(level1a, level2, level2, 0)
 LEVEL(level1b, level2, level2, 0)
 
-static unsigned long iters;
-
 __attribute__((noinline)) void *worker(void *arg) {
     unsigned long x = (unsigned long)arg + 1;
     for (unsigned long i = 0; i < iters; i++) {
@@ -79,22 +76,4 @@ __attribute__((noinline)) void *worker(void *arg) {
     return NULL;
 }
 
-int main(int argc, char **argv) {
-    report_begin();
-    if (argc < 4) {
-        fprintf(stderr, "usage: %s REPORT ITERS THREADS\n", argv[0]);
-        return 2;
-    }
-    iters = strtoul(argv[2], NULL, 10);
-    int n = atoi(argv[3]);
-    if (n < 1 || n > 256)
-        return 2;
-    pthread_t threads[256];
-    for (int i = 0; i < n; i++)
-        if (pthread_create(&threads[i], NULL, worker, (void *)(unsigned long)i) != 0)
-            return 1;
-    for (int i = 0; i < n; i++)
-        pthread_join(threads[i], NULL);
-    report_end(argv[1]);
-    return 0;
-}
+int main(int argc, char **argv) { return run_workers(argc, argv, worker); }

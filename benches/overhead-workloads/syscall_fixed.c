@@ -5,10 +5,9 @@
  * assembly from raw_syscall3, a function with a frame pointer, so that user
  * stacks reach do_syscalls (libc's wrappers have no frame pointer). */
 #include <fcntl.h>
-#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include "report.h"
+#include "workers.h"
 
 #define BUF 4096
 
@@ -32,8 +31,6 @@ __attribute__((noinline)) long raw_syscall3(long nr, long a, long b, long c) {
 #endif
 }
 
-static unsigned long iters;
-
 __attribute__((noinline)) void copy_once(int zero, int null, char *buf) {
     if (raw_syscall3(SYS_read, zero, (long)buf, BUF) != BUF)
         exit(4);
@@ -55,22 +52,4 @@ __attribute__((noinline)) void *do_syscalls(void *arg) {
     return NULL;
 }
 
-int main(int argc, char **argv) {
-    report_begin();
-    if (argc < 4) {
-        fprintf(stderr, "usage: %s REPORT ITERS THREADS\n", argv[0]);
-        return 2;
-    }
-    iters = strtoul(argv[2], NULL, 10);
-    int n = atoi(argv[3]);
-    if (n < 1 || n > 256)
-        return 2;
-    pthread_t threads[256];
-    for (int i = 0; i < n; i++)
-        if (pthread_create(&threads[i], NULL, do_syscalls, NULL) != 0)
-            return 1;
-    for (int i = 0; i < n; i++)
-        pthread_join(threads[i], NULL);
-    report_end(argv[1]);
-    return 0;
-}
+int main(int argc, char **argv) { return run_workers(argc, argv, do_syscalls); }
