@@ -20,45 +20,26 @@ use profiler::agent::pyroscope::{
 use profiler::agent::spool::Spool;
 use profiler::agent::store::WindowKey;
 use profiler::output::pprof::{to_proto, write_pprof};
-use profiler::profile::{FrameKind, Line, Location, Meta, Profile, ProfileKind, Sample};
+use profiler::profile::{Profile, ProfileKind};
 use profiler_tests::ingest::{Behavior, IngestReceiver};
 use profiler_tests::{Message, PprofProfile};
 
+#[path = "support/profiles.rs"]
+mod profiles;
 const START_MS: u64 = 1_700_000_000_500;
 const WINDOW_MS: u64 = 10_000;
 
 /// A one-stack profile of process `pid` for window number `n`; its sample
 /// count is `n + 1`, so windows can be told apart after decoding.
 fn window_profile(pid: u32, n: u64) -> Profile {
-    Profile {
-        meta: Meta {
-            kind: ProfileKind::Cpu,
-            target: format!("pid {pid}"),
-            start_unix_nanos: (START_MS + n * WINDOW_MS) * 1_000_000,
-            duration_nanos: WINDOW_MS * 1_000_000,
-            frequency_hz: 19,
-        },
-        mappings: vec![],
-        locations: vec![Location {
-            kind: FrameKind::User,
-            address: 0x401000,
-            mapping: None,
-            lines: vec![Line {
-                function: "main".into(),
-                file: None,
-                line: None,
-            }],
-        }],
-        samples: vec![Sample {
-            pid,
-            tid: pid,
-            comm: "shop-worker".into(),
-            locations: vec![0],
-            count: n + 1,
-            nanos: (n + 1) * (1_000_000_000 / 19),
-            ..Default::default()
-        }],
-    }
+    profiles::one_stack_profile(
+        pid,
+        format!("pid {pid}"),
+        (START_MS + n * WINDOW_MS) * 1_000_000,
+        WINDOW_MS * 1_000_000,
+        19,
+        n + 1,
+    )
 }
 
 fn window_key(pid: u32, n: u64) -> WindowKey {

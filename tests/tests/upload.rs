@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use profiler::output::pprof::{to_proto, write_pprof};
-use profiler::profile::{FrameKind, Line, Location, Meta, Profile, ProfileKind, Sample};
+use profiler::profile::Profile;
 use profiler_tests::ingest::{Behavior, IngestReceiver};
 use profiler_tests::*;
 
+#[path = "support/profiles.rs"]
+mod profiles;
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// 2023-11-14 22:13:20.250 UTC.
 const START_NANOS: u64 = 1_700_000_000_250_000_000;
@@ -21,35 +23,14 @@ const START_NANOS: u64 = 1_700_000_000_250_000_000;
 /// A CPU profile of one process, `shop-worker` (pid 4242), taken for 10 s
 /// from [`START_NANOS`].
 fn one_process_profile() -> Profile {
-    Profile {
-        meta: Meta {
-            kind: ProfileKind::Cpu,
-            target: "pid 4242 (shop-worker)".into(),
-            start_unix_nanos: START_NANOS,
-            duration_nanos: 10_000_000_000,
-            frequency_hz: 99,
-        },
-        mappings: vec![],
-        locations: vec![Location {
-            kind: FrameKind::User,
-            address: 0x401000,
-            mapping: None,
-            lines: vec![Line {
-                function: "main".into(),
-                file: None,
-                line: None,
-            }],
-        }],
-        samples: vec![Sample {
-            pid: 4242,
-            tid: 4242,
-            comm: "shop-worker".into(),
-            locations: vec![0],
-            count: 7,
-            nanos: 7 * (1_000_000_000 / 99),
-            ..Default::default()
-        }],
-    }
+    profiles::one_stack_profile(
+        4242,
+        "pid 4242 (shop-worker)".into(),
+        START_NANOS,
+        10_000_000_000,
+        99,
+        7,
+    )
 }
 
 /// Writes `profile` as `record -o NAME.pb.gz` would.
