@@ -34,6 +34,10 @@ pub mod map_names {
     pub const UNWIND_PROCS: &str = "UNWIND_PROCS";
     pub const UNWIND_INHERIT: &str = "UNWIND_INHERIT";
     pub const UNWIND_MISSED: &str = "UNWIND_MISSED";
+    /// CPython interpreters (`python::*`).
+    pub const PYTHON_PROCS: &str = "PYTHON_PROCS";
+    pub const PYTHON_THREADS: &str = "PYTHON_THREADS";
+    pub const PYTHON_CODES_SEEN: &str = "PYTHON_CODES_SEEN";
 
     /// The stacks map of map set `set` (0 or 1).
     pub const fn stacks(set: u32) -> &'static str {
@@ -442,8 +446,19 @@ pub mod stat {
     pub const UNWIND_END_BAD_FRAME: u32 = 27;
     /// Samples of processes whose mappings were not loaded yet (walked with frame pointers).
     pub const UNWIND_PROCESS_NOT_LOADED: u32 = 28;
+    /// Native frames in a CPython interpreter's eval loop (each stands for
+    /// a run of Python frames).
+    pub const PYTHON_EVAL_FRAMES: u32 = 29;
+    /// Python frames stored.
+    pub const PYTHON_FRAMES: u32 = 30;
+    /// Python frames lost, by `python::lost` cause (index = 30 + cause).
+    pub const PYTHON_LOST_NO_THREAD: u32 = 31;
+    pub const PYTHON_LOST_READ_FAULT: u32 = 32;
+    pub const PYTHON_LOST_DEPTH: u32 = 33;
+    /// New code objects announced to user space (`EVENT_PYTHON_CODE`).
+    pub const PYTHON_CODES_ANNOUNCED: u32 = 34;
     /// Number of counters.
-    pub const COUNT: u32 = 29;
+    pub const COUNT: u32 = 35;
 }
 
 /// `ProcessEvent::kind`: first sample of a process (or first since its exec).
@@ -458,6 +473,11 @@ pub const EVENT_UNWIND_MISS: u32 = 3;
 /// misses at every sample).
 pub const UNWIND_MISS_INTERVAL_NS: u64 = 200_000_000;
 
+/// `PythonCodeEvent::kind`: a Python frame of a code object the kernel had
+/// not seen in that process (as far as `PYTHON_CODES_SEEN` remembers):
+/// user space reads its name while the process lives.
+pub const EVENT_PYTHON_CODE: u32 = 4;
+
 /// Sent over the `EVENTS` ring buffer so that user space can capture a
 /// process's memory maps while it is alive (it may exit before the profile is
 /// symbolized).
@@ -466,6 +486,119 @@ pub const UNWIND_MISS_INTERVAL_NS: u64 = 200_000_000;
 pub struct ProcessEvent {
     pub kind: u32,
     pub tgid: u32,
+}
+
+/// `EVENTS` record of kind `EVENT_PYTHON_CODE` (its first 8 bytes are a
+/// [`ProcessEvent`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PythonCodeEvent {
+    pub kind: u32,
+    pub tgid: u32,
+    /// The code object's address.
+    pub code: u64,
+}
+
+/// CPython frames in user stacks: where the walk meets a native frame in the
+/// interpreter's eval loop (`_PyEval_EvalFrameDefault`), it stores the
+/// Python frames that loop runs (the thread's `_PyInterpreterFrame` chain,
+/// down to the loop's entry frame), then the eval frame itself.
+pub mod python {
+    /// A Python frame in a user stack: this bit, the instruction's index
+    /// in the code object (15 bits, code units from `co_code_adaptive`;
+    /// [`NO_INDEX`] when unknown) at bit 48, the code object's address in
+    /// the low 48 bits. Native user addresses are below 2^47; unwind-stop
+    /// markers (`0xffff_ffff_ffff_ffXX`) have an address no code object has.
+    pub const FRAME_TAG: u64 = 1 << 63;
+    pub const INDEX_SHIFT: u32 = 48;
+    pub const INDEX_MASK: u64 = 0x7fff;
+    pub const ADDRESS_MASK: u64 = (1 << 48) - 1;
+    /// Index of an instruction that could not be placed.
+    pub const NO_INDEX: u32 = 0x7fff;
+
+    /// The stack entry of a Python frame running `code` at instruction `index`.
+    #[inline(always)]
+    pub const fn frame(code: u64, index: u32) -> u64 {
+        FRAME_TAG | ((index as u64 & INDEX_MASK) << INDEX_SHIFT) | (code & ADDRESS_MASK)
+    }
+
+    /// `(code, index)` of a Python frame's stack entry, or `None` for any
+    /// other entry. A code address of 0 is a [`lost`] marker (the index is its cause).
+    #[inline(always)]
+    pub const fn parse(entry: u64) -> Option<(u64, u32)> {
+        if entry & FRAME_TAG == 0 || entry & !0xff == UNWIND_END_MARKER {
+            return None;
+        }
+        Some((
+            entry & ADDRESS_MASK,
+            ((entry >> INDEX_SHIFT) & INDEX_MASK) as u32,
+        ))
+    }
+
+    /// Why Python frames that should be there are not: stored as a frame
+    /// with code address 0 and the cause as its index.
+    pub mod lost {
+        /// No thread state of the sampled thread in the interpreter's list.
+        pub const NO_THREAD: u32 = 1;
+        /// A frame or thread state could not be read.
+        pub const READ_FAULT: u32 = 2;
+        /// The stack was full.
+        pub const DEPTH: u32 = 3;
+    }
+
+    /// The unwind-stop markers' prefix (user space's `raw::UNWIND_END_MARKER`).
+    const UNWIND_END_MARKER: u64 = 0xffff_ffff_ffff_ff00;
+
+    /// Eval-loop address ranges a process can have (the function and its
+    /// `.cold` part).
+    pub const EVAL_RANGES: usize = 2;
+
+    /// An offset that does not apply to this version.
+    pub const NO_OFFSET: u16 = u16::MAX;
+
+    /// `_PyInterpreterFrame::owner` of the frame an eval loop pushes at its
+    /// entry (`FRAME_OWNED_BY_CSTACK`, 3.12+).
+    pub const OWNED_BY_CSTACK: u8 = 3;
+
+    /// Byte offsets of the interpreter structures the kernel reads.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Offsets {
+        /// `PyInterpreterState::threads.head`.
+        pub interp_threads_head: u16,
+        /// `PyThreadState::next`, `native_thread_id`.
+        pub tstate_next: u16,
+        pub tstate_native_thread_id: u16,
+        /// `PyThreadState::cframe` (3.11, 3.12) or `current_frame` (3.13+).
+        pub tstate_frame: u16,
+        /// `_PyCFrame::current_frame` (3.11, 3.12); `NO_OFFSET` when
+        /// `tstate_frame` is the frame itself.
+        pub cframe_current_frame: u16,
+        /// `_PyInterpreterFrame::f_code` (`f_executable` in 3.13+), `previous`,
+        /// `prev_instr` (`instr_ptr` in 3.13+), `owner`.
+        pub frame_code: u16,
+        pub frame_previous: u16,
+        pub frame_instr: u16,
+        pub frame_owner: u16,
+        /// `_PyInterpreterFrame::is_entry` (3.11); `NO_OFFSET` from 3.12,
+        /// where an entry frame of owner `OWNED_BY_CSTACK` marks a loop's start.
+        pub frame_is_entry: u16,
+        /// `PyCodeObject::co_code_adaptive`: instruction indices count from it.
+        pub code_adaptive: u16,
+        /// `PY_VERSION_HEX >> 16` (0x030b for 3.11).
+        pub version: u16,
+    }
+
+    /// `PYTHON_PROCS` value (keyed by tgid): a process running CPython.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Process {
+        /// Where the main interpreter's address is (`_PyRuntime.interpreters.head`).
+        pub interpreters_head: u64,
+        /// The eval loop's code, `[start, end)` pairs (unused ones are 0, 0).
+        pub eval: [[u64; 2]; EVAL_RANGES],
+        pub offsets: Offsets,
+    }
 }
 
 #[cfg(feature = "user")]
@@ -483,6 +616,9 @@ mod pod {
     unsafe impl aya::Pod for super::UnwindFile {}
     unsafe impl aya::Pod for super::UnwindMapping {}
     unsafe impl aya::Pod for super::UnwindProcess {}
+    unsafe impl aya::Pod for super::PythonCodeEvent {}
+    unsafe impl aya::Pod for super::python::Process {}
+    unsafe impl aya::Pod for super::python::Offsets {}
 }
 
 const _: () = assert!(core::mem::size_of::<Config>() == 48);
@@ -497,3 +633,6 @@ const _: () = assert!(core::mem::size_of::<UnwindRow>() == 8);
 const _: () = assert!(core::mem::size_of::<UnwindFile>() == 8);
 const _: () = assert!(core::mem::size_of::<UnwindMapping>() == 32);
 const _: () = assert!(core::mem::size_of::<UnwindProcess>() == 8 + 32 * UNWIND_MAPPINGS_MAX);
+const _: () = assert!(core::mem::size_of::<PythonCodeEvent>() == 16);
+const _: () = assert!(core::mem::size_of::<python::Offsets>() == 24);
+const _: () = assert!(core::mem::size_of::<python::Process>() == 64);
