@@ -9,6 +9,7 @@
 #![no_std]
 #![no_main]
 
+mod python;
 mod unwind;
 
 use aya_ebpf::{
@@ -96,7 +97,7 @@ static COUNTS_1: HashMap<SampleKey, u64> = HashMap::with_max_entries(65536, BPF_
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
 /// Nonzero once a process was sampled but not announced (`EVENTS_LOST` or
 /// `KNOWN_FULL` counted). Memory-mapped by user space, which looks at it
@@ -154,7 +155,7 @@ const STATE_DEAD: u64 = 0x10 | 0x20;
 const STATE_SLEEPING: u64 = 0xff;
 
 #[inline(always)]
-fn bump(index: u32) {
+pub(crate) fn bump(index: u32) {
     if let Some(counter) = STATS.get_ptr_mut(index) {
         // SAFETY: a per-CPU slot; programs on one CPU do not preempt each other here.
         unsafe { *counter += 1 };
@@ -481,6 +482,13 @@ fn record_user_stack<C: EbpfContext, const LOOP: bool, const CTX_REGS: bool>(
     add(stat::UNWIND_FRAMES_FP, walked.fp_frames);
     if !walked.process_loaded {
         bump(stat::UNWIND_PROCESS_NOT_LOADED);
+    }
+    if walked.py_evals != 0 {
+        add(stat::PYTHON_EVAL_FRAMES, walked.py_evals);
+        add(stat::PYTHON_FRAMES, walked.py_frames);
+        if walked.py_lost != 0 {
+            bump(stat::PYTHON_LOST_NO_THREAD - 1 + walked.py_lost);
+        }
     }
     if walked.end != unwind_end::COMPLETE {
         bump(stat::UNWIND_END_NO_TABLE - 1 + walked.end);

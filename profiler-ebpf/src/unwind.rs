@@ -90,7 +90,7 @@ pub struct Walk {
     rsp: u64,
     rbp: u64,
     /// Addresses stored so far.
-    len: u64,
+    pub len: u64,
     /// Frames unwound with a table row, and with the frame pointer.
     table_frames: u64,
     fp_frames: u64,
@@ -109,18 +109,28 @@ pub struct Walk {
     /// The mapping search's answer so far: the last mapping starting at or
     /// below the target (`u32::MAX`: none).
     reserved: u32,
-    target: u64,
+    pub target: u64,
+    /// Python frames (`crate::python`): the next frame of the thread's
+    /// chain, where the walk is in it (`python::STATE_*`), why frames were
+    /// lost (`python::lost`, 0: none), eval frames met, frames stored.
+    pub py_frame: u64,
+    pub py_state: u32,
+    pub py_lost: u32,
+    pub py_evals: u64,
+    pub py_frames: u64,
 }
 
 /// What the callbacks need besides the state: pointers, which a map value
 /// cannot hold. They stay the same through the walk.
 #[repr(C)]
-struct WalkContext {
+pub struct WalkContext {
     /// This CPU's `STACK_SCRATCH` slot, where the addresses go.
-    trace: *mut StackTrace,
+    pub trace: *mut StackTrace,
     /// The process's mappings, or null (frame pointers only).
     process: *const UnwindProcess,
-    walk: *mut Walk,
+    /// The process's CPython interpreter, or null.
+    pub python: *const profiler_common::python::Process,
+    pub walk: *mut Walk,
 }
 
 /// The walk's result: how many addresses, why it ended, and how its frames were found.
@@ -132,6 +142,11 @@ pub struct Walked {
     pub process_loaded: bool,
     /// An address was in none of the process's known mappings.
     pub missed: bool,
+    /// Eval-loop frames met, Python frames stored, and why Python frames
+    /// were lost (`python::lost`, 0: none).
+    pub py_evals: u64,
+    pub py_frames: u64,
+    pub py_lost: u32,
 }
 
 /// The current thread's user registers (rip, rsp, rbp), if it has any:
@@ -205,6 +220,7 @@ pub fn miss_allowed(tgid: u32, now: u64) -> bool {
 #[inline(always)]
 pub fn forget_process(tgid: u32) {
     let _ = UNWIND_PROCS.remove(tgid);
+    crate::python::forget(tgid);
 }
 
 /// Called at an exec: the process's mappings, and those it would have
@@ -212,6 +228,7 @@ pub fn forget_process(tgid: u32) {
 #[inline(always)]
 pub fn forget(tgid: u32) {
     let _ = UNWIND_PROCS.remove(tgid);
+    crate::python::forget(tgid);
     exited();
 }
 
@@ -239,6 +256,7 @@ fn process_mappings(tgid: u32) -> *const UnwindProcess {
     // SAFETY: a map value, copied out before the entry goes.
     let parent = unsafe { *parent };
     let _ = UNWIND_INHERIT.remove(task);
+    crate::python::inherit(parent, tgid);
     let Some(source) = UNWIND_PROCS.get_ptr(parent) else {
         return core::ptr::null();
     };
@@ -260,17 +278,16 @@ fn process_mappings(tgid: u32) -> *const UnwindProcess {
 #[inline(always)]
 pub fn walk(trace: *mut StackTrace, tgid: u32, regs: (u64, u64, u64), mode: u32) -> Option<Walked> {
     let process = process_mappings(tgid);
+    let python = crate::python::process(tgid);
     let state = UNWIND_STATE.get_ptr_mut(0)?;
     let (rip, rsp, rbp) = regs;
-    // SAFETY: the scratch slot holds MAX_STACK_DEPTH addresses; `state` is
-    // this CPU's slot, which no other program uses meanwhile.
+    // SAFETY: `state` is this CPU's slot, which no other program uses meanwhile.
     unsafe {
-        (*trace).ips[0] = rip;
         *state = Walk {
             rip,
             rsp,
             rbp,
-            len: 1,
+            len: 0,
             table_frames: 0,
             fp_frames: 0,
             mode,
@@ -281,18 +298,24 @@ pub fn walk(trace: *mut StackTrace, tgid: u32, regs: (u64, u64, u64), mode: u32)
             hi: 0,
             reserved: 0,
             target: 0,
+            py_frame: 0,
+            py_state: crate::python::STATE_UNKNOWN,
+            py_lost: 0,
+            py_evals: 0,
+            py_frames: 0,
         };
     }
     let mut context = WalkContext {
         trace,
         process,
+        python,
         walk: state,
     };
     // SAFETY: the callback is a static function of this object and
     // `context` outlives the calls.
     unsafe {
         bpf_loop(
-            (MAX_STACK_DEPTH - 1) as u32,
+            MAX_STACK_DEPTH as u32,
             step as *mut c_void,
             &mut context as *mut WalkContext as *mut c_void,
             0,
@@ -305,6 +328,9 @@ pub fn walk(trace: *mut StackTrace, tgid: u32, regs: (u64, u64, u64), mode: u32)
             fp_frames: walk.fp_frames,
             process_loaded: !process.is_null(),
             missed: walk.missed != 0,
+            py_evals: walk.py_evals,
+            py_frames: walk.py_frames,
+            py_lost: walk.py_lost,
         })
     }
 }
@@ -426,40 +452,57 @@ extern "C" fn row_step(_index: u64, context: *mut c_void) -> i64 {
     0
 }
 
-/// One frame: finds the caller of the frame at `rip`, stores its address.
-/// Returns 1 (stop) once the walk ended.
+/// One frame: stores the frame at `rip` (the first call), or finds its
+/// caller and stores that. Returns 1 (stop) once the walk ended.
 #[inline(never)]
-extern "C" fn step(index: u64, context: *mut c_void) -> i64 {
+extern "C" fn step(_index: u64, context: *mut c_void) -> i64 {
     // SAFETY: `context` is `walk`'s context, on its stack.
     let context = unsafe { &mut *(context as *mut WalkContext) };
-    if let Err(end) = next_frame(context) {
-        // SAFETY: this CPU's state.
-        unsafe { (*context.walk).end = end };
-        return 1;
-    }
     // SAFETY: this CPU's state.
-    let walk = unsafe { &mut *context.walk };
-    if walk.rip == 0 {
-        walk.end = unwind_end::COMPLETE;
-        return 1;
-    }
-    // Not a user address: the walk read garbage.
-    if walk.rip >= USER_ADDRESS_END {
-        walk.end = unwind_end::BAD_FRAME;
-        return 1;
-    }
-    // Frame `index + 1` goes at that index (the loop's index, which the
-    // verifier bounds, not `walk.len`).
-    let i = index as usize + 1;
-    // SAFETY: the scratch slot; `get_mut` checks the index.
-    match unsafe { (*context.trace).ips.get_mut(i) } {
-        Some(slot) => *slot = walk.rip,
-        None => {
-            walk.end = unwind_end::DEPTH;
+    let first = unsafe { (*context.walk).len } == 0;
+    if !first {
+        if let Err(end) = next_frame(context) {
+            // SAFETY: this CPU's state.
+            unsafe { (*context.walk).end = end };
+            return 1;
+        }
+        // SAFETY: this CPU's state.
+        let walk = unsafe { &mut *context.walk };
+        if walk.rip == 0 {
+            walk.end = unwind_end::COMPLETE;
+            return 1;
+        }
+        // Not a user address: the walk read garbage.
+        if walk.rip >= USER_ADDRESS_END {
+            walk.end = unwind_end::BAD_FRAME;
             return 1;
         }
     }
-    walk.len = index + 2;
+    // SAFETY: this CPU's state.
+    let rip = unsafe { (*context.walk).rip };
+    // The Python frames an eval-loop frame runs go before it (a return
+    // address is looked up at the call, as in `next_frame`).
+    let pc = if first { rip } else { rip.wrapping_sub(1) };
+    if !context.python.is_null()
+        && crate::python::in_eval(context.python, pc)
+        && !crate::python::store_frames(context)
+    {
+        // SAFETY: this CPU's state.
+        unsafe { (*context.walk).end = unwind_end::DEPTH };
+        return 1;
+    }
+    // SAFETY: this CPU's state and scratch slot; `get_mut` checks the index.
+    unsafe {
+        let walk = &mut *context.walk;
+        match (*context.trace).ips.get_mut(walk.len as usize) {
+            Some(slot) => *slot = rip,
+            None => {
+                walk.end = unwind_end::DEPTH;
+                return 1;
+            }
+        }
+        walk.len += 1;
+    }
     0
 }
 
