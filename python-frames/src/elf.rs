@@ -2,14 +2,15 @@
 //! `_PyEval_EvalFrameDefault` (and its `.cold` part), the `Py_Version`
 //! constant, and the load segments that turn file addresses into runtime ones.
 //!
-//! The file is read through `object`'s `ReadCache`: only the headers,
-//! symbol tables and the 8 bytes of `Py_Version` are read, not the whole
-//! file (a libpython with debug info is tens of megabytes).
+//! The file is mapped, not read: only the pages of its headers, symbol
+//! and string tables and `Py_Version` are touched (a libpython with debug
+//! info is 20-30 MB). `object`'s `ReadCache` reads without mapping, but
+//! with two system calls per symbol name: 50 ms for a libpython's 15,000
+//! symbols, against a few with the map.
 
 use std::fs::File;
 
 use object::read::elf::{ElfFile64, ProgramHeader as _};
-use object::read::{ReadCache, ReadRef};
 use object::{Endianness, Object, ObjectSymbol, elf};
 
 use crate::region::Region;
@@ -51,8 +52,10 @@ impl PythonFile {
     /// The interpreter's symbols in `file`, or `None` when it is not a
     /// 64-bit ELF file defining both `_PyRuntime` and `_PyEval_EvalFrameDefault`.
     pub fn read(file: File) -> Option<PythonFile> {
-        let cache = ReadCache::new(file);
-        let elf = ElfFile64::<Endianness, _>::parse(&cache).ok()?;
+        // SAFETY: the map is read-only and private; a file truncated under
+        // it would fault, a risk every tool mapping ELF files takes.
+        let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+        let elf = ElfFile64::<Endianness, &[u8]>::parse(&map[..]).ok()?;
         let mut found: [Option<Symbol>; 4] = [None; 4];
         // Dynamic symbols first: a stripped executable has only those.
         for symbol in elf.dynamic_symbols().chain(elf.symbols()) {
@@ -72,6 +75,9 @@ impl PythonFile {
                 address: symbol.address(),
                 size: symbol.size(),
             });
+            if found.iter().all(Option::is_some) {
+                break;
+            }
         }
         let [Some(runtime), Some(eval), eval_cold, py_version] = found else {
             return None;
@@ -88,8 +94,8 @@ impl PythonFile {
             })
             .collect();
         let py_version = py_version.and_then(|symbol| {
-            let offset = file_offset(&segments, symbol.address, 8)?;
-            let bytes = cache.read_bytes_at(offset, 8).ok()?;
+            let offset = usize::try_from(file_offset(&segments, symbol.address, 8)?).ok()?;
+            let bytes = map.get(offset..offset.checked_add(8)?)?;
             let value = u64::from_le_bytes(bytes.try_into().ok()?);
             let value = if endian == Endianness::Big {
                 u64::from_be_bytes(value.to_le_bytes())

@@ -119,9 +119,11 @@ fn is(frame: &Named, name: &str, file: &str, lines: &[u32]) -> bool {
 fn inspect_running(running: &Running, version: (u8, u8)) -> Interpreter {
     let pid = running.pid();
     let regions = Region::read_all(pid).expect("reading the maps");
+    let started = Instant::now();
     let interpreter = inspect(pid, &regions)
         .expect("inspecting")
         .expect("a Python process");
+    let took = started.elapsed();
     assert_eq!(
         (interpreter.version().major, interpreter.version().minor),
         version
@@ -147,7 +149,7 @@ fn inspect_running(running: &Running, version: (u8, u8)) -> Interpreter {
     assert!(process.eval[0] != [0, 0]);
     assert!(in_file(interpreter.runtime_address()));
     eprintln!(
-        "{pid}: Python {} in {}, _PyRuntime {:#x}, {process:#x?}",
+        "{pid}: Python {} in {} (inspected in {took:?}), _PyRuntime {:#x}, {process:#x?}",
         interpreter.version(),
         interpreter.path(),
         interpreter.runtime_address()
@@ -232,6 +234,71 @@ fn other_thread(label: &'static str) {
             && stack[0].1.ends_with("/threading.py")
     });
     eprintln!("{label} main thread: {main:?}");
+}
+
+/// Names of every string kind: a Latin-1 one, a UCS-2 one, a UCS-4 one,
+/// an ASCII one too long to be read whole, in a file whose name is UCS-2.
+fn names(label: &'static str) {
+    let Some(python) = python(label) else { return };
+    let long = "x".repeat(1500);
+    let ucs4 = "\u{20000}";
+    let source = format!(
+        "\
+def {long}():
+    x = 0
+    while True:
+        x += 1
+
+def {ucs4}():
+    {long}()
+    return 1
+
+def функция():
+    {ucs4}()
+    return 1
+
+def café():
+    функция()
+    return 1
+
+print('ready', flush=True)
+café()
+"
+    );
+    let (running, _) = run_script(&python.binary, &format!("{label}-nämé-€"), &source);
+    let interpreter = inspect_running(&running, python.version);
+    let memory = ProcessMemory::open(running.pid()).unwrap();
+    let file = running.script.to_str().unwrap();
+    let truncated = &long[..python_frames::MAX_NAME_CHARS];
+    let stack = wait_for_stack(&interpreter, &memory, running.pid(), |stack| {
+        stack.len() == 5
+            && is(&stack[0], truncated, file, &[3, 4])
+            && is(&stack[1], "\u{20000}", file, &[7])
+            && is(&stack[2], "функция", file, &[11])
+            && is(&stack[3], "café", file, &[15])
+            && is(&stack[4], "<module>", file, &[19])
+    });
+    eprintln!("{label}: {:?}", &stack[1..]);
+}
+
+#[test]
+fn debian_3_11_names() {
+    names("debian-3.11");
+}
+
+#[test]
+fn pyenv_3_11_names() {
+    names("pyenv-3.11.7");
+}
+
+#[test]
+fn pyenv_3_12_names() {
+    names("pyenv-3.12.1");
+}
+
+#[test]
+fn pyenv_3_13_names() {
+    names("pyenv-3.13.0");
 }
 
 #[test]
