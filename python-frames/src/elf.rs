@@ -95,12 +95,10 @@ impl PythonFile {
             .collect();
         let py_version = py_version.and_then(|symbol| {
             let offset = usize::try_from(file_offset(&segments, symbol.address, 8)?).ok()?;
-            let bytes = map.get(offset..offset.checked_add(8)?)?;
-            let value = u64::from_le_bytes(bytes.try_into().ok()?);
-            let value = if endian == Endianness::Big {
-                u64::from_be_bytes(value.to_le_bytes())
-            } else {
-                value
+            let bytes: [u8; 8] = map.get(offset..offset.checked_add(8)?)?.try_into().ok()?;
+            let value = match endian {
+                Endianness::Little => u64::from_le_bytes(bytes),
+                Endianness::Big => u64::from_be_bytes(bytes),
             };
             u32::try_from(value).ok()
         });

@@ -22,24 +22,37 @@ use crate::version::Version;
 ///
 /// Only files whose name contains "python" (not extension modules,
 /// `*.cpython-*.so`) are opened, each once; the first defining both
-/// `_PyRuntime` and `_PyEval_EvalFrameDefault` is the interpreter. The
+/// `_PyRuntime` and `_PyEval_EvalFrameDefault` is the interpreter (a file
+/// that cannot be opened is an error only if no other one is). The
 /// version is the file's `Py_Version` (3.11+), else the one in its name.
 /// 3.13 is described by the process's `_Py_DebugOffsets` (read from its
 /// memory); 3.11 and 3.12 by tables in [`layout`].
 pub fn inspect(pid: u32, mappings: &[Region]) -> Result<Option<Interpreter>, InspectError> {
     let mut opened: Vec<&str> = Vec::new();
+    let mut unopened = None;
     for region in mappings {
         if !is_candidate(region.file_name()) || opened.contains(&region.path.as_str()) {
             continue;
         }
         opened.push(&region.path);
-        let (file, _) = region.open(pid)?;
+        let file = match region.open(pid) {
+            Ok(file) => file,
+            Err(gone @ InspectError::ProcessGone { .. }) => return Err(gone),
+            // Another file may be the interpreter.
+            Err(error) => {
+                unopened.get_or_insert(error);
+                continue;
+            }
+        };
         let Some(python) = PythonFile::read(file) else {
             continue;
         };
         return describe(pid, mappings, region, &python).map(Some);
     }
-    Ok(None)
+    match unopened {
+        Some(error) => Err(error),
+        None => Ok(None),
+    }
 }
 
 /// Whether a file of this name may be an interpreter: "python" in it, and

@@ -13,7 +13,7 @@ use crate::stack;
 use crate::version::Version;
 
 /// A process's CPython interpreter.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Interpreter {
     pub(crate) pid: u32,
     pub(crate) version: Version,

@@ -63,17 +63,14 @@ impl Region {
     /// `/proc/PID/map_files/START-END` (the very file mapped, even if it was
     /// replaced or deleted since, and inside the process's mount namespace),
     /// else through `/proc/PID/root/PATH`. Never by the bare path.
-    pub fn open(&self, pid: u32) -> Result<(File, PathBuf), InspectError> {
-        let mapped = PathBuf::from(format!(
-            "/proc/{pid}/map_files/{:x}-{:x}",
-            self.start, self.end
-        ));
-        if let Ok(file) = File::open(&mapped) {
-            return Ok((file, mapped));
+    pub fn open(&self, pid: u32) -> Result<File, InspectError> {
+        let mapped = format!("/proc/{pid}/map_files/{:x}-{:x}", self.start, self.end);
+        if let Ok(file) = File::open(mapped) {
+            return Ok(file);
         }
         let rooted = PathBuf::from(format!("/proc/{pid}/root{}", self.path));
         match File::open(&rooted) {
-            Ok(file) => Ok((file, rooted)),
+            Ok(file) => Ok(file),
             Err(_) if !std::fs::exists(format!("/proc/{pid}")).unwrap_or(true) => {
                 Err(InspectError::ProcessGone { pid })
             }

@@ -350,8 +350,38 @@ fn not_python() {
             .expect("running sleep"),
     );
     let pid = sleep.0.id();
-    let regions = Region::read_all(pid).unwrap();
+    let regions = regions_after_exec(pid, "sleep");
     assert!(inspect(pid, &regions).unwrap().is_none());
+}
+
+/// `pid`'s mappings once it maps a file named `name` (until its exec,
+/// they are the test's own), for at most 2 s.
+fn regions_after_exec(pid: u32, name: &str) -> Vec<Region> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let regions = Region::read_all(pid).unwrap();
+        if regions.iter().any(|r| r.file_name() == name) {
+            return regions;
+        }
+        assert!(Instant::now() < deadline, "{pid} never mapped {name}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A program named like Python that is not (no `_PyRuntime`): the name
+/// only makes a file worth a look.
+#[test]
+fn named_python_but_not() {
+    let fake =
+        std::env::temp_dir().join(format!("python-frames-{}/python3.12", std::process::id()));
+    std::fs::create_dir_all(fake.parent().unwrap()).unwrap();
+    std::fs::copy("/bin/sleep", &fake).unwrap();
+    let sleep = Killed(std::process::Command::new(&fake).arg("30").spawn().unwrap());
+    let pid = sleep.0.id();
+    let regions = regions_after_exec(pid, "python3.12");
+    assert!(inspect(pid, &regions).unwrap().is_none());
+    drop(sleep);
+    std::fs::remove_dir_all(fake.parent().unwrap()).unwrap();
 }
 
 /// A process that exited: its maps cannot be read, and inspecting it with
