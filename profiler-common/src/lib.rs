@@ -593,8 +593,9 @@ pub mod python {
     #[repr(C)]
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     pub struct Process {
-        /// Where the main interpreter's address is (`_PyRuntime.interpreters.head`).
-        pub interpreters_head: u64,
+        /// Where the main interpreter's address is (`_PyRuntime.interpreters.main`;
+        /// `interpreters.head` is the newest one, a subinterpreter's if any).
+        pub main_interpreter: u64,
         /// The eval loop's code, `[start, end)` pairs (unused ones are 0, 0).
         pub eval: [[u64; 2]; EVAL_RANGES],
         pub offsets: Offsets,

@@ -193,7 +193,7 @@ fn thread_frame(context: &mut WalkContext) -> Result<u64, u32> {
     }
     if tstate == 0 {
         // SAFETY: a map value.
-        let head = read_u64(unsafe { (*process).interpreters_head }).ok_or(lost::READ_FAULT)?;
+        let head = read_u64(unsafe { (*process).main_interpreter }).ok_or(lost::READ_FAULT)?;
         let first = read_u64(at(head, offsets.interp_threads_head)).ok_or(lost::READ_FAULT)?;
         // SAFETY: this CPU's state.
         unsafe {

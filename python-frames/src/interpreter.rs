@@ -60,7 +60,10 @@ impl Interpreter {
     /// The kernel's `PYTHON_PROCS` value for this process.
     pub fn process(&self) -> Process {
         Process {
-            interpreters_head: self.runtime + u64::from(self.layout.runtime_interpreters_head),
+            // `interpreters.main` follows `interpreters.head` (a pointer) in
+            // 3.11-3.13: the main interpreter, whose threads are the ones
+            // the kernel looks for; `head` is the newest (a subinterpreter's).
+            main_interpreter: self.runtime + u64::from(self.layout.runtime_interpreters_head) + 8,
             eval: self.eval,
             offsets: self.layout.frames,
         }
@@ -85,6 +88,6 @@ impl Interpreter {
         tid: u32,
     ) -> Result<Vec<(u64, u32)>, ReadError> {
         let process = self.process();
-        stack::python_stack(memory, process.interpreters_head, &process.offsets, tid)
+        stack::python_stack(memory, process.main_interpreter, &process.offsets, tid)
     }
 }

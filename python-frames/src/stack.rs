@@ -15,8 +15,8 @@ pub const MAX_THREADS: usize = 4096;
 pub const MAX_FRAMES: usize = 1024;
 
 /// The Python frames of native thread `tid`: `(code object address,
-/// instruction index)`, innermost first. `interpreters_head` is where the
-/// head interpreter's address is; only that interpreter's threads are
+/// instruction index)`, innermost first. `main_interpreter` is where the
+/// main interpreter's address is; only that interpreter's threads are
 /// searched, as the kernel does.
 ///
 /// Frames owned by the C stack (the shim frame each eval loop pushes on
@@ -26,12 +26,12 @@ pub const MAX_FRAMES: usize = 1024;
 /// [`NO_INDEX`].
 pub(crate) fn python_stack(
     memory: &ProcessMemory,
-    interpreters_head: u64,
+    main_interpreter: u64,
     offsets: &Offsets,
     tid: u32,
 ) -> Result<Vec<(u64, u32)>, ReadError> {
     let at = |address: u64, offset: u16| address.wrapping_add(u64::from(offset));
-    let interp = memory.read_u64(interpreters_head)?;
+    let interp = memory.read_u64(main_interpreter)?;
     let no_thread = ReadError::NoThreadState {
         pid: memory.pid(),
         tid,

@@ -134,8 +134,10 @@ fn inspect_running(running: &Running, version: (u8, u8)) -> Interpreter {
         u16::from(version.0) << 8 | u16::from(version.1)
     );
     assert_eq!(
-        process.interpreters_head,
-        interpreter.runtime_address() + u64::from(interpreter.layout().runtime_interpreters_head)
+        process.main_interpreter,
+        interpreter.runtime_address()
+            + u64::from(interpreter.layout().runtime_interpreters_head)
+            + 8
     );
     // The eval loop is in the interpreter file's mappings. (_PyRuntime is
     // too in these builds, in a .PyRuntime section, but could be in a .bss
