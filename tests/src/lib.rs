@@ -867,4 +867,10 @@ impl Record {
     pub fn unwind(self, mode: &str) -> Self {
         self.option("--unwind", mode)
     }
+
+    /// A flag without a value, e.g. `--interpreter-frames`.
+    pub fn flag(mut self, flag: &str) -> Self {
+        self.args.push(flag.into());
+        self
+    }
 }

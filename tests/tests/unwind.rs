@@ -791,9 +791,11 @@ fn python3_native_stacks_reach_main() {
         skipped(test, "needs /usr/bin/python3 (apt-get install python3)");
         return;
     }
+    // The native stacks are under test: the eval-loop frames stay (by
+    // default the Python frames they run take their place).
     let rec = Recording::of(
         test,
-        record_default().freq(499),
+        record_default().freq(499).flag("--interpreter-frames"),
         python,
         &["-c", PYTHON_SCRIPT],
     );

@@ -110,6 +110,10 @@ impl Pythons {
             .filter(|m| looks_like_python(&m.name))
             .map(|m| (m.start, m.name.to_string()))
             .collect();
+        // Most processes are not Python: nothing is kept of them.
+        if fingerprint.is_empty() && !self.processes.contains_key(&pid) {
+            return;
+        }
         let tracked = self.processes.entry(pid).or_insert_with(|| Tracked {
             fingerprint: Vec::new(),
             interpreter: None,
@@ -261,5 +265,112 @@ impl FollowProcesses for Pythons {
 
     fn remove(&mut self, pid: u32) {
         Pythons::remove(self, pid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        process::{Child, Command, Stdio},
+        sync::{Arc, Mutex},
+        time::{Duration, Instant},
+    };
+
+    use super::*;
+
+    /// The interpreters written, by pid; removals drop them.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<HashMap<u32, profiler_common::python::Process>>>);
+
+    impl InterpreterSink for Recorder {
+        fn set(
+            &mut self,
+            pid: u32,
+            process: &profiler_common::python::Process,
+        ) -> Result<(), String> {
+            self.0.lock().unwrap().insert(pid, *process);
+            Ok(())
+        }
+        fn remove(&mut self, pid: u32) {
+            self.0.lock().unwrap().remove(&pid);
+        }
+    }
+
+    struct Killed(Child);
+
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// The distro's python3, started with `script`, once its interpreter
+    /// is initialised (it printed a line); `None` (said loudly) without one.
+    fn python(script: &str) -> Option<(Killed, String)> {
+        let Ok(child) = Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .spawn()
+        else {
+            eprintln!("SKIPPED: no /usr/bin/python3 to inspect");
+            return None;
+        };
+        let mut child = Killed(child);
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.0.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        Some((child, line))
+    }
+
+    #[test]
+    fn a_python_process_gets_its_interpreter_written_and_a_code_object_named() {
+        let Some((child, line)) = python(
+            "import sys, time\ndef waits_here():\n    print(id(waits_here.__code__), flush=True)\n    time.sleep(60)\nwaits_here()\n",
+        ) else {
+            return;
+        };
+        let pid = child.0.id();
+        let mut files = symbolizer::FileCache::default();
+        let maps = symbolizer::capture(pid, &mut files).expect("the child's maps");
+        let recorder = Recorder::default();
+        let mut pythons = Pythons::new(Box::new(recorder.clone()));
+        pythons.sync(&maps);
+        let written = recorder.0.lock().unwrap().get(&pid).copied();
+        let written = written.expect("the interpreter written for the kernel");
+        assert_eq!(written.offsets.version >> 8, 3, "{written:?}");
+        assert!(written.eval[0][0] < written.eval[0][1], "{written:?}");
+        assert_eq!(pythons.stats().versions.len(), 1, "{:?}", pythons.stats());
+        let code: u64 = line.trim().parse().expect("the code object's address");
+        pythons.announced(pid, code);
+        let mut table = ProcessTable::default();
+        pythons.read_announced(&mut table);
+        let named = pythons
+            .line(pid, code, profiler_common::python::NO_INDEX)
+            .expect("the announced code object named");
+        assert_eq!(named.function, "waits_here");
+        assert_eq!(named.file.as_deref(), Some("<string>"));
+        assert_eq!(pythons.stats().codes_read, 1);
+        // A non-Python process is not kept.
+        let own = symbolizer::capture(std::process::id(), &mut files).unwrap();
+        pythons.sync(&own);
+        assert!(!recorder.0.lock().unwrap().contains_key(&std::process::id()));
+        assert_eq!(pythons.processes.len(), 1);
+        drop(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::path::Path::new(&format!("/proc/{pid}/mem")).exists()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Exited: a code object not read before cannot be named now.
+        pythons.remove(pid);
+        assert_eq!(pythons.line(pid, 0x1000, 0), None);
+        assert_eq!(pythons.stats().codes_gone, 1);
+        pythons.evict_exited();
+        assert!(pythons.processes.is_empty());
     }
 }
