@@ -56,6 +56,10 @@ struct Tracked {
     memory: Option<ProcessMemory>,
     codes: Codes,
     exited: bool,
+    /// The last inspection failed for a reason that may pass.
+    retry: bool,
+    /// Counted in the summary's figures already.
+    counted: bool,
 }
 
 /// The Python processes of a recording.
@@ -74,11 +78,13 @@ fn major_minor(version: &str) -> String {
     version.splitn(3, '.').take(2).collect::<Vec<_>>().join(".")
 }
 
-/// Whether a mapping's path may be a CPython interpreter or library.
+/// Whether a mapping's path may be a CPython interpreter or library (not
+/// an extension module such as `_json.cpython-311-x86_64-linux-gnu.so`,
+/// whose loading must not make the interpreter look new).
 fn looks_like_python(path: &str) -> bool {
-    path.rsplit('/')
-        .next()
-        .is_some_and(|name| name.contains("python"))
+    path.rsplit('/').next().is_some_and(|name| {
+        name.contains("python") && !name.contains(".cpython-") && !name.contains(".abi3.")
+    })
 }
 
 impl Pythons {
@@ -120,6 +126,8 @@ impl Pythons {
             memory: None,
             codes: Codes::default(),
             exited: false,
+            retry: false,
+            counted: false,
         });
         tracked.exited = false;
         if fingerprint.is_empty() {
@@ -129,7 +137,7 @@ impl Pythons {
             tracked.fingerprint = fingerprint;
             return;
         }
-        if tracked.fingerprint != fingerprint || tracked.interpreter.is_none() {
+        if tracked.fingerprint != fingerprint || tracked.retry {
             let regions: Vec<Region> = maps
                 .mappings
                 .iter()
@@ -141,36 +149,61 @@ impl Pythons {
                     path: m.name.to_string(),
                 })
                 .collect();
-            let known_before = tracked.interpreter.is_some();
             tracked.fingerprint = fingerprint;
-            tracked.codes = Codes::default();
-            tracked.memory = None;
-            tracked.interpreter = match python_frames::inspect(pid, &regions) {
-                Ok(Some(interpreter)) => {
-                    *self
-                        .versions
-                        .entry(major_minor(&interpreter.version().to_string()))
-                        .or_default() += 1;
-                    Some(interpreter)
-                }
-                Ok(None) => None,
+            tracked.retry = false;
+            let found = match python_frames::inspect(pid, &regions) {
+                Ok(found) => found,
+                // Exited meanwhile: what was found before (and the names
+                // read) stays, for its samples.
+                Err(python_frames::InspectError::ProcessGone { .. }) => return,
                 Err(python_frames::InspectError::UnsupportedVersion { version, .. }) => {
-                    *self
-                        .unsupported
-                        .entry(major_minor(&version.to_string()))
-                        .or_default() += 1;
+                    if !std::mem::replace(&mut tracked.counted, true) {
+                        *self
+                            .unsupported
+                            .entry(major_minor(&version.to_string()))
+                            .or_default() += 1;
+                    }
                     None
                 }
-                // Exited meanwhile: nothing to walk.
-                Err(python_frames::InspectError::ProcessGone { .. }) => None,
                 Err(e) => {
-                    self.stats.inspect_failed += 1;
-                    eprintln!("note: Python process {pid}: {e}; its Python frames are not walked");
+                    // A file or memory not readable yet (the loader at
+                    // work): tried again at the next change or announcement.
+                    tracked.retry = true;
+                    if !std::mem::replace(&mut tracked.counted, true) {
+                        self.stats.inspect_failed += 1;
+                        eprintln!(
+                            "note: Python process {pid}: {e}; its Python frames are not walked"
+                        );
+                    }
                     None
                 }
             };
-            if known_before && tracked.interpreter.is_none() {
-                self.sink.remove(pid);
+            let same = |a: &Interpreter, b: &Interpreter| {
+                a.runtime_address() == b.runtime_address() && a.path() == b.path()
+            };
+            match (&tracked.interpreter, found) {
+                // A library loaded, the interpreter unchanged: its names stay.
+                (Some(old), Some(new)) if same(old, &new) => {}
+                (_, Some(new)) => {
+                    tracked.codes = Codes::default();
+                    tracked.memory = None;
+                    if !std::mem::replace(&mut tracked.counted, true)
+                        || tracked.interpreter.is_some()
+                    {
+                        *self
+                            .versions
+                            .entry(major_minor(&new.version().to_string()))
+                            .or_default() += 1;
+                    }
+                    tracked.interpreter = Some(new);
+                }
+                (Some(_), None) => {
+                    tracked.interpreter = None;
+                    tracked.codes = Codes::default();
+                    tracked.memory = None;
+                    self.sink.remove(pid);
+                }
+                (None, None) => {}
             }
         }
         if let Some(interpreter) = &tracked.interpreter
