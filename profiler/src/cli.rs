@@ -175,6 +175,8 @@ impl AgentArgs {
                 min_block: self.min_block,
                 unwind: self.unwind.unwind.map(UnwindMode::from),
                 unwind_memory: self.unwind.unwind_memory,
+                python: self.unwind.no_python.then_some(false),
+                interpreter_frames: self.unwind.interpreter_frames.then_some(true),
             },
         })
     }
@@ -454,6 +456,14 @@ pub struct UnwindArgs {
     /// used files' tables are evicted beyond it [default: 32MiB].
     #[arg(long = "unwind-memory", value_parser = parse_size)]
     pub unwind_memory: Option<u64>,
+    /// Do not walk CPython frames (by default, Python 3.11-3.13 functions
+    /// are shown by name in place of the interpreter's eval loop).
+    #[arg(long = "no-python")]
+    pub no_python: bool,
+    /// Keep CPython's eval-loop frames (`_PyEval_EvalFrameDefault`) under
+    /// the Python frames they run.
+    #[arg(long = "interpreter-frames")]
+    pub interpreter_frames: bool,
 }
 
 /// `--unwind` values.
@@ -571,6 +581,8 @@ impl RecordArgs {
         if let Some(bytes) = self.unwind.unwind_memory {
             config.unwind_rows = unwind_rows(bytes)?;
         }
+        config.python = !self.unwind.no_python;
+        config.interpreter_frames = self.unwind.interpreter_frames;
         config.output_options.svg.title = self.title;
         Ok(config)
     }

@@ -163,6 +163,45 @@ pub fn render(report: &RecordReport) -> String {
             let _ = writeln!(out, "  {n:>8}  stacks cut short: {why}");
         }
     }
+    if let Some(python) = &report.python {
+        let k = &report.kernel;
+        let found = python.versions.iter().map(|(_, n)| n).sum::<u64>();
+        let unsupported = python.unsupported.iter().map(|(_, n)| n).sum::<u64>();
+        if found + unsupported + python.inspect_failed > 0 || k.python_eval_frames > 0 {
+            let versions = python
+                .versions
+                .iter()
+                .map(|(v, n)| format!("{n} x {v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(
+                out,
+                "Python: {found} processes ({versions}); {} Python frames in {} eval-loop frames; \
+                 {} code objects named, {} not (process gone first), {} unreadable",
+                k.python_frames,
+                k.python_eval_frames,
+                python.codes_read,
+                python.codes_gone,
+                python.codes_failed,
+            );
+            for (version, n) in &python.unsupported {
+                let _ = writeln!(
+                    out,
+                    "  {n:>8}  processes of Python {version}, not walked (3.11, 3.12 and 3.13 are)"
+                );
+            }
+            if python.inspect_failed > 0 {
+                let _ = writeln!(
+                    out,
+                    "  {:>8}  Python processes whose interpreter could not be read",
+                    python.inspect_failed
+                );
+            }
+            for (why, n) in k.python_losses() {
+                let _ = writeln!(out, "  {n:>8}  stacks with Python frames lost: {why}");
+            }
+        }
+    }
     let sym = report.symbolizer;
     if sym.unknown > 0 || sym.failed_lookups > 0 {
         let _ = writeln!(

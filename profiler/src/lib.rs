@@ -6,12 +6,14 @@
 
 pub mod agent;
 pub mod aggregate;
+pub mod follow;
 pub mod output;
 pub mod phases;
 mod pid_alive;
 pub mod process_events;
 pub mod processes;
 pub mod profile;
+pub mod python;
 pub mod raw;
 pub mod record;
 pub mod report;

@@ -118,6 +118,9 @@ pub struct ProcessTable {
     perf_maps_polled: Option<Instant>,
     /// Perf maps read and refused so far.
     perf_map_reads: ReadStats,
+    /// Python code objects the kernel announced (process, address), since
+    /// the last [`Self::take_python_codes`].
+    python_codes: Vec<(u32, u64)>,
 }
 
 impl ProcessTable {
@@ -257,6 +260,17 @@ impl ProcessTable {
         if self.track_changes {
             self.announced_now.push(pid);
         }
+    }
+
+    /// The kernel stored a Python frame of code object `code` of `pid`
+    /// that it had not announced before.
+    pub fn python_code(&mut self, pid: u32, code: u64) {
+        self.python_codes.push((pid, code));
+    }
+
+    /// The code objects announced since the last call.
+    pub fn take_python_codes(&mut self) -> Vec<(u32, u64)> {
+        std::mem::take(&mut self.python_codes)
     }
 
     /// The processes announced, or whose stacks missed a mapping, since
@@ -583,6 +597,8 @@ impl ProcessTable {
 pub struct Resolver<'a> {
     pub symbolizer: &'a mut Symbolizer,
     pub processes: &'a ProcessTable,
+    /// The Python processes, when their frames are walked.
+    pub pythons: Option<&'a mut crate::python::Pythons>,
 }
 
 impl Resolve for Resolver<'_> {
@@ -628,6 +644,10 @@ impl Resolve for Resolver<'_> {
 
     fn kernel(&mut self, addrs: &[u64]) -> Vec<Symbol> {
         self.symbolizer.symbolize_kernel(addrs)
+    }
+
+    fn python(&mut self, pid: u32, code: u64, index: u32) -> Option<crate::profile::Line> {
+        self.pythons.as_deref_mut()?.line(pid, code, index)
     }
 
     fn mapping(&self, pid: u32, index: usize) -> Option<Mapping> {

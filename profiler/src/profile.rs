@@ -3,6 +3,8 @@
 //! locations, a location holds one line per inlined frame) so that the pprof
 //! encoder loses nothing, and the text outputs expand it into frames.
 
+use std::borrow::Cow;
+
 use foldhash::HashMap;
 
 /// Where a frame comes from; the outputs tell kernel frames apart.
@@ -10,6 +12,9 @@ use foldhash::HashMap;
 pub enum FrameKind {
     User,
     Kernel,
+    /// A Python function (CPython frames walked in the kernel): its one
+    /// line is the function's qualified name, file and line.
+    Python,
     /// A marker the profiler adds, such as a lost stack; never a real address.
     Special,
 }
@@ -187,7 +192,7 @@ impl Profile {
 
     fn names_of(&self, location: &Location) -> Vec<String> {
         frames_of(location, self.is_jit(location))
-            .map(|(function, suffix)| format!("{}{suffix}", sanitize(function)))
+            .map(|(function, suffix)| format!("{}{suffix}", sanitize(&function)))
             .collect()
     }
 
@@ -206,7 +211,7 @@ impl Profile {
         // foldhash, and one array of ids for all locations: SipHash plus a
         // Vec per location were 7% of a fork-heavy 999 Hz recording's CPU
         // when its locations were per process (14 000 of them).
-        let mut ids: HashMap<(&str, &'static str), u32> = Default::default();
+        let mut ids: HashMap<(Cow<'_, str>, &'static str), u32> = Default::default();
         // Different functions can give one name (sanitized, suffixed): one id.
         let mut by_name: HashMap<String, u32> = Default::default();
         let mut names = Vec::new();
@@ -215,8 +220,8 @@ impl Profile {
         for location in &self.locations {
             all.extend(
                 frames_of(location, self.is_jit(location)).map(|(function, suffix)| {
-                    *ids.entry((function, suffix)).or_insert_with(|| {
-                        let name = format!("{}{suffix}", sanitize(function));
+                    *ids.entry((function.clone(), suffix)).or_insert_with(|| {
+                        let name = format!("{}{suffix}", sanitize(&function));
                         *by_name.entry(name).or_insert_with_key(|name| {
                             names.push(name.clone());
                             (names.len() - 1) as u32
@@ -250,20 +255,33 @@ pub fn is_perf_map(path: &str) -> bool {
 }
 
 /// A location's frames, outermost first: each line's function and the
-/// suffix its name gets.
-fn frames_of(location: &Location, jit: bool) -> impl Iterator<Item = (&str, &'static str)> {
+/// suffix its name gets. A Python frame is named as py-spy names it,
+/// `function (file:line)`.
+fn frames_of(location: &Location, jit: bool) -> impl Iterator<Item = (Cow<'_, str>, &'static str)> {
     let last = location.lines.len().saturating_sub(1);
+    let python = location.kind == FrameKind::Python;
     location
         .lines
         .iter()
         .enumerate()
         .rev()
         .map(move |(i, line)| {
-            (
-                line.function.as_str(),
-                frame_suffix(location.kind, i == last, jit),
-            )
+            let name = if python {
+                Cow::Owned(python_frame_name(line))
+            } else {
+                Cow::Borrowed(line.function.as_str())
+            };
+            (name, frame_suffix(location.kind, i == last, jit))
         })
+}
+
+/// `function (file:line)`, or `function (file)` when the line is unknown.
+pub fn python_frame_name(line: &Line) -> String {
+    match (&line.file, line.line) {
+        (Some(file), Some(n)) => format!("{} ({file}:{n})", line.function),
+        (Some(file), None) => format!("{} ({file})", line.function),
+        (None, _) => line.function.clone(),
+    }
 }
 
 /// The suffix of a frame's name: `_[k]` for the kernel, `_[i]` for a line

@@ -117,6 +117,14 @@ pub struct KernelStats {
     pub unwind_ends: [u64; 6],
     /// Samples of processes whose mappings were not loaded yet.
     pub unwind_process_not_loaded: u64,
+    /// CPython eval-loop frames met, and Python frames stored.
+    pub python_eval_frames: u64,
+    pub python_frames: u64,
+    /// Stacks whose Python frames were lost, by `python::lost` cause
+    /// (index `cause - 1`: thread state not found, read fault, depth).
+    pub python_lost: [u64; 3],
+    /// Code objects announced to user space.
+    pub python_codes_announced: u64,
 }
 
 impl KernelStats {
@@ -147,6 +155,10 @@ impl KernelStats {
             unwind_frames_fp: at(stat::UNWIND_FRAMES_FP),
             unwind_ends: std::array::from_fn(|i| at(stat::UNWIND_END_NO_TABLE + i as u32)),
             unwind_process_not_loaded: at(stat::UNWIND_PROCESS_NOT_LOADED),
+            python_eval_frames: at(stat::PYTHON_EVAL_FRAMES),
+            python_frames: at(stat::PYTHON_FRAMES),
+            python_lost: std::array::from_fn(|i| at(stat::PYTHON_LOST_NO_THREAD + i as u32)),
+            python_codes_announced: at(stat::PYTHON_CODES_ANNOUNCED),
         }
     }
 
@@ -164,6 +176,20 @@ impl KernelStats {
         ]
         .into_iter()
         .zip(self.unwind_ends)
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+
+    /// Stacks whose Python frames were lost, by cause; zero counts left
+    /// out. (The sample is kept, with a marker frame naming the cause.)
+    pub fn python_losses(&self) -> Vec<(&'static str, u64)> {
+        [
+            "the thread's state not found in the interpreter's thread list",
+            "interpreter memory not readable",
+            "127 frames",
+        ]
+        .into_iter()
+        .zip(self.python_lost)
         .filter(|(_, n)| *n > 0)
         .collect()
     }

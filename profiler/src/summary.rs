@@ -161,7 +161,9 @@ pub fn top_off_cpu_stacks(profile: &Profile, n: usize) -> Vec<StackShare> {
                         kernel_reason = Some(name.trim_end_matches("_[k]").to_string());
                     }
                 }
-                FrameKind::User => user.extend(location_names[loc].iter().rev().cloned()),
+                FrameKind::User | FrameKind::Python => {
+                    user.extend(location_names[loc].iter().rev().cloned())
+                }
                 // The state marker is shown as the state; lost stacks stay visible.
                 FrameKind::Special => {
                     if sample.state.marker_frame() != location_names[loc].last().map(|s| s.as_str())

@@ -715,6 +715,16 @@ impl Tracer {
         crate::unwind::KernelMaps::take(&mut self.ebpf)
     }
 
+    /// The Python interpreters' map, for [`crate::python::Pythons`] (`None`
+    /// when stacks are walked with frame pointers: only the table walker
+    /// walks Python frames).
+    pub fn take_python_map(&mut self) -> Option<crate::python::KernelPythonMap> {
+        if !self.unwind_tables {
+            return None;
+        }
+        crate::python::KernelPythonMap::take(&mut self.ebpf)
+    }
+
     /// How user stacks are walked (frame pointers where the kernel cannot use tables).
     pub fn unwind_mode(&self) -> UnwindMode {
         if self.unwind_tables {

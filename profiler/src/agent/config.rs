@@ -14,6 +14,8 @@
 //! min_block = "1us"           # shorter off-CPU intervals are counted, not profiled
 //! unwind = "auto"             # user stacks: "auto" (unwind tables, else frame pointers), "fp", "dwarf"
 //! unwind_memory = "32MiB"     # kernel memory for unwind tables (least recently used evicted)
+//! python = true               # CPython 3.11-3.13 frames by name (needs unwind "auto" or "dwarf")
+//! interpreter_frames = false  # keep CPython's eval-loop frames under the Python frames
 //!
 //! [retention]
 //! max_age = "24h"
@@ -411,6 +413,10 @@ pub struct AgentConfig {
     pub unwind: UnwindMode,
     /// Kernel memory for unwind tables, in bytes.
     pub unwind_memory: u64,
+    /// Walk CPython frames.
+    pub python: bool,
+    /// Keep CPython's eval-loop frames under the Python frames they run.
+    pub interpreter_frames: bool,
 }
 
 /// Command-line values that replace the config file's. `None` (or `false`)
@@ -449,6 +455,8 @@ pub struct AgentOverrides {
     pub min_block: Option<Duration>,
     pub unwind: Option<UnwindMode>,
     pub unwind_memory: Option<u64>,
+    pub python: Option<bool>,
+    pub interpreter_frames: Option<bool>,
 }
 
 impl AgentConfig {
@@ -515,6 +523,8 @@ impl AgentConfig {
         set(&mut self.min_block, &o.min_block);
         set(&mut self.unwind, &o.unwind);
         set(&mut self.unwind_memory, &o.unwind_memory);
+        set(&mut self.python, &o.python);
+        set(&mut self.interpreter_frames, &o.interpreter_frames);
 
         if o.no_pyroscope {
             self.pyroscope = None;
@@ -764,6 +774,8 @@ mod raw {
         min_block: Option<Human>,
         unwind: Option<String>,
         unwind_memory: Option<Human>,
+        python: Option<bool>,
+        interpreter_frames: Option<bool>,
     }
 
     #[derive(Deserialize, Debug, Default)]
@@ -845,6 +857,8 @@ mod raw {
                         ));
                     }
                 },
+                python: self.python.unwrap_or(true),
+                interpreter_frames: self.interpreter_frames.unwrap_or(false),
                 frequency_hz: self.frequency.unwrap_or(DEFAULT_FREQUENCY_HZ),
                 window: opt_duration(self.window, "window")?.unwrap_or(DEFAULT_WINDOW),
                 targets: Targets {
@@ -1024,6 +1038,8 @@ mod tests {
                 min_block: DEFAULT_MIN_BLOCK,
                 unwind: UnwindMode::Auto,
                 unwind_memory: DEFAULT_UNWIND_MEMORY,
+                python: true,
+                interpreter_frames: false,
             }
         );
         assert!(config.targets.is_system_wide());

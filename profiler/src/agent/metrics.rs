@@ -70,9 +70,31 @@ pub struct Metrics {
     pub unwind_rows_loaded: AtomicU64,
     pub unwind_bytes_loaded: AtomicU64,
     pub unwind_files_evicted: AtomicU64,
+    /// Python processes found (supported), not walked (unsupported version
+    /// or not inspectable), and code objects that could not be named.
+    pub python_processes: AtomicU64,
+    pub python_unsupported: AtomicU64,
+    pub python_codes_unnamed: AtomicU64,
 }
 
 impl Metrics {
+    /// The Python processes' figures.
+    pub fn set_python(&self, stats: &crate::python::PythonStats) {
+        let set = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        set(
+            &self.python_processes,
+            stats.versions.iter().map(|(_, n)| n).sum(),
+        );
+        set(
+            &self.python_unsupported,
+            stats.unsupported.iter().map(|(_, n)| n).sum::<u64>() + stats.inspect_failed,
+        );
+        set(
+            &self.python_codes_unnamed,
+            stats.codes_gone + stats.codes_failed,
+        );
+    }
+
     /// The unwind tables' figures.
     pub fn set_unwind(&self, stats: &crate::unwind::UnwindStats) {
         let set = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
@@ -105,6 +127,9 @@ pub struct KernelCounters {
     pub unwind_stacks: AtomicU64,
     /// Stacks walked with tables that stopped early, by `unwind_end` cause.
     pub unwind_ends: [AtomicU64; 6],
+    pub python_frames: AtomicU64,
+    /// Stacks whose Python frames were lost, by `python::lost` cause.
+    pub python_lost: [AtomicU64; 3],
 }
 
 impl KernelCounters {
@@ -131,6 +156,10 @@ impl KernelCounters {
         set(&self.off_cpu_short, stats.off_cpu_short);
         set(&self.unwind_stacks, stats.unwind_stacks);
         for (counter, &value) in self.unwind_ends.iter().zip(&stats.unwind_ends) {
+            set(counter, value);
+        }
+        set(&self.python_frames, stats.python_frames);
+        for (counter, &value) in self.python_lost.iter().zip(&stats.python_lost) {
             set(counter, value);
         }
     }
@@ -263,6 +292,41 @@ impl Metrics {
             "User stacks walked with unwind tables that stopped before their outermost frame, by cause.",
             "cause",
             &ends,
+        );
+        w.metric(
+            "profiler_python_frames_total",
+            "counter",
+            "Python frames walked in the kernel (CPython 3.11-3.13).",
+            get(&k.python_frames),
+        );
+        let lost: Vec<(&str, u64)> = ["no_thread_state", "read_fault", "depth"]
+            .into_iter()
+            .zip(k.python_lost.iter().map(get))
+            .collect();
+        w.labelled(
+            "profiler_python_frames_lost_total",
+            "counter",
+            "Stacks whose Python frames were lost, by cause.",
+            "cause",
+            &lost,
+        );
+        w.metric(
+            "profiler_python_processes_total",
+            "counter",
+            "Python processes whose frames are walked.",
+            get(&self.python_processes),
+        );
+        w.metric(
+            "profiler_python_processes_unsupported_total",
+            "counter",
+            "Python processes whose frames are not walked (version not supported, or interpreter not readable).",
+            get(&self.python_unsupported),
+        );
+        w.metric(
+            "profiler_python_codes_unnamed_total",
+            "counter",
+            "Python code objects that could not be named (process gone first, or read failed).",
+            get(&self.python_codes_unnamed),
         );
         w.metric(
             "profiler_unwind_files_loaded",

@@ -27,7 +27,12 @@ use crate::agent::window;
 use crate::process_events::ProcessEvents;
 use crate::processes::{ProcessTable, Resolver, SETTLE_AFTER};
 use crate::tracer::{Tracer, TracerError, TracerOptions};
-use crate::unwind::Tables;
+use crate::{
+    aggregate::AggregateOptions,
+    follow::{FollowProcesses, follow},
+    python::Pythons,
+    unwind::Tables,
+};
 
 /// How often the thread wakes between boundaries (process events, settle).
 const POLL: Duration = Duration::from_millis(100);
@@ -77,6 +82,8 @@ struct Sampler {
     summary: SamplerSummary,
     /// The unwind tables, kept in step with `processes`.
     unwind: Option<Tables>,
+    /// The Python interpreters, kept in step with `processes` too.
+    pythons: Option<Pythons>,
 }
 
 /// The tracer options the agent uses.
@@ -134,6 +141,11 @@ pub fn start(
     let mut tracer = Tracer::start(options)?;
     let ring = tracer.take_events();
     let unwind = Tables::of(&mut tracer);
+    let pythons = if config.python {
+        Pythons::of(&mut tracer)
+    } else {
+        None
+    };
     if unwind.is_some() {
         processes.track_changes();
     }
@@ -167,6 +179,7 @@ pub fn start(
                 window_start: SystemTime::now(),
                 summary: SamplerSummary::default(),
                 unwind,
+                pythons,
             };
             sampler.run(receiver)
         })
@@ -299,11 +312,24 @@ impl Sampler {
         self.sync_unwind();
     }
 
-    /// Brings the kernel's unwind tables up to date with the processes held.
+    /// Brings the kernel's unwind tables and Python interpreters up to
+    /// date with the processes held, and reads the Python code objects the
+    /// kernel announced.
     fn sync_unwind(&mut self) {
+        let mut followers: Vec<&mut dyn FollowProcesses> = Vec::new();
         if let Some(unwind) = self.unwind.as_mut() {
-            unwind.follow(&mut self.processes);
+            followers.push(unwind);
+        }
+        if let Some(pythons) = self.pythons.as_mut() {
+            followers.push(pythons);
+        }
+        follow(&mut self.processes, &mut followers);
+        if let Some(unwind) = self.unwind.as_ref() {
             self.metrics.set_unwind(&unwind.stats());
+        }
+        if let Some(pythons) = self.pythons.as_mut() {
+            pythons.read_announced(&mut self.processes);
+            self.metrics.set_python(&pythons.stats());
         }
     }
 
@@ -385,6 +411,10 @@ impl Sampler {
             &mut Resolver {
                 symbolizer: &mut self.symbolizer,
                 processes: &self.processes,
+                pythons: self.pythons.as_mut(),
+            },
+            &AggregateOptions {
+                interpreter_frames: self.config.interpreter_frames,
             },
         );
         let after = self.symbolizer.stats();
@@ -420,6 +450,9 @@ impl Sampler {
         // window), then names of files nobody maps, then everything if the
         // cache is still over its bound; then the files blazesym holds.
         let evicted = self.processes.evict_exited(&pids);
+        if let Some(pythons) = self.pythons.as_mut() {
+            pythons.evict_exited();
+        }
         if let Some(unwind) = self.unwind.as_mut() {
             unwind.prune(crate::pid_alive::process_exists);
         }

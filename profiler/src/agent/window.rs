@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ::pprof::protos::Message;
 
 use crate::agent::store::{WindowKey, unix_millis};
-use crate::aggregate::{ERRNO_OVER_STACK_CAP, Resolve, aggregate};
+use crate::aggregate::{AggregateOptions, ERRNO_OVER_STACK_CAP, Resolve, aggregate_with};
 use crate::profile::{Meta, ProfileKind, ThreadState};
 use crate::raw::{KernelStats, RawProfile, RawSample, RawStack};
 
@@ -98,6 +98,7 @@ pub fn build(
     end: SystemTime,
     frequency_hz: u64,
     resolver: &mut dyn Resolve,
+    options: &AggregateOptions,
 ) -> Vec<WindowProfile> {
     let (on_cpu, off_cpu): (Vec<RawSample>, Vec<RawSample>) = samples
         .into_iter()
@@ -109,10 +110,10 @@ pub fn build(
                 kind,
                 tgid,
                 samples,
-                start,
-                end,
+                (start, end),
                 frequency_hz,
                 resolver,
+                options,
             ));
         }
     }
@@ -123,10 +124,10 @@ fn build_one(
     kind: ProfileKind,
     tgid: u32,
     samples: Vec<RawSample>,
-    start: SystemTime,
-    end: SystemTime,
+    (start, end): (SystemTime, SystemTime),
     frequency_hz: u64,
     resolver: &mut dyn Resolve,
+    options: &AggregateOptions,
 ) -> Option<WindowProfile> {
     let comm = process_comm(tgid, &samples);
     let raw = RawProfile {
@@ -142,7 +143,7 @@ fn build_one(
         duration_nanos: end.duration_since(start).map_or(0, |d| d.as_nanos() as u64),
         frequency_hz,
     };
-    let profile = aggregate(&raw, resolver, meta);
+    let profile = aggregate_with(&raw, resolver, meta, options);
     if profile.total_value() == 0 {
         return None;
     }
@@ -235,7 +236,14 @@ mod tests {
         ];
         let start = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
         let end = start + std::time::Duration::from_secs(10);
-        let profiles = build(samples, start, end, 19, &mut Names);
+        let profiles = build(
+            samples,
+            start,
+            end,
+            19,
+            &mut Names,
+            &AggregateOptions::default(),
+        );
         assert_eq!(profiles.len(), 2);
         assert_eq!(
             (profiles[0].key.pid, profiles[0].key.comm.as_str()),
@@ -261,7 +269,14 @@ mod tests {
         let samples = vec![sample(10, 10, "server", 0x2000, 3), blocked];
         let start = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
         let end = start + std::time::Duration::from_secs(10);
-        let profiles = build(samples, start, end, 19, &mut Names);
+        let profiles = build(
+            samples,
+            start,
+            end,
+            19,
+            &mut Names,
+            &AggregateOptions::default(),
+        );
         let kinds: Vec<(ProfileKind, u32, u64)> = profiles
             .iter()
             .map(|p| (p.key.kind, p.key.pid, p.samples))

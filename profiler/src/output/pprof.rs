@@ -12,6 +12,9 @@ use crate::profile::{FrameKind, Line, Location, Profile, ProfileKind, Sample, Th
 
 /// The name of the pseudo-mapping kernel locations without a mapping get.
 pub const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
+/// The pseudo-mapping of Python frames (their function, file and line
+/// are the Python function's; the address is the code object's).
+pub const PYTHON_MAPPING: &str = "[python]";
 
 /// Interns strings; index 0 is always "" as pprof requires.
 struct StringTable {
@@ -221,6 +224,32 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
         0
     };
 
+    let python = || {
+        profile
+            .locations
+            .iter()
+            .filter(|l| l.kind == FrameKind::Python)
+    };
+    let python_mapping_id = if python().next().is_some() {
+        let id = mappings.len() as u64 + 1;
+        mappings.push(protos::Mapping {
+            id,
+            memory_start: python().map(|l| l.address).min().unwrap_or(0),
+            memory_limit: python()
+                .map(|l| l.address.saturating_add(1))
+                .max()
+                .unwrap_or(0),
+            filename: strings.get(PYTHON_MAPPING),
+            has_functions: true,
+            has_filenames: true,
+            has_line_numbers: true,
+            ..Default::default()
+        });
+        id
+    } else {
+        0
+    };
+
     let mut functions: Vec<protos::Function> = Vec::new();
     let mut function_ids: HashMap<(&str, Option<&str>), u64> = HashMap::new();
     let locations = profile
@@ -233,6 +262,7 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
                 (_, Some(m)) => mapping_id(m),
                 (FrameKind::Kernel, None) => kernel_mapping_id,
                 (FrameKind::User, None) => 0,
+                (FrameKind::Python, None) => python_mapping_id,
             };
             let line = location
                 .lines

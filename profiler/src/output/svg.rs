@@ -5,11 +5,11 @@ use std::io::{self, Write};
 
 use inferno::flamegraph::{
     self,
-    color::{BasicPalette, MultiPalette, Palette},
+    color::{self, BasicPalette, MultiPalette, Palette},
 };
 
 use super::folded::folded_lines;
-use crate::profile::{Profile, ProfileKind, ThreadState};
+use crate::profile::{FrameKind, Profile, ProfileKind, ThreadState};
 
 /// What can be set on the flame graph; everything has a default.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -148,9 +148,42 @@ pub fn write_svg_lines<W: Write>(
         opt.factor = 1e-6;
     }
     opt.image_width = options.width;
+    // Python frames in shades of blue, apart from native code (and from
+    // JIT code, which the Java palette makes green like names with dots).
+    let mut python_colors = python_palette(profile);
+    if python_colors.iter().next().is_some() {
+        opt.palette_map = Some(&mut python_colors);
+    }
     let mut writer = writer;
     flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut writer)?;
     writer.flush()
+}
+
+/// A colour for each Python frame name: blue, its shade from an FNV hash
+/// of the name (stable, as `deterministic` is for the palette's colours).
+fn python_palette(profile: &Profile) -> color::PaletteMap {
+    let mut map = color::PaletteMap::default();
+    let names = profile.location_frame_names();
+    for (location, names) in profile.locations.iter().zip(names) {
+        if location.kind != FrameKind::Python {
+            continue;
+        }
+        for name in names {
+            let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            });
+            let shade = |bits: u32, range: u64| (hash >> bits) % range;
+            map.insert(
+                name,
+                color::Color {
+                    r: 60 + shade(0, 50) as u8,
+                    g: 130 + shade(8, 60) as u8,
+                    b: 205 + shade(16, 50) as u8,
+                },
+            );
+        }
+    }
+    map
 }
 
 #[cfg(test)]

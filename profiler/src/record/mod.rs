@@ -32,13 +32,15 @@ use validate::{target_processes, validate};
 use watch::{all_exited, any_readable, end_command, handle_events, pidfd_open, status_line};
 
 use crate::{
-    aggregate::aggregate,
+    aggregate::{AggregateOptions, aggregate_with},
+    follow::{FollowProcesses, follow},
     output::{self, OutputError, OutputOptions},
     phases,
     pid_alive::process_exists,
     process_events::ProcessEvents,
     processes::{ProcessTable, Resolver, SETTLE_AFTER},
     profile::{Meta, Profile, ProfileKind},
+    python::{PythonStats, Pythons},
     raw::{HiddenTime, KernelStats},
     ticker::Ticker,
     tracer::{Targets, Tracer, TracerError, TracerOptions, UnwindMode},
@@ -74,6 +76,11 @@ pub struct RecordConfig {
     pub unwind: UnwindMode,
     /// Kernel memory for unwind tables, in rows (8 bytes each).
     pub unwind_rows: u32,
+    /// Walk CPython frames (with unwind tables only).
+    pub python: bool,
+    /// Keep the interpreter's eval-loop frames under the Python frames
+    /// they run (else they are replaced by them).
+    pub interpreter_frames: bool,
     pub output_options: OutputOptions,
     /// The caller exits once `record` returns (the CLI): the process table
     /// and the symbolizer's caches are left for the exit to reclaim rather
@@ -101,6 +108,8 @@ impl Default for RecordConfig {
             counts_map_entries: tracer.counts_map_entries,
             unwind: tracer.unwind,
             unwind_rows: tracer.unwind_rows,
+            python: true,
+            interpreter_frames: false,
             output_options: OutputOptions::default(),
             exit_after: false,
             upload: None,
@@ -177,6 +186,8 @@ pub struct RecordReport {
     pub processes_followed: usize,
     /// The unwind tables loaded (`None`: stacks walked with frame pointers).
     pub unwind: Option<UnwindStats>,
+    /// The Python interpreters found (`None`: Python frames not walked).
+    pub python: Option<PythonStats>,
     /// Process records the kernel dropped (buffer full); `None` when the
     /// records could not be opened. Either way, processes were read from `/proc`.
     pub process_records_lost: Option<u64>,
@@ -243,6 +254,8 @@ struct Session {
     start_wall: SystemTime,
     /// The unwind tables, kept in step with `processes` (`--unwind auto|dwarf`).
     unwind: Option<Tables>,
+    /// The Python interpreters, kept in step with `processes` too.
+    pythons: Option<Pythons>,
 }
 
 /// How often the watch loop wakes up while anything happens: the kernel's
@@ -300,6 +313,11 @@ impl Session {
             ..TracerOptions::default()
         })?;
         let unwind = Tables::of(&mut tracer);
+        let pythons = if config.python {
+            Pythons::of(&mut tracer)
+        } else {
+            None
+        };
         if unwind.is_some() {
             processes.track_changes();
         }
@@ -334,6 +352,7 @@ impl Session {
             start: Instant::now(),
             start_wall: SystemTime::now(),
             unwind,
+            pythons,
         };
         match &config.target {
             RecordTarget::Command(argv) => {
@@ -369,10 +388,20 @@ impl Session {
         Ok(session)
     }
 
-    /// Brings the kernel's unwind tables up to date with the processes held.
+    /// Brings the kernel's unwind tables and Python interpreters up to
+    /// date with the processes held, and reads the Python code objects the
+    /// kernel announced.
     fn sync_unwind(&mut self) {
+        let mut followers: Vec<&mut dyn FollowProcesses> = Vec::new();
         if let Some(unwind) = self.unwind.as_mut() {
-            unwind.follow(&mut self.processes);
+            followers.push(unwind);
+        }
+        if let Some(pythons) = self.pythons.as_mut() {
+            followers.push(pythons);
+        }
+        follow(&mut self.processes, &mut followers);
+        if let Some(pythons) = self.pythons.as_mut() {
+            pythons.read_announced(&mut self.processes);
         }
     }
 
@@ -547,13 +576,17 @@ impl Session {
         let as_root = unsafe { libc::geteuid() } == 0;
         let mut symbolizer = Symbolizer::new()
             .with_frame_cache_dir(as_root.then(|| Path::new(symbolizer::kallsyms::CACHE_DIR)));
-        let profile = aggregate(
+        let profile = aggregate_with(
             &raw,
             &mut Resolver {
                 symbolizer: &mut symbolizer,
                 processes: &self.processes,
+                pythons: self.pythons.as_mut(),
             },
             meta,
+            &AggregateOptions {
+                interpreter_frames: config.interpreter_frames,
+            },
         );
         symbolizer.flush_frame_cache();
         phases::mark("frame-cache");
@@ -631,6 +664,7 @@ pub async fn record(config: RecordConfig) -> Result<RecordReport, RecordError> {
         processes_missed,
         processes_followed,
         unwind: session.unwind.as_ref().map(Tables::stats),
+        python: session.pythons.as_ref().map(Pythons::stats),
         process_records_lost: session.process_events.as_ref().map(ProcessEvents::lost),
         stop,
         command_status,

@@ -11,7 +11,9 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use profiler_common::{EVENT_NEW_PROCESS, EVENT_UNWIND_MISS, ProcessEvent};
+use profiler_common::{
+    EVENT_NEW_PROCESS, EVENT_PYTHON_CODE, EVENT_UNWIND_MISS, ProcessEvent, PythonCodeEvent,
+};
 use tokio::io::unix::AsyncFd;
 
 use crate::processes::ProcessTable;
@@ -49,6 +51,12 @@ pub(crate) fn handle_events(ring: &mut RingBuf<MapData>, processes: &mut Process
             match event.kind {
                 EVENT_NEW_PROCESS => processes.announce(event.tgid),
                 EVENT_UNWIND_MISS => processes.unwind_missed(event.tgid),
+                EVENT_PYTHON_CODE if item.len() >= size_of::<PythonCodeEvent>() => {
+                    // SAFETY: the kernel side writes a PythonCodeEvent for this kind.
+                    let event: PythonCodeEvent =
+                        unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+                    processes.python_code(event.tgid, event.code);
+                }
                 _ => {}
             }
         }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use ::pprof::protos;
 
-use crate::output::pprof::KERNEL_MAPPING;
+use crate::output::pprof::{KERNEL_MAPPING, PYTHON_MAPPING};
 use crate::profile::{
     FrameKind, Line, Location, Mapping, Meta, Profile, ProfileKind, Sample, ThreadState,
 };
@@ -142,13 +142,19 @@ pub fn from_proto(proto: &protos::Profile) -> Result<Profile> {
         frequency_hz,
     };
 
-    // Mappings, except the kernel pseudo-mapping, which only marks frames.
+    // Mappings, except the kernel and Python pseudo-mappings, which only
+    // mark frames.
     let mut mappings = Vec::new();
     let mut mapping_by_id: HashMap<u64, Option<usize>> = HashMap::new();
+    let mut python_mappings: Vec<u64> = Vec::new();
     for m in &proto.mapping {
         let path = strings.get(m.filename)?;
         if path == KERNEL_MAPPING {
             mapping_by_id.insert(m.id, None);
+            continue;
+        }
+        if path == PYTHON_MAPPING {
+            python_mappings.push(m.id);
             continue;
         }
         mapping_by_id.insert(m.id, Some(mappings.len()));
@@ -189,6 +195,7 @@ pub fn from_proto(proto: &protos::Profile) -> Result<Profile> {
                 (FrameKind::Special, None)
             }
             0 => (FrameKind::User, None),
+            id if python_mappings.contains(&id) => (FrameKind::Python, None),
             id => match mapping_by_id.get(&id) {
                 Some(None) => (FrameKind::Kernel, None),
                 Some(&Some(index)) => (FrameKind::User, Some(index)),

@@ -17,7 +17,7 @@ pub use kernel_maps::KernelMaps;
 pub use manager::UnwindManager;
 pub use source::FileTables;
 
-use crate::{processes::ProcessTable, tracer::Tracer};
+use crate::tracer::Tracer;
 
 use profiler_common::{UnwindFile, UnwindProcess, UnwindRow};
 use symbolizer::ObjectFile;
@@ -57,42 +57,13 @@ impl Tables {
     }
 }
 
-impl<S: TableSink, T: TableSource> UnwindManager<S, T> {
-    /// Writes the mappings of the processes whose mappings changed since
-    /// the last call (loading the tables of new files), and forgets those
-    /// that exited.
-    ///
-    /// A process the kernel announced (first sampled, or first since an
-    /// exec, which drops its mappings in the kernel), or whose stack
-    /// reached an address in none of its mappings, is read from `/proc` at
-    /// once: its records are due only ~20 ms after they were written, and
-    /// its samples meanwhile are cut.
-    pub fn follow(&mut self, processes: &mut ProcessTable) {
-        let (changed, exited) = processes.take_changes();
-        // Records are applied ~20-120 ms after they were written: most of a
-        // fork-heavy program's children have exited by then, and writing
-        // their mappings only to remove them was most of the profiler's
-        // CPU there (8 KiB map updates).
-        let exited: foldhash::HashSet<u32> = exited.into_iter().collect();
-        for &pid in &exited {
-            self.remove(pid);
-        }
-        // One read per process, however often it was named.
-        let announced: foldhash::HashSet<u32> = processes.take_announced().into_iter().collect();
-        for pid in announced {
-            if !exited.contains(&pid)
-                && let Some(maps) = processes.read_now(pid)
-            {
-                self.sync(&maps);
-            }
-        }
-        for pid in changed {
-            if !exited.contains(&pid)
-                && let Some(maps) = processes.get(pid)
-            {
-                self.sync(maps);
-            }
-        }
+impl<S: TableSink, T: TableSource> crate::follow::FollowProcesses for UnwindManager<S, T> {
+    fn sync(&mut self, maps: &symbolizer::ProcessMaps) {
+        UnwindManager::sync(self, maps);
+    }
+
+    fn remove(&mut self, pid: u32) {
+        UnwindManager::remove(self, pid);
     }
 }
 

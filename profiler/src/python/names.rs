@@ -1,0 +1,50 @@
+//! A process's code objects as read from its memory: the function, file
+//! and line table that name its Python frames, kept after it exits.
+
+use foldhash::HashMap;
+use python_frames::{CodeInfo, Interpreter, ProcessMemory};
+
+/// Why a code object has no name. "Gone" is apart from "failed": a
+/// process that exited before its code was read is expected of short
+/// scripts sampled late, a read that fails in a live process is not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unnamed {
+    Gone,
+    Failed,
+}
+
+/// A code object's names.
+pub type CodeName = CodeInfo;
+
+/// The code objects of one process, by address.
+#[derive(Default)]
+pub struct Codes {
+    by_address: HashMap<u64, Result<CodeName, Unnamed>>,
+}
+
+impl Codes {
+    pub fn contains(&self, code: u64) -> bool {
+        self.by_address.contains_key(&code)
+    }
+
+    pub fn insert(&mut self, code: u64, read: Result<CodeName, Unnamed>) {
+        self.by_address.insert(code, read);
+    }
+
+    pub fn get(&self, code: u64) -> Option<&CodeName> {
+        self.by_address.get(&code)?.as_ref().ok()
+    }
+}
+
+/// Reads code object `code`.
+pub fn read(
+    interpreter: &Interpreter,
+    memory: &ProcessMemory,
+    code: u64,
+) -> Result<CodeName, Unnamed> {
+    match interpreter.read_code(memory, code) {
+        Ok(info) => Ok(info),
+        Err(python_frames::ReadError::ProcessGone { .. }) => Err(Unnamed::Gone),
+        Err(_) => Err(Unnamed::Failed),
+    }
+}
