@@ -11,8 +11,10 @@
 # 30 rec frames (python: ~all; no-python: none).
 # PYTHON defaults to every one found of Debian's /usr/bin/python3.11 and
 # pyenv's newest 3.11, 3.12 and 3.13. Prints one line per round, interpreter
-# and way: "PYTHON WAY NS_PER_SAMPLE SAMPLES FULL%", then per interpreter the
-# median of each way and their ratio. Needs root.
+# and way: "INTERPRETER WAY NS_PER_SAMPLE SAMPLES FULL% FRAMES" (INTERPRETER
+# e.g. debian-3.11; FRAMES the mean frames per sample of the output, Python
+# and native, kernel included), then per interpreter the median of each way
+# and their ratio. Needs root.
 set -euo pipefail
 PROFILER=$1; ROUNDS=${2:-5}; shift $(( $# < 2 ? $# : 2 ))
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -34,31 +36,42 @@ trap 'sysctl -q kernel.bpf_stats_enabled=$was; rm -rf "$T"' EXIT
 sysctl -q kernel.bpf_stats_enabled=1
 
 # "RUN_TIME_NS RUN_CNT" of process $1's perf_event programs (prog_type 7).
+# Each fdinfo is read once (an fd may close meanwhile).
 stats() {
-  local t=0 c=0 f
-  for f in /proc/"$1"/fdinfo/*; do
-    grep -q '^prog_type:[[:space:]]*7$' "$f" 2>/dev/null || continue
-    t=$((t + $(awk '/^run_time_ns:/{print $2}' "$f")))
-    c=$((c + $(awk '/^run_cnt:/{print $2}' "$f")))
-  done
-  echo "$t $c"
+  local f
+  for f in /proc/"$1"/fdinfo/*; do cat "$f" 2>/dev/null; echo; done | awk '
+    /^prog_type:/ { perf = ($2 == 7) }
+    /^run_time_ns:/ && perf { t += $2 }
+    /^run_cnt:/ && perf { c += $2 }
+    END { printf "%d %d\n", t, c }'
 }
 
-# The share of the samples whose stack holds 30 or more `rec (` frames.
+# debian-3.11 or pyenv-3.12: where the interpreter comes from.
+label() {
+  case $1 in
+    /usr/*) echo "debian-${1##*python}" ;;
+    *) echo "pyenv-${1##*python}" ;;
+  esac
+}
+
+# The share of the samples whose stack holds 30 or more `rec (` frames, and
+# the mean frames per sample.
 full() {
-  awk '{ n = gsub(/;rec \(/, "&"); c = $NF; t += c; if (n >= 30) f += c }
-       END { printf "%.1f", t ? 100 * f / t : 0 }' "$1"
+  awk '{ n = gsub(/;rec \(/, "&"); c = $NF; t += c; if (n >= 30) f += c
+         fr += c * (split($0, parts, ";") - 1) }
+       END { printf "%.1f %.1f", t ? 100 * f / t : 0, t ? fr / t : 0 }' "$1"
 }
 
 run() { # PYTHON WAY FLAGS...
   local py=$1 way=$2; shift 2
-  "$PROFILER" record -F 999 -d 3300ms --no-status "$@" -o "$T/o.folded" -- "$py" "$HERE/deep.py" 3.5 30 \
+  # The workload runs 3.8 s; the counters are read at 3.1 s, while it runs.
+  "$PROFILER" record -F 999 --no-status "$@" -o "$T/o.folded" -- "$py" "$HERE/deep.py" 3.5 30 \
     >/dev/null 2>"$T/err" &
   local p=$!
   sleep 3.1
   read -r t c < <(stats $p)
   wait $p || { cat "$T/err" >&2; return 1; }
-  [ "$c" -gt 0 ] && echo "$(basename "$py") $way $((t / c)) $c $(full "$T/o.folded")"
+  [ "$c" -gt 0 ] && echo "$(label "$py") $way $((t / c)) $c $(full "$T/o.folded")"
 }
 
 for _ in $(seq "$ROUNDS"); do
@@ -71,7 +84,7 @@ python3 - "$T/lines" <<'PY'
 import statistics, sys
 by = {}
 for line in open(sys.argv[1]):
-    py, way, ns, _, _ = line.split()
+    py, way, ns = line.split()[:3]
     by.setdefault(py, {}).setdefault(way, []).append(int(ns))
 for py, ways in by.items():
     med = {w: statistics.median(v) for w, v in ways.items()}
