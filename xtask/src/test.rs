@@ -1,8 +1,9 @@
 //! `cargo xtask test`: installs the tools the integration tests use when they
 //! are missing (clang builds the test workloads with frame pointers, gcc and
-//! g++ those without, go's pprof reads our pprof output), runs every test in
-//! the workspace, and ends with one line summing all of them, skips included
-//! (the root-only tests print `SKIPPED <test>: <why>` when they cannot run).
+//! g++ those without, go's pprof reads our pprof output, py-spy checks the
+//! Python frames), runs every test in the workspace, and ends with one line
+//! summing all of them, skips included (the root-only tests print `SKIPPED
+//! <test>: <why>` when they cannot run).
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -96,6 +97,8 @@ pub fn run(args: &[String]) -> Result<()> {
         // gcc and g++ build the unwinding tests' workloads as distributions
         // build theirs (no frame pointers).
         tools::apt_install(&["clang", "gcc", "g++", "golang-go"])?;
+        // py-spy: the Python tests' second opinion (tests/tests/python.rs).
+        tools::pip_install_py_spy()?;
     } else {
         eprintln!("xtask: not root: the integration tests that need root will skip and say so");
     }

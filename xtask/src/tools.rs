@@ -73,6 +73,42 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
         .args(&missing))
 }
 
+/// Installs py-spy (the Python tests compare with it) with `python3 -m pip`
+/// unless a `py-spy` runs already; fails, saying how to install it by hand,
+/// when pip cannot or when pip's scripts directory then has no `py-spy`.
+pub fn pip_install_py_spy() -> Result<()> {
+    // Run, not looked up: pyenv leaves a shim behind that no longer runs.
+    if output(Command::new("py-spy").arg("--version")).is_ok() {
+        return Ok(());
+    }
+    let scripts = output(Command::new("python3").args([
+        "-c",
+        "import sysconfig; print(sysconfig.get_path('scripts'))",
+    ]))
+    .context("finding python3 (to pip-install py-spy): install python3 and python3-pip")?;
+    let py_spy = Path::new(scripts.trim()).join("py-spy");
+    if py_spy.is_file() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing py-spy (python3 -m pip install py-spy)");
+    run(Command::new("python3").args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "py-spy",
+    ]))
+    .context("python3 -m pip install py-spy failed: install py-spy by hand")?;
+    if !py_spy.is_file() {
+        bail!(
+            "python3 -m pip install py-spy succeeded but {} is missing: install py-spy by hand",
+            py_spy.display()
+        );
+    }
+    Ok(())
+}
+
 fn rustc_version(toolchain: &str) -> Option<String> {
     output(Command::new("rustc").arg(format!("+{toolchain}")).arg("-V"))
         .ok()
