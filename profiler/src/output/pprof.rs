@@ -199,56 +199,29 @@ pub fn to_proto(profile: &Profile) -> protos::Profile {
     }
     mappings.sort_by_key(|m| m.id);
 
-    let unmapped_kernel = || {
-        profile
-            .locations
-            .iter()
-            .filter(|l| l.kind == FrameKind::Kernel && l.mapping.is_none())
-    };
-    let kernel_mapping_id = if unmapped_kernel().next().is_some() {
+    // Pseudo-mappings that only mark their frames: the kernel's (for kernel
+    // frames without a module) and Python's.
+    let mut pseudo_mapping = |path: &str, keep: &dyn Fn(&Location) -> bool| -> u64 {
+        let of = || profile.locations.iter().filter(|l| keep(l));
+        if of().next().is_none() {
+            return 0;
+        }
         let id = mappings.len() as u64 + 1;
         let mut mapping = protos::Mapping {
             id,
-            memory_start: unmapped_kernel().map(|l| l.address).min().unwrap_or(0),
-            memory_limit: unmapped_kernel()
-                .map(|l| l.address.saturating_add(1))
-                .max()
-                .unwrap_or(0),
-            filename: strings.get(KERNEL_MAPPING),
+            memory_start: of().map(|l| l.address).min().unwrap_or(0),
+            memory_limit: of().map(|l| l.address.saturating_add(1)).max().unwrap_or(0),
+            filename: strings.get(path),
             ..Default::default()
         };
-        set_symbol_flags(&mut mapping, unmapped_kernel());
+        set_symbol_flags(&mut mapping, of());
         mappings.push(mapping);
         id
-    } else {
-        0
     };
-
-    let python = || {
-        profile
-            .locations
-            .iter()
-            .filter(|l| l.kind == FrameKind::Python)
-    };
-    let python_mapping_id = if python().next().is_some() {
-        let id = mappings.len() as u64 + 1;
-        mappings.push(protos::Mapping {
-            id,
-            memory_start: python().map(|l| l.address).min().unwrap_or(0),
-            memory_limit: python()
-                .map(|l| l.address.saturating_add(1))
-                .max()
-                .unwrap_or(0),
-            filename: strings.get(PYTHON_MAPPING),
-            has_functions: true,
-            has_filenames: true,
-            has_line_numbers: true,
-            ..Default::default()
-        });
-        id
-    } else {
-        0
-    };
+    let kernel_mapping_id = pseudo_mapping(KERNEL_MAPPING, &|l| {
+        l.kind == FrameKind::Kernel && l.mapping.is_none()
+    });
+    let python_mapping_id = pseudo_mapping(PYTHON_MAPPING, &|l| l.kind == FrameKind::Python);
 
     let mut functions: Vec<protos::Function> = Vec::new();
     let mut function_ids: HashMap<(&str, Option<&str>), u64> = HashMap::new();

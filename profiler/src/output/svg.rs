@@ -292,6 +292,42 @@ mod tests {
     }
 
     #[test]
+    fn python_frames_are_blue() {
+        let mut profile = demo_profile();
+        profile.locations.push(crate::profile::Location {
+            kind: FrameKind::Python,
+            address: 0x7f00_0000_1000,
+            mapping: None,
+            lines: vec![crate::profile::Line {
+                function: "handler".into(),
+                file: Some("/app/x.py".into()),
+                line: Some(7),
+            }],
+        });
+        let python = profile.locations.len() - 1;
+        profile.samples[0].locations.push(python);
+        let svg = render(&profile, &SvgOptions::default());
+        let rgb: Vec<u32> = fill_of(&svg, "handler (/app/x.py:7)")
+            .trim_start_matches("rgb(")
+            .trim_end_matches(')')
+            .split(',')
+            .map(|c| c.parse().unwrap())
+            .collect();
+        assert!(
+            rgb[2] >= 205 && rgb[0] < 110 && rgb[1] < 190,
+            "{rgb:?} is not one of the Python blues"
+        );
+        // Native frames keep the palette's colours.
+        let main: Vec<u32> = fill_of(&svg, "main")
+            .trim_start_matches("rgb(")
+            .trim_end_matches(')')
+            .split(',')
+            .map(|c| c.parse().unwrap())
+            .collect();
+        assert!(main[2] < 205, "{main:?}");
+    }
+
+    #[test]
     fn empty_profile_is_an_error() {
         let err = write_svg(&Profile::default(), &SvgOptions::default(), io::sink()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);

@@ -351,6 +351,36 @@ mod tests {
         assert!(states.contains(&ThreadState::Blocked) && states.contains(&ThreadState::Runnable));
     }
 
+    #[test]
+    fn python_frames_round_trip_with_their_file_and_line() {
+        let mut profile = demo_profile();
+        profile.locations.push(Location {
+            kind: FrameKind::Python,
+            address: 0x7f00_1234_0000,
+            mapping: None,
+            lines: vec![Line {
+                function: "Worker.run".into(),
+                file: Some("/app/worker.py".into()),
+                line: Some(42),
+            }],
+        });
+        let python = profile.locations.len() - 1;
+        profile.samples[0].locations.push(python);
+        let read = from_proto(&to_proto(&profile)).unwrap();
+        let found: Vec<&Location> = read
+            .locations
+            .iter()
+            .filter(|l| l.kind == FrameKind::Python)
+            .collect();
+        assert_eq!(found.len(), 1, "{:?}", read.locations);
+        assert_eq!(found[0].lines, profile.locations[python].lines);
+        assert_eq!(read.mappings, profile.mappings, "no Python pseudo-mapping");
+        assert!(
+            read.frame_names(&read.samples[0])
+                .contains(&"Worker.run (/app/worker.py:42)".to_string())
+        );
+    }
+
     fn strings(p: &mut protos::Profile, s: &str) -> i64 {
         if let Some(i) = p.string_table.iter().position(|x| x == s) {
             return i as i64;
