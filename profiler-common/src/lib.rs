@@ -495,8 +495,9 @@ pub struct ProcessEvent {
 pub struct PythonCodeEvent {
     pub kind: u32,
     pub tgid: u32,
-    /// The code object's address.
+    /// The code object's address, and its id in stacks (`python::code_id`).
     pub code: u64,
+    pub id: u64,
 }
 
 /// CPython frames in user stacks: where the walk meets a native frame in the
@@ -506,8 +507,8 @@ pub struct PythonCodeEvent {
 pub mod python {
     /// A Python frame in a user stack: this bit, the instruction's index
     /// in the code object (15 bits, code units from `co_code_adaptive`;
-    /// [`NO_INDEX`] when unknown) at bit 48, the code object's address in
-    /// the low 48 bits. Native user addresses are below 2^47; unwind-stop
+    /// [`NO_INDEX`] when unknown) at bit 48, the code object's [`code_id`]
+    /// in the low 48 bits. Native user addresses are below 2^47; unwind-stop
     /// markers (`0xffff_ffff_ffff_ffXX`) have an address no code object has.
     pub const FRAME_TAG: u64 = 1 << 63;
     pub const INDEX_SHIFT: u32 = 48;
@@ -516,14 +517,14 @@ pub mod python {
     /// Index of an instruction that could not be placed.
     pub const NO_INDEX: u32 = 0x7fff;
 
-    /// The stack entry of a Python frame running `code` at instruction `index`.
+    /// The stack entry of a Python frame running code `id` at instruction `index`.
     #[inline(always)]
     pub const fn frame(code: u64, index: u32) -> u64 {
         FRAME_TAG | ((index as u64 & INDEX_MASK) << INDEX_SHIFT) | (code & ADDRESS_MASK)
     }
 
-    /// `(code, index)` of a Python frame's stack entry, or `None` for any
-    /// other entry. A code address of 0 is a [`lost`] marker (the index is its cause).
+    /// `(code id, index)` of a Python frame's stack entry, or `None` for any
+    /// other entry. A code id of 0 is a [`lost`] marker (the index is its cause).
     #[inline(always)]
     pub const fn parse(entry: u64) -> Option<(u64, u32)> {
         if entry & FRAME_TAG == 0 || entry & !0xff == UNWIND_END_MARKER {
@@ -587,6 +588,39 @@ pub mod python {
         pub code_adaptive: u16,
         /// `PY_VERSION_HEX >> 16` (0x030b for 3.11).
         pub version: u16,
+        /// `PyCodeObject::co_filename`, `co_qualname`: their addresses make
+        /// a code object's [`code_id`] with its own.
+        pub code_filename: u16,
+        pub code_qualname: u16,
+        pub reserved: [u16; 2],
+    }
+
+    /// `PyASCIIObject::hash` (3.11-3.13): a str's cached hash, part of a
+    /// code id. Strings are freed and allocated again at one address as
+    /// code objects are (3.11's generated functions: names and code both
+    /// at the addresses of the last ones); their hashes tell them apart
+    /// (names are hashed when they are stored in a namespace).
+    pub const STR_HASH_OFFSET: u64 = 24;
+
+    /// Bits of a code id ([`code_id`]).
+    pub const CODE_ID_BITS: u32 = 47;
+
+    /// What a Python frame's stack entry holds for its code object: a hash
+    /// of the object's address, those of its file and qualified names, and
+    /// the qualified name's own hash (`qualname_hash`, at [`STR_HASH_OFFSET`]),
+    /// so that a code object freed and another allocated at its address
+    /// (`exec`, generated functions, namedtuples) are two ids, each named
+    /// apart, rather than the second taking the first one's name. Never 0
+    /// (a [`lost`] marker), below 2^47 (never an unwind-stop marker).
+    #[inline(always)]
+    pub const fn code_id(code: u64, filename: u64, qualname: u64, qualname_hash: u64) -> u64 {
+        let mut h = code ^ 0x9e37_79b9_7f4a_7c15;
+        h = (h ^ filename).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h = (h ^ (h >> 29) ^ qualname).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h = (h ^ (h >> 31) ^ qualname_hash).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 32;
+        let id = h & ((1 << CODE_ID_BITS) - 1);
+        if id == 0 { 1 } else { id }
     }
 
     /// `PYTHON_PROCS` value (keyed by tgid): a process running CPython.
@@ -634,6 +668,6 @@ const _: () = assert!(core::mem::size_of::<UnwindRow>() == 8);
 const _: () = assert!(core::mem::size_of::<UnwindFile>() == 8);
 const _: () = assert!(core::mem::size_of::<UnwindMapping>() == 32);
 const _: () = assert!(core::mem::size_of::<UnwindProcess>() == 8 + 32 * UNWIND_MAPPINGS_MAX);
-const _: () = assert!(core::mem::size_of::<PythonCodeEvent>() == 16);
-const _: () = assert!(core::mem::size_of::<python::Offsets>() == 24);
-const _: () = assert!(core::mem::size_of::<python::Process>() == 64);
+const _: () = assert!(core::mem::size_of::<PythonCodeEvent>() == 24);
+const _: () = assert!(core::mem::size_of::<python::Offsets>() == 32);
+const _: () = assert!(core::mem::size_of::<python::Process>() == 72);

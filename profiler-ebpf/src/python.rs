@@ -13,9 +13,11 @@
 //! `PYTHON_PROCS` when it first sees the process (see `profiler/src/python/`);
 //! the thread state of each thread is found in the interpreter's thread
 //! list once and remembered in `PYTHON_THREADS`. A stored frame is the code
-//! object's address and the instruction's index (`python::frame`); user
-//! space names it, and reads a code object it has not seen as soon as the
-//! kernel announces it (`EVENT_PYTHON_CODE`), while the process lives.
+//! object's id (its address and its names' addresses, hashed: an address
+//! is reused once its code object is freed) and the instruction's index
+//! (`python::frame`); user space names it, reading the code object as
+//! soon as the kernel announces an id it has not seen
+//! (`EVENT_PYTHON_CODE`), while the process lives.
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
@@ -297,28 +299,32 @@ fn next_python_frame(context: &mut WalkContext) -> Result<bool, u32> {
     };
     let code = read_u64(at(frame, offsets.frame_code)).ok_or(lost::READ_FAULT)?;
     let instr = read_u64(at(frame, offsets.frame_instr)).ok_or(lost::READ_FAULT)?;
+    let filename = read_u64(at(code, offsets.code_filename)).ok_or(lost::READ_FAULT)?;
+    let qualname = read_u64(at(code, offsets.code_qualname)).ok_or(lost::READ_FAULT)?;
+    let hash = read_u64(qualname.wrapping_add(python::STR_HASH_OFFSET)).ok_or(lost::READ_FAULT)?;
+    let id = python::code_id(code, filename, qualname, hash);
     let first = at(code, offsets.code_adaptive);
     let index = if instr >= first && instr - first < (NO_INDEX as u64) * 2 {
         ((instr - first) / 2) as u32
     } else {
         NO_INDEX
     };
-    if !push(context, python::frame(code, index)) {
+    if !push(context, python::frame(id, index)) {
         return Err(lost::DEPTH);
     }
     // SAFETY: this CPU's state.
     unsafe { (*context.walk).py_frames += 1 };
-    announce_code(code);
+    announce_code(code, id);
     Ok(!entry)
 }
 
-/// Tells user space about code object `code` of the current process if
-/// `PYTHON_CODES_SEEN` does not remember it.
+/// Tells user space about code object `code` (`id` in stacks) of the
+/// current process if `PYTHON_CODES_SEEN` does not remember it.
 #[inline(always)]
-fn announce_code(code: u64) {
+fn announce_code(code: u64, id: u64) {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // Code addresses are below 2^47; the tgid's low 17 bits fill the rest.
-    let key = (code & ((1 << 47) - 1)) | ((tgid as u64) << 47);
+    // Ids are below 2^47; the tgid's low 17 bits fill the rest.
+    let key = id | ((tgid as u64) << python::CODE_ID_BITS);
     let slot = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 48) as u32 & (CODES_SEEN - 1);
     let Some(seen) = PYTHON_CODES_SEEN.get_ptr_mut(slot) else {
         return;
@@ -335,6 +341,7 @@ fn announce_code(code: u64) {
         kind: EVENT_PYTHON_CODE,
         tgid,
         code,
+        id,
     };
     if crate::EVENTS.output::<PythonCodeEvent>(event, 0).is_err() {
         crate::bump(profiler_common::stat::EVENTS_LOST);

@@ -33,10 +33,10 @@ pub trait Resolve {
     fn kernel(&mut self, addrs: &[u64]) -> Vec<Symbol>;
     /// The mapping that `Symbol::mapping` indexes, for user symbols of `pid`.
     fn mapping(&self, pid: u32, index: usize) -> Option<Mapping>;
-    /// The Python frame of code object `code` of `pid` at instruction
-    /// `index` (`python::NO_INDEX`: unknown): function, file and line;
-    /// `None` if the code object could not be read.
-    fn python(&mut self, _pid: u32, _code: u64, _index: u32) -> Option<Line> {
+    /// The Python frame of code `id` (`python::code_id`) of `pid` at
+    /// instruction `index` (`python::NO_INDEX`: unknown): function, file
+    /// and line; `None` if the code object could not be read.
+    fn python(&mut self, _pid: u32, _id: u64, _index: u32) -> Option<Line> {
         None
     }
 }
@@ -173,7 +173,7 @@ impl Builder {
                     at
                 }
             },
-            // Data, not an error: the code object is known by its address.
+            // Data, not an error: the code object is known by its id.
             None => self.special(format!("[python code {code:#x}]")),
         };
         self.python.insert((pid, code, index), location);

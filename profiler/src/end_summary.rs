@@ -177,12 +177,14 @@ pub fn render(report: &RecordReport) -> String {
             let _ = writeln!(
                 out,
                 "Python: {found} processes ({versions}); {} Python frames in {} eval-loop frames; \
-                 {} code objects named, {} not (process gone first), {} unreadable",
+                 {} code objects named, {} not (freed or process gone first), {} unreadable, {} \
+                 never announced",
                 k.python_frames,
                 k.python_eval_frames,
                 python.codes_read,
                 python.codes_gone,
                 python.codes_failed,
+                python.codes_unannounced,
             );
             for (version, n) in &python.unsupported {
                 let _ = writeln!(

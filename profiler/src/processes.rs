@@ -120,7 +120,7 @@ pub struct ProcessTable {
     perf_map_reads: ReadStats,
     /// Python code objects the kernel announced (process, address), since
     /// the last [`Self::take_python_codes`].
-    python_codes: Vec<(u32, u64)>,
+    python_codes: Vec<(u32, u64, u64)>,
 }
 
 impl ProcessTable {
@@ -262,14 +262,14 @@ impl ProcessTable {
         }
     }
 
-    /// The kernel stored a Python frame of code object `code` of `pid`
-    /// that it had not announced before.
-    pub fn python_code(&mut self, pid: u32, code: u64) {
-        self.python_codes.push((pid, code));
+    /// The kernel stored a Python frame of code object `code` (`id` in
+    /// stacks) of `pid` that it had not announced before.
+    pub fn python_code(&mut self, pid: u32, code: u64, id: u64) {
+        self.python_codes.push((pid, code, id));
     }
 
-    /// The code objects announced since the last call.
-    pub fn take_python_codes(&mut self) -> Vec<(u32, u64)> {
+    /// The code objects announced since the last call: (pid, address, id).
+    pub fn take_python_codes(&mut self) -> Vec<(u32, u64, u64)> {
         std::mem::take(&mut self.python_codes)
     }
 
@@ -646,8 +646,8 @@ impl Resolve for Resolver<'_> {
         self.symbolizer.symbolize_kernel(addrs)
     }
 
-    fn python(&mut self, pid: u32, code: u64, index: u32) -> Option<crate::profile::Line> {
-        self.pythons.as_deref_mut()?.line(pid, code, index)
+    fn python(&mut self, pid: u32, id: u64, index: u32) -> Option<crate::profile::Line> {
+        self.pythons.as_deref_mut()?.line(pid, id, index)
     }
 
     fn mapping(&self, pid: u32, index: usize) -> Option<Mapping> {

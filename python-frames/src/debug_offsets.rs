@@ -164,6 +164,7 @@ pub(crate) fn parse(
             frame_is_entry: NO_OFFSET,
             code_adaptive: field(CODE_ADAPTIVE, 0, CODE_SIZE)?,
             version: (version >> 16) as u16,
+            ..Offsets::default()
         },
         code_filename: field(CODE_FILENAME, 8, CODE_SIZE)?,
         code_qualname: field(CODE_QUALNAME, 8, CODE_SIZE)?,

@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use profiler_common::python::{EVAL_RANGES, Process};
+use profiler_common::python::{EVAL_RANGES, Offsets, Process};
 
 use crate::code::{self, CodeInfo};
 use crate::error::ReadError;
@@ -65,7 +65,11 @@ impl Interpreter {
             // the kernel looks for; `head` is the newest (a subinterpreter's).
             main_interpreter: self.runtime + u64::from(self.layout.runtime_interpreters_head) + 8,
             eval: self.eval,
-            offsets: self.layout.frames,
+            offsets: Offsets {
+                code_filename: self.layout.code_filename,
+                code_qualname: self.layout.code_qualname,
+                ..self.layout.frames
+            },
         }
     }
 
@@ -75,6 +79,19 @@ impl Interpreter {
     /// [`ReadError::NotCode`].
     pub fn read_code(&self, memory: &ProcessMemory, code: u64) -> Result<CodeInfo, ReadError> {
         code::read_code(memory, &self.layout, &self.code_type, code)
+    }
+
+    /// The id the kernel gives the code object at `code` in stacks
+    /// ([`profiler_common::python::code_id`]), from its names' addresses as
+    /// they are now: a name read for an id is the id's only if this
+    /// gives the id back after the read.
+    pub fn code_id(&self, memory: &ProcessMemory, code: u64) -> Result<u64, ReadError> {
+        let filename = memory.read_u64(code + u64::from(self.layout.code_filename))?;
+        let qualname = memory.read_u64(code + u64::from(self.layout.code_qualname))?;
+        let hash = memory.read_u64(qualname + profiler_common::python::STR_HASH_OFFSET)?;
+        Ok(profiler_common::python::code_id(
+            code, filename, qualname, hash,
+        ))
     }
 
     /// The Python frames of native thread `tid`, `(code address,

@@ -58,6 +58,11 @@ pub const PYTHON_3_11: Layout = Layout {
         frame_is_entry: 68,
         code_adaptive: 184,
         version: 0x030b,
+        // Filled from `code_filename` and `code_qualname` below
+        // (`Interpreter::process`).
+        code_filename: 0,
+        code_qualname: 0,
+        reserved: [0; 2],
     },
     code_filename: 112,
     code_qualname: 128,
@@ -89,6 +94,11 @@ pub const PYTHON_3_12: Layout = Layout {
         frame_is_entry: NO_OFFSET,
         code_adaptive: 192,
         version: 0x030c,
+        // Filled from `code_filename` and `code_qualname` below
+        // (`Interpreter::process`).
+        code_filename: 0,
+        code_qualname: 0,
+        reserved: [0; 2],
     },
     code_filename: 112,
     code_qualname: 128,

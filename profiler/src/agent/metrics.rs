@@ -91,7 +91,7 @@ impl Metrics {
         );
         set(
             &self.python_codes_unnamed,
-            stats.codes_gone + stats.codes_failed,
+            stats.codes_gone + stats.codes_failed + stats.codes_unannounced,
         );
     }
 

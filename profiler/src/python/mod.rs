@@ -43,6 +43,9 @@ pub struct PythonStats {
     pub codes_read: u64,
     pub codes_gone: u64,
     pub codes_failed: u64,
+    /// Code ids in stacks that user space was never told of (the kernel's
+    /// announcement lost, or the process not known as Python then).
+    pub codes_unannounced: u64,
     /// Writes the kernel refused (its map full).
     pub writes_failed: u64,
 }
@@ -67,7 +70,9 @@ pub struct Pythons {
     sink: Box<dyn InterpreterSink + Send>,
     processes: HashMap<u32, Tracked>,
     /// Code objects the kernel announced, read at the next [`Pythons::read_announced`].
-    announced: Vec<(u32, u64)>,
+    announced: Vec<(u32, u64, u64)>,
+    /// Codes asked for and not named, each counted once.
+    unnamed_ids: foldhash::HashSet<(u32, u64)>,
     stats: PythonStats,
     versions: std::collections::BTreeMap<String, u64>,
     unsupported: std::collections::BTreeMap<String, u64>,
@@ -99,6 +104,7 @@ impl Pythons {
             sink,
             processes: HashMap::default(),
             announced: Vec::new(),
+            unnamed_ids: Default::default(),
             stats: PythonStats::default(),
             versions: Default::default(),
             unsupported: Default::default(),
@@ -222,50 +228,66 @@ impl Pythons {
         }
     }
 
-    /// The kernel saw code object `code` of `pid` for the first time.
-    pub fn announced(&mut self, pid: u32, code: u64) {
-        self.announced.push((pid, code));
+    /// The kernel saw code object `code` (`id` in stacks) of `pid` for
+    /// the first time.
+    pub fn announced(&mut self, pid: u32, code: u64, id: u64) {
+        self.announced.push((pid, code, id));
     }
 
     /// Reads the code objects the kernel announced since the last call
     /// (their processes may exit any time).
     pub fn read_announced(&mut self, processes: &mut ProcessTable) {
         self.announced.extend(processes.take_python_codes());
-        for (pid, code) in std::mem::take(&mut self.announced) {
-            self.read_code(pid, code);
+        for (pid, code, id) in std::mem::take(&mut self.announced) {
+            self.read_code(pid, code, id);
         }
     }
 
-    fn read_code(&mut self, pid: u32, code: u64) -> Option<&CodeName> {
-        let tracked = self.processes.get_mut(&pid)?;
-        let interpreter = tracked.interpreter.as_ref()?;
-        if !tracked.codes.contains(code) {
-            let read = if tracked.exited {
-                Err(names::Unnamed::Gone)
-            } else {
-                if tracked.memory.is_none() {
-                    tracked.memory = ProcessMemory::open(pid).ok();
-                }
-                match &tracked.memory {
-                    Some(memory) => names::read(interpreter, memory, code),
-                    None => Err(names::Unnamed::Gone),
-                }
-            };
-            match &read {
-                Ok(_) => self.stats.codes_read += 1,
-                Err(names::Unnamed::Gone) => self.stats.codes_gone += 1,
-                Err(names::Unnamed::Failed) => self.stats.codes_failed += 1,
+    /// Reads code object `code` as id `id`, unless it was read already.
+    fn read_code(&mut self, pid: u32, code: u64, id: u64) {
+        let Some(tracked) = self.processes.get_mut(&pid) else {
+            return;
+        };
+        let Some(interpreter) = tracked.interpreter.as_ref() else {
+            return;
+        };
+        if tracked.codes.contains(id) {
+            return;
+        }
+        let read = if tracked.exited {
+            Err(names::Unnamed::Gone)
+        } else {
+            if tracked.memory.is_none() {
+                tracked.memory = ProcessMemory::open(pid).ok();
             }
-            tracked.codes.insert(code, read);
+            match &tracked.memory {
+                Some(memory) => names::read(interpreter, memory, code, id),
+                None => Err(names::Unnamed::Gone),
+            }
+        };
+        match &read {
+            Ok(_) => self.stats.codes_read += 1,
+            Err(names::Unnamed::Gone) => self.stats.codes_gone += 1,
+            Err(names::Unnamed::Failed) => self.stats.codes_failed += 1,
         }
-        tracked.codes.get(code)
+        tracked.codes.insert(id, read);
     }
 
-    /// The frame of `pid`'s code object `code` at instruction `index`:
-    /// `function (file:line)` parts, read now if the process still lives;
-    /// `None` if it cannot be named.
-    pub fn line(&mut self, pid: u32, code: u64, index: u32) -> Option<Line> {
-        let name = self.read_code(pid, code)?;
+    /// The frame of `pid`'s code `id` at instruction `index`: `function
+    /// (file:line)` parts; `None` if it cannot be named (it was not read
+    /// when announced, or its announcement was lost: counted).
+    pub fn line(&mut self, pid: u32, id: u64, index: u32) -> Option<Line> {
+        let name = self.processes.get(&pid).and_then(|t| t.codes.get(id));
+        let Some(name) = name else {
+            if self.unnamed_ids.insert((pid, id)) {
+                self.stats.codes_unannounced += u64::from(
+                    self.processes
+                        .get(&pid)
+                        .is_none_or(|t| !t.codes.contains(id)),
+                );
+            }
+            return None;
+        };
         Some(Line {
             function: name.qualname.clone(),
             file: Some(name.filename.clone()),
@@ -378,11 +400,18 @@ mod tests {
         assert!(written.eval[0][0] < written.eval[0][1], "{written:?}");
         assert_eq!(pythons.stats().versions.len(), 1, "{:?}", pythons.stats());
         let code: u64 = line.trim().parse().expect("the code object's address");
-        pythons.announced(pid, code);
+        let memory = ProcessMemory::open(pid).unwrap();
+        let interpreter = &pythons.processes[&pid].interpreter;
+        let id = interpreter
+            .as_ref()
+            .unwrap()
+            .code_id(&memory, code)
+            .unwrap();
+        pythons.announced(pid, code, id);
         let mut table = ProcessTable::default();
         pythons.read_announced(&mut table);
         let named = pythons
-            .line(pid, code, profiler_common::python::NO_INDEX)
+            .line(pid, id, profiler_common::python::NO_INDEX)
             .expect("the announced code object named");
         assert_eq!(named.function, "waits_here");
         assert_eq!(named.file.as_deref(), Some("<string>"));
@@ -401,8 +430,14 @@ mod tests {
         }
         // Exited: a code object not read before cannot be named now.
         pythons.remove(pid);
-        assert_eq!(pythons.line(pid, 0x1000, 0), None);
+        pythons.announced(pid, code + 0x1000, 77);
+        pythons.read_announced(&mut table);
+        assert_eq!(pythons.line(pid, 77, 0), None);
         assert_eq!(pythons.stats().codes_gone, 1);
+        // An id never announced is counted once, however often asked for.
+        assert_eq!(pythons.line(pid, 78, 0), None);
+        assert_eq!(pythons.line(pid, 78, 1), None);
+        assert_eq!(pythons.stats().codes_unannounced, 1);
         pythons.evict_exited();
         assert!(pythons.processes.is_empty());
     }

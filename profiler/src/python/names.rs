@@ -36,15 +36,23 @@ impl Codes {
     }
 }
 
-/// Reads code object `code`.
+/// Reads code object `code`, announced as id `id`: its names are the id's
+/// only if the object still gives that id once they are read (it was not
+/// freed, and another allocated there, meanwhile).
 pub fn read(
     interpreter: &Interpreter,
     memory: &ProcessMemory,
     code: u64,
+    id: u64,
 ) -> Result<CodeName, Unnamed> {
-    match interpreter.read_code(memory, code) {
-        Ok(info) => Ok(info),
-        Err(python_frames::ReadError::ProcessGone { .. }) => Err(Unnamed::Gone),
-        Err(_) => Err(Unnamed::Failed),
+    let gone = |e: python_frames::ReadError| match e {
+        python_frames::ReadError::ProcessGone { .. } => Unnamed::Gone,
+        _ => Unnamed::Failed,
+    };
+    let info = interpreter.read_code(memory, code).map_err(gone)?;
+    match interpreter.code_id(memory, code).map_err(gone)? {
+        now if now == id => Ok(info),
+        // Freed first: the code object the id stands for is gone.
+        _ => Err(Unnamed::Gone),
     }
 }

@@ -55,7 +55,7 @@ pub(crate) fn handle_events(ring: &mut RingBuf<MapData>, processes: &mut Process
                     // SAFETY: the kernel side writes a PythonCodeEvent for this kind.
                     let event: PythonCodeEvent =
                         unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-                    processes.python_code(event.tgid, event.code);
+                    processes.python_code(event.tgid, event.code, event.id);
                 }
                 _ => {}
             }
