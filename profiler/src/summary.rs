@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use crate::profile::{FrameKind, Profile, Sample, ThreadState};
+use crate::profile::{FrameKind, Line, Profile, Sample, ThreadState};
 
 /// What the numbers in a table are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,22 +62,46 @@ pub struct FunctionShare {
 /// counted.
 pub fn top_functions(profile: &Profile, n: usize) -> (Vec<FunctionShare>, Vec<FunctionShare>) {
     let ids = profile.location_frame_ids();
+    // A Python function counts as one, whatever line it was at: its
+    // names (`f (file:line)`) are counted as `f (file)`.
+    let mut names = ids.names.clone();
+    let mut counted_as: Vec<usize> = (0..names.len()).collect();
+    let mut python_functions: foldhash::HashMap<String, usize> = Default::default();
+    for (index, location) in profile.locations.iter().enumerate() {
+        if location.kind != FrameKind::Python {
+            continue;
+        }
+        let (Some(&id), Some(line)) = (ids.location(index).first(), location.lines.first()) else {
+            continue;
+        };
+        let function = crate::profile::python_frame_name(&Line {
+            line: None,
+            ..line.clone()
+        });
+        let next = names.len();
+        let merged = *python_functions.entry(function).or_insert_with_key(|name| {
+            names.push(name.clone());
+            counted_as.push(next);
+            next
+        });
+        counted_as[id as usize] = merged;
+    }
     // Self and total count by name id; `seen` holds the last sample that
     // counted a name's total, so that recursion counts once per sample.
-    let mut counts = vec![(0u64, 0u64); ids.names.len()];
-    let mut seen = vec![usize::MAX; ids.names.len()];
+    let mut counts = vec![(0u64, 0u64); names.len()];
+    let mut seen = vec![usize::MAX; names.len()];
     for (index, sample) in profile.samples.iter().enumerate() {
         let value = profile.value(sample);
         if value == 0 {
             continue;
         }
-        let names = sample
+        let frames = sample
             .locations
             .iter()
             .flat_map(|&loc| ids.location(loc).iter().rev());
         // Leaf first: the first name of the leaf location's innermost line.
-        for (n, &id) in names.enumerate() {
-            let id = id as usize;
+        for (n, &id) in frames.enumerate() {
+            let id = counted_as[id as usize];
             if n == 0 {
                 counts[id].0 += value;
             }
@@ -89,7 +113,7 @@ pub fn top_functions(profile: &Profile, n: usize) -> (Vec<FunctionShare>, Vec<Fu
     }
     let shares: Vec<FunctionShare> = counts
         .into_iter()
-        .zip(ids.names)
+        .zip(names)
         .filter(|&((_, total_count), _)| total_count > 0)
         .map(|((self_count, total_count), name)| FunctionShare {
             name,
@@ -341,6 +365,63 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    fn python(function: &str, line: u32) -> Location {
+        Location {
+            kind: FrameKind::Python,
+            address: 0,
+            mapping: None,
+            lines: vec![Line {
+                function: function.into(),
+                file: Some("/app/x.py".into()),
+                line: Some(line),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_python_function_counts_once_whatever_its_lines() {
+        // 0 main, 1 a:3, 2 a:4, 3 b:9
+        let profile = Profile {
+            locations: vec![
+                location(FrameKind::User, &["main"]),
+                python("a", 3),
+                python("a", 4),
+                python("b", 9),
+            ],
+            samples: vec![
+                Sample {
+                    locations: vec![1, 0],
+                    count: 2,
+                    ..Default::default()
+                },
+                Sample {
+                    locations: vec![2, 0],
+                    count: 3,
+                    ..Default::default()
+                },
+                // a calls b on line 4.
+                Sample {
+                    locations: vec![3, 2, 0],
+                    count: 1,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let (by_self, by_total) = top_functions(&profile, 10);
+        let of = |v: &[FunctionShare], name: &str| {
+            v.iter()
+                .find(|s| s.name == name)
+                .map(|s| (s.self_count, s.total_count))
+        };
+        assert_eq!(of(&by_self, "a (/app/x.py)"), Some((5, 6)), "{by_self:?}");
+        assert_eq!(of(&by_total, "b (/app/x.py)"), Some((1, 1)), "{by_total:?}");
+        assert!(
+            by_total.iter().all(|s| !s.name.contains(":3)")),
+            "{by_total:?}"
+        );
     }
 
     #[test]
