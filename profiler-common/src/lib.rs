@@ -595,6 +595,44 @@ pub mod python {
         pub reserved: [u16; 2],
     }
 
+    /// Bytes of a `_PyInterpreterFrame` the kernel reads in one go (every
+    /// `frame_*` field must be in them), and of a code object from its
+    /// first name field (`code_filename` and `code_qualname` within them):
+    /// one read each rather than one per field, ~40% of the cost per
+    /// Python frame (~60 ns a read).
+    pub const FRAME_READ: usize = 80;
+    pub const CODE_READ: usize = 32;
+
+    impl Offsets {
+        /// Whether the kernel can read these fields with [`FRAME_READ`]
+        /// and [`CODE_READ`] bytes.
+        pub const fn fit_kernel_reads(&self) -> bool {
+            const fn frame(o: u16, size: usize) -> bool {
+                o == NO_OFFSET || (o as usize) + size <= FRAME_READ
+            }
+            let (lo, hi) = if self.code_filename < self.code_qualname {
+                (self.code_filename, self.code_qualname)
+            } else {
+                (self.code_qualname, self.code_filename)
+            };
+            frame(self.frame_code, 8)
+                && frame(self.frame_previous, 8)
+                && frame(self.frame_instr, 8)
+                && frame(self.frame_owner, 1)
+                && frame(self.frame_is_entry, 1)
+                && (hi - lo) as usize + 8 <= CODE_READ
+        }
+
+        /// Where the kernel's code read starts (the lower name field).
+        pub const fn code_read_start(&self) -> u16 {
+            if self.code_filename < self.code_qualname {
+                self.code_filename
+            } else {
+                self.code_qualname
+            }
+        }
+    }
+
     /// `PyASCIIObject::hash` (3.11-3.13): a str's cached hash, part of a
     /// code id. Strings are freed and allocated again at one address as
     /// code objects are (3.11's generated functions: names and code both

@@ -22,7 +22,7 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     cty::c_void,
-    helpers::{bpf_get_current_pid_tgid, bpf_loop, bpf_probe_read_user},
+    helpers::{bpf_get_current_pid_tgid, bpf_loop, bpf_probe_read_user, bpf_probe_read_user_buf},
     macros::map,
     maps::{Array, HashMap, LruHashMap},
 };
@@ -100,10 +100,21 @@ fn read_u64(addr: u64) -> Option<u64> {
     unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
 }
 
+/// The 8 bytes at `offset` of `bytes` (a read struct); a read fault if
+/// they are not in it (user space checks that they are).
 #[inline(always)]
-fn read_u8(addr: u64) -> Option<u8> {
-    // SAFETY: the helper checks the source.
-    unsafe { bpf_probe_read_user(addr as *const u8) }.ok()
+fn field_u64<const N: usize>(bytes: &[u8; N], offset: u16) -> Result<u64, u32> {
+    let at = offset as usize;
+    if at > N - 8 {
+        return Err(lost::READ_FAULT);
+    }
+    // SAFETY: in bounds (checked above); any bytes are a u64.
+    Ok(unsafe { core::ptr::read_unaligned(bytes.as_ptr().add(at) as *const u64) })
+}
+
+#[inline(always)]
+fn field_u8<const N: usize>(bytes: &[u8; N], offset: u16) -> Result<u8, u32> {
+    bytes.get(offset as usize).copied().ok_or(lost::READ_FAULT)
 }
 
 #[inline(always)]
@@ -285,22 +296,36 @@ fn next_python_frame(context: &mut WalkContext) -> Result<bool, u32> {
         unsafe { (*context.walk).py_state = STATE_DONE };
         return Ok(false);
     }
-    let previous = read_u64(at(frame, offsets.frame_previous)).ok_or(lost::READ_FAULT)?;
-    // SAFETY: this CPU's state.
-    unsafe { (*context.walk).py_frame = previous };
+    // SAFETY: this CPU's state; the helper checks the source and writes
+    // the whole (constant-size) buffer.
+    let walk = unsafe { &mut *context.walk };
+    unsafe { bpf_probe_read_user_buf(frame as *const u8, &mut walk.py_frame_bytes) }
+        .map_err(|_| lost::READ_FAULT)?;
+    let previous = field_u64(&walk.py_frame_bytes, offsets.frame_previous)?;
+    walk.py_frame = previous;
     let entry = if offsets.frame_is_entry == NO_OFFSET {
         // 3.12+: the shim frame an eval loop starts with ends its run.
-        if read_u8(at(frame, offsets.frame_owner)).ok_or(lost::READ_FAULT)? == OWNED_BY_CSTACK {
+        if field_u8(&walk.py_frame_bytes, offsets.frame_owner)? == OWNED_BY_CSTACK {
             return Ok(false);
         }
         false
     } else {
-        read_u8(at(frame, offsets.frame_is_entry)).ok_or(lost::READ_FAULT)? != 0
+        field_u8(&walk.py_frame_bytes, offsets.frame_is_entry)? != 0
     };
-    let code = read_u64(at(frame, offsets.frame_code)).ok_or(lost::READ_FAULT)?;
-    let instr = read_u64(at(frame, offsets.frame_instr)).ok_or(lost::READ_FAULT)?;
-    let filename = read_u64(at(code, offsets.code_filename)).ok_or(lost::READ_FAULT)?;
-    let qualname = read_u64(at(code, offsets.code_qualname)).ok_or(lost::READ_FAULT)?;
+    let code = field_u64(&walk.py_frame_bytes, offsets.frame_code)?;
+    let instr = field_u64(&walk.py_frame_bytes, offsets.frame_instr)?;
+    let start = offsets.code_read_start();
+    // SAFETY: as above.
+    unsafe { bpf_probe_read_user_buf(at(code, start) as *const u8, &mut walk.py_code_bytes) }
+        .map_err(|_| lost::READ_FAULT)?;
+    let filename = field_u64(
+        &walk.py_code_bytes,
+        offsets.code_filename.wrapping_sub(start),
+    )?;
+    let qualname = field_u64(
+        &walk.py_code_bytes,
+        offsets.code_qualname.wrapping_sub(start),
+    )?;
     let hash = read_u64(qualname.wrapping_add(python::STR_HASH_OFFSET)).ok_or(lost::READ_FAULT)?;
     let id = python::code_id(code, filename, qualname, hash);
     let first = at(code, offsets.code_adaptive);

@@ -118,6 +118,10 @@ pub struct Walk {
     pub py_lost: u32,
     pub py_evals: u64,
     pub py_frames: u64,
+    /// The Python frame being stored, and its code object's names
+    /// (`python::FRAME_READ`, `python::CODE_READ` bytes).
+    pub py_frame_bytes: [u8; profiler_common::python::FRAME_READ],
+    pub py_code_bytes: [u8; profiler_common::python::CODE_READ],
 }
 
 /// What the callbacks need besides the state: pointers, which a map value
@@ -303,6 +307,8 @@ pub fn walk(trace: *mut StackTrace, tgid: u32, regs: (u64, u64, u64), mode: u32)
             py_lost: 0,
             py_evals: 0,
             py_frames: 0,
+            py_frame_bytes: [0; profiler_common::python::FRAME_READ],
+            py_code_bytes: [0; profiler_common::python::CODE_READ],
         };
     }
     let mut context = WalkContext {

@@ -158,6 +158,18 @@ impl Pythons {
             tracked.fingerprint = fingerprint;
             tracked.retry = false;
             let found = match python_frames::inspect(pid, &regions) {
+                // A layout the kernel's fixed-size reads cannot hold (a
+                // future version's): not walked, rather than walked wrong.
+                Ok(Some(found)) if !found.process().offsets.fit_kernel_reads() => {
+                    if !std::mem::replace(&mut tracked.counted, true) {
+                        self.stats.inspect_failed += 1;
+                        eprintln!(
+                            "note: Python process {pid}: its interpreter's structures are laid \
+                             out beyond what the kernel reads; its Python frames are not walked"
+                        );
+                    }
+                    None
+                }
                 Ok(found) => found,
                 // Exited meanwhile: what was found before (and the names
                 // read) stays, for its samples.
@@ -397,6 +409,7 @@ mod tests {
         let written = recorder.0.lock().unwrap().get(&pid).copied();
         let written = written.expect("the interpreter written for the kernel");
         assert_eq!(written.offsets.version >> 8, 3, "{written:?}");
+        assert!(written.offsets.fit_kernel_reads(), "{written:?}");
         assert!(written.eval[0][0] < written.eval[0][1], "{written:?}");
         assert_eq!(pythons.stats().versions.len(), 1, "{:?}", pythons.stats());
         let code: u64 = line.trim().parse().expect("the code object's address");
