@@ -531,3 +531,56 @@ fn short_lived_exec_children_are_symbolized_in_windows() {
         run.stderr
     );
 }
+
+/// The agent's windows name Python functions (CPython frames walked in the
+/// kernel) in place of the interpreter's eval loop, as `record` does.
+#[test]
+fn python_functions_are_named_in_windows() {
+    let test = "python_functions_are_named_in_windows";
+    if !require_root(test) {
+        return;
+    }
+    let python = Path::new("/usr/bin/python3");
+    if !python.exists() {
+        skipped(
+            test,
+            "needs /usr/bin/python3 (Debian's python3, CPython 3.11)",
+        );
+        return;
+    }
+    let _guard = shared_recording();
+    let dir = temp_dir("agent-python");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/python/split.py");
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg(&script)
+        .arg("12")
+        .stdout(std::process::Stdio::null());
+    let work = Proc::spawn(cmd);
+    let agent = agent(work.pid, dir.path(), &[]);
+    let found = wait_for_windows(dir.path(), work.pid, 3, Duration::from_secs(20));
+    let run = stop(agent, Duration::from_secs(5));
+    assert!(
+        found.len() >= 3,
+        "only {} windows of the Python process\n--- stderr ---\n{}",
+        found.len(),
+        run.stderr
+    );
+    // The first window may hold the process's start, before its
+    // interpreter was read; the next ones are its steady state.
+    for window in &found[1..found.len() - 1] {
+        let (c, total) = window_samples(window, "c");
+        let (eval, _) = window_samples(window, "_PyEval_EvalFrameDefault");
+        assert!(
+            total >= 50 && c * 2 > total,
+            "window {}: the Python function c in {c} of {total} samples (expected ~75%)\n--- stderr ---\n{}",
+            window.path.display(),
+            run.stderr
+        );
+        assert_eq!(
+            eval,
+            0,
+            "window {}: {eval} samples still hold the eval loop's frame",
+            window.path.display()
+        );
+    }
+}
