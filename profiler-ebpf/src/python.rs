@@ -362,19 +362,27 @@ fn announce_code(code: u64, id: u64) {
         }
         *seen = key;
     }
-    let event = PythonCodeEvent {
-        kind: EVENT_PYTHON_CODE,
-        tgid,
-        code,
-        id,
-    };
-    if crate::EVENTS.output::<PythonCodeEvent>(event, 0).is_err() {
-        crate::bump(profiler_common::stat::EVENTS_LOST);
-        // Announced again next time (user space also reads, at the end,
-        // the code objects of live processes it has no name for).
-        // SAFETY: as above.
-        unsafe { *seen = 0 };
-    } else {
-        crate::bump(profiler_common::stat::PYTHON_CODES_ANNOUNCED);
+    // Written in place in the ring (reserve), not built on the BPF stack
+    // and copied: this runs three calls deep, where the stack frames of
+    // the whole chain must stay within 512 bytes.
+    match crate::EVENTS.reserve::<PythonCodeEvent>(0) {
+        Some(mut entry) => {
+            let event = entry.as_mut_ptr();
+            // SAFETY: the reserved entry holds a PythonCodeEvent.
+            unsafe {
+                (*event).kind = EVENT_PYTHON_CODE;
+                (*event).tgid = tgid;
+                (*event).code = code;
+                (*event).id = id;
+            }
+            entry.submit(0);
+            crate::bump(profiler_common::stat::PYTHON_CODES_ANNOUNCED);
+        }
+        None => {
+            crate::bump(profiler_common::stat::EVENTS_LOST);
+            // Announced again next time.
+            // SAFETY: as above.
+            unsafe { *seen = 0 };
+        }
     }
 }
