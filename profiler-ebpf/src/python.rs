@@ -55,7 +55,7 @@ const CODES_SEEN: u32 = 1 << 16;
 /// Threads looked at in the interpreter's list before giving up.
 const THREAD_SEARCH_STEPS: u32 = 512;
 
-/// `Walk::py_state`: the thread state was not looked for yet in this walk.
+/// `Walk::py_state`: the thread state was not found (`Walk::py_lost` says why).
 pub const STATE_UNKNOWN: u32 = 0;
 /// `Walk::py_frame` is the next Python frame to store.
 pub const STATE_WALKING: u32 = 1;
@@ -122,6 +122,27 @@ fn at(base: u64, offset: u16) -> u64 {
     base.wrapping_add(offset as u64)
 }
 
+/// Finds the current thread's innermost Python frame before the walk
+/// starts (in the program, not in the walk's per-frame callback, whose
+/// every path the verifier walks again for each of this search's).
+#[inline(always)]
+pub fn start(context: &mut WalkContext) {
+    let state = match thread_frame(context) {
+        Ok(frame) => {
+            // SAFETY: this CPU's state.
+            unsafe { (*context.walk).py_frame = frame };
+            STATE_WALKING
+        }
+        Err(cause) => {
+            // SAFETY: this CPU's state.
+            unsafe { (*context.walk).py_lost = cause };
+            STATE_UNKNOWN
+        }
+    };
+    // SAFETY: this CPU's state.
+    unsafe { (*context.walk).py_state = state };
+}
+
 /// Stores the Python frames of the eval frame the walk is at (called
 /// before the eval frame itself is stored). Returns false once the stack is full.
 #[inline(always)]
@@ -129,24 +150,16 @@ pub fn store_frames(context: &mut WalkContext) -> bool {
     // SAFETY: this CPU's state.
     let walk = unsafe { &mut *context.walk };
     walk.py_evals += 1;
-    if walk.py_state == STATE_UNKNOWN {
-        match thread_frame(context) {
-            Ok(frame) => {
-                // SAFETY: this CPU's state.
-                let walk = unsafe { &mut *context.walk };
-                walk.py_frame = frame;
-                walk.py_state = STATE_WALKING;
-            }
-            Err(cause) => {
-                // SAFETY: this CPU's state.
-                unsafe { (*context.walk).py_state = STATE_DONE };
-                return push_lost(context, cause);
-            }
+    match walk.py_state {
+        STATE_WALKING => {}
+        // The thread state was not found (`start`): said once, at the
+        // first eval frame.
+        STATE_UNKNOWN => {
+            walk.py_state = STATE_DONE;
+            let cause = walk.py_lost;
+            return push_lost(context, cause);
         }
-    }
-    // SAFETY: this CPU's state.
-    if unsafe { (*context.walk).py_state } != STATE_WALKING {
-        return true;
+        _ => return true,
     }
     // SAFETY: the callback is a static function of this object, and
     // `context` outlives the calls.

@@ -317,6 +317,9 @@ pub fn walk(trace: *mut StackTrace, tgid: u32, regs: (u64, u64, u64), mode: u32)
         python,
         walk: state,
     };
+    if !python.is_null() {
+        crate::python::start(&mut context);
+    }
     // SAFETY: the callback is a static function of this object and
     // `context` outlives the calls.
     unsafe {
