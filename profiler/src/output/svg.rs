@@ -208,6 +208,15 @@ mod tests {
         rest[fill..fill + rest[fill..].find('"').unwrap()].to_string()
     }
 
+    /// The channels of a `rgb(r,g,b)` fill.
+    fn rgb(fill: &str) -> Vec<u32> {
+        fill.trim_start_matches("rgb(")
+            .trim_end_matches(')')
+            .split(',')
+            .map(|c| c.parse().unwrap())
+            .collect()
+    }
+
     #[test]
     fn demo_profile_matches_golden_file() {
         let svg = render(&demo_profile(), &SvgOptions::default());
@@ -276,14 +285,9 @@ mod tests {
                 "kernel colour {k} also used for a user frame: {user:?}"
             );
             // inferno's orange: red 190..=255, green 90..=155, blue 0.
-            let rgb: Vec<u32> = k
-                .trim_start_matches("rgb(")
-                .trim_end_matches(')')
-                .split(',')
-                .map(|c| c.parse().unwrap())
-                .collect();
+            let orange = rgb(k);
             assert!(
-                rgb[0] >= 190 && (90..=155).contains(&rgb[1]) && rgb[2] == 0,
+                orange[0] >= 190 && (90..=155).contains(&orange[1]) && orange[2] == 0,
                 "{k} is not orange"
             );
         }
@@ -307,23 +311,13 @@ mod tests {
         let python = profile.locations.len() - 1;
         profile.samples[0].locations.push(python);
         let svg = render(&profile, &SvgOptions::default());
-        let rgb: Vec<u32> = fill_of(&svg, "handler (/app/x.py:7)")
-            .trim_start_matches("rgb(")
-            .trim_end_matches(')')
-            .split(',')
-            .map(|c| c.parse().unwrap())
-            .collect();
+        let blue = rgb(&fill_of(&svg, "handler (/app/x.py:7)"));
         assert!(
-            rgb[2] >= 205 && rgb[0] < 110 && rgb[1] < 190,
-            "{rgb:?} is not one of the Python blues"
+            blue[2] >= 205 && blue[0] < 110 && blue[1] < 190,
+            "{blue:?} is not one of the Python blues"
         );
         // Native frames keep the palette's colours.
-        let main: Vec<u32> = fill_of(&svg, "main")
-            .trim_start_matches("rgb(")
-            .trim_end_matches(')')
-            .split(',')
-            .map(|c| c.parse().unwrap())
-            .collect();
+        let main = rgb(&fill_of(&svg, "main"));
         assert!(main[2] < 205, "{main:?}");
     }
 
