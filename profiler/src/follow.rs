@@ -1,7 +1,7 @@
 //! Keeps what the kernel's stack walker reads about each process (unwind
 //! tables, Python interpreters) in step with the process table.
 
-use crate::processes::ProcessTable;
+use crate::{processes::ProcessTable, python::Pythons, unwind::Tables};
 use symbolizer::ProcessMaps;
 
 /// Something kept per process in step with its mappings.
@@ -11,6 +11,30 @@ pub trait FollowProcesses {
     fn sync(&mut self, maps: &ProcessMaps);
     /// The process exited.
     fn remove(&mut self, pid: u32);
+}
+
+/// Brings what the kernel's stack walker reads up to date with the
+/// processes held: the unwind tables and the Python interpreters (each if
+/// the recording has them), then reads the Python code objects the kernel
+/// announced.
+pub fn follow_walker(
+    processes: &mut ProcessTable,
+    unwind: Option<&mut Tables>,
+    mut pythons: Option<&mut Pythons>,
+) {
+    {
+        let mut followers: Vec<&mut dyn FollowProcesses> = Vec::new();
+        if let Some(unwind) = unwind {
+            followers.push(unwind);
+        }
+        if let Some(pythons) = pythons.as_deref_mut() {
+            followers.push(pythons);
+        }
+        follow(processes, &mut followers);
+    }
+    if let Some(pythons) = pythons {
+        pythons.read_announced(processes);
+    }
 }
 
 /// Gives `followers` the processes whose mappings changed, and those that

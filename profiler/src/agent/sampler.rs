@@ -27,12 +27,7 @@ use crate::agent::window;
 use crate::process_events::ProcessEvents;
 use crate::processes::{ProcessTable, Resolver, SETTLE_AFTER};
 use crate::tracer::{Tracer, TracerError, TracerOptions};
-use crate::{
-    aggregate::AggregateOptions,
-    follow::{FollowProcesses, follow},
-    python::Pythons,
-    unwind::Tables,
-};
+use crate::{aggregate::AggregateOptions, follow::follow_walker, python::Pythons, unwind::Tables};
 
 /// How often the thread wakes between boundaries (process events, settle).
 const POLL: Duration = Duration::from_millis(100);
@@ -316,19 +311,15 @@ impl Sampler {
     /// date with the processes held, and reads the Python code objects the
     /// kernel announced.
     fn sync_unwind(&mut self) {
-        let mut followers: Vec<&mut dyn FollowProcesses> = Vec::new();
-        if let Some(unwind) = self.unwind.as_mut() {
-            followers.push(unwind);
-        }
-        if let Some(pythons) = self.pythons.as_mut() {
-            followers.push(pythons);
-        }
-        follow(&mut self.processes, &mut followers);
+        follow_walker(
+            &mut self.processes,
+            self.unwind.as_mut(),
+            self.pythons.as_mut(),
+        );
         if let Some(unwind) = self.unwind.as_ref() {
             self.metrics.set_unwind(&unwind.stats());
         }
-        if let Some(pythons) = self.pythons.as_mut() {
-            pythons.read_announced(&mut self.processes);
+        if let Some(pythons) = self.pythons.as_ref() {
             self.metrics.set_python(&pythons.stats());
         }
     }

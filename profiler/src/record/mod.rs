@@ -33,7 +33,7 @@ use watch::{all_exited, any_readable, end_command, handle_events, pidfd_open, st
 
 use crate::{
     aggregate::{AggregateOptions, aggregate_with},
-    follow::{FollowProcesses, follow},
+    follow::follow_walker,
     output::{self, OutputError, OutputOptions},
     phases,
     pid_alive::process_exists,
@@ -392,17 +392,11 @@ impl Session {
     /// date with the processes held, and reads the Python code objects the
     /// kernel announced.
     fn sync_unwind(&mut self) {
-        let mut followers: Vec<&mut dyn FollowProcesses> = Vec::new();
-        if let Some(unwind) = self.unwind.as_mut() {
-            followers.push(unwind);
-        }
-        if let Some(pythons) = self.pythons.as_mut() {
-            followers.push(pythons);
-        }
-        follow(&mut self.processes, &mut followers);
-        if let Some(pythons) = self.pythons.as_mut() {
-            pythons.read_announced(&mut self.processes);
-        }
+        follow_walker(
+            &mut self.processes,
+            self.unwind.as_mut(),
+            self.pythons.as_mut(),
+        );
     }
 
     /// Follows the targets until the recording should stop, then stops
