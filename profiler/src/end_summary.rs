@@ -192,6 +192,13 @@ pub fn render(report: &RecordReport) -> String {
                     "  {n:>8}  processes of Python {version}, not walked (3.11, 3.12 and 3.13 are)"
                 );
             }
+            if python.writes_failed > 0 {
+                let _ = writeln!(
+                    out,
+                    "  {:>8}  Python process writes the kernel refused (its map full): those processes not walked",
+                    python.writes_failed
+                );
+            }
             if python.inspect_failed > 0 {
                 let _ = writeln!(
                     out,

@@ -87,7 +87,9 @@ impl Metrics {
         );
         set(
             &self.python_unsupported,
-            stats.unsupported.iter().map(|(_, n)| n).sum::<u64>() + stats.inspect_failed,
+            stats.unsupported.iter().map(|(_, n)| n).sum::<u64>()
+                + stats.inspect_failed
+                + stats.writes_failed,
         );
         set(
             &self.python_codes_unnamed,
