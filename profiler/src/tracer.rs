@@ -87,6 +87,8 @@ pub struct TracerOptions {
     pub unwind: UnwindMode,
     /// Rows of unwind tables the kernel holds at once (8 bytes each).
     pub unwind_rows: u32,
+    /// Walk CPython frames (with unwind tables only; `--no-python` turns it off).
+    pub python: bool,
 }
 
 /// How user stacks are walked (`--unwind`).
@@ -131,6 +133,7 @@ impl Default for TracerOptions {
             windowed: false,
             unwind: UnwindMode::Auto,
             unwind_rows: UNWIND_ROWS_DEFAULT,
+            python: true,
         }
     }
 }
@@ -716,10 +719,10 @@ impl Tracer {
     }
 
     /// The Python interpreters' map, for [`crate::python::Pythons`] (`None`
-    /// when stacks are walked with frame pointers: only the table walker
-    /// walks Python frames).
+    /// when Python frames are off, or stacks are walked with frame pointers:
+    /// only the table walker walks Python frames).
     pub fn take_python_map(&mut self) -> Option<crate::python::KernelPythonMap> {
-        if !self.unwind_tables {
+        if !self.options.python || !self.unwind_tables {
             return None;
         }
         crate::python::KernelPythonMap::take(&mut self.ebpf)

@@ -95,6 +95,7 @@ pub fn tracer_options(config: &AgentConfig, selection: &Selection) -> TracerOpti
         // The config checked the size.
         unwind_rows: crate::unwind::rows_in(config.unwind_memory)
             .unwrap_or(profiler_common::UNWIND_ROWS_DEFAULT),
+        python: config.python,
         ..TracerOptions::default()
     }
 }
@@ -136,11 +137,7 @@ pub fn start(
     let mut tracer = Tracer::start(options)?;
     let ring = tracer.take_events();
     let unwind = Tables::of(&mut tracer);
-    let pythons = if config.python {
-        Pythons::of(&mut tracer)
-    } else {
-        None
-    };
+    let pythons = Pythons::of(&mut tracer);
     if unwind.is_some() {
         processes.track_changes();
     }

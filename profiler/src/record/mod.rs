@@ -310,14 +310,11 @@ impl Session {
             counts_map_entries: config.counts_map_entries,
             unwind: config.unwind,
             unwind_rows: config.unwind_rows,
+            python: config.python,
             ..TracerOptions::default()
         })?;
         let unwind = Tables::of(&mut tracer);
-        let pythons = if config.python {
-            Pythons::of(&mut tracer)
-        } else {
-            None
-        };
+        let pythons = Pythons::of(&mut tracer);
         if unwind.is_some() {
             processes.track_changes();
         }
