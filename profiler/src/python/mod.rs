@@ -69,8 +69,6 @@ struct Tracked {
 pub struct Pythons {
     sink: Box<dyn InterpreterSink + Send>,
     processes: HashMap<u32, Tracked>,
-    /// Code objects the kernel announced, read at the next [`Pythons::read_announced`].
-    announced: Vec<(u32, u64, u64)>,
     /// Codes asked for and not named, each counted once.
     unnamed_ids: foldhash::HashSet<(u32, u64)>,
     stats: PythonStats,
@@ -103,7 +101,6 @@ impl Pythons {
         Pythons {
             sink,
             processes: HashMap::default(),
-            announced: Vec::new(),
             unnamed_ids: Default::default(),
             stats: PythonStats::default(),
             versions: Default::default(),
@@ -240,17 +237,10 @@ impl Pythons {
         }
     }
 
-    /// The kernel saw code object `code` (`id` in stacks) of `pid` for
-    /// the first time.
-    pub fn announced(&mut self, pid: u32, code: u64, id: u64) {
-        self.announced.push((pid, code, id));
-    }
-
     /// Reads the code objects the kernel announced since the last call
     /// (their processes may exit any time).
     pub fn read_announced(&mut self, processes: &mut ProcessTable) {
-        self.announced.extend(processes.take_python_codes());
-        for (pid, code, id) in std::mem::take(&mut self.announced) {
+        for (pid, code, id) in processes.take_python_codes() {
             self.read_code(pid, code, id);
         }
     }
@@ -289,22 +279,21 @@ impl Pythons {
     /// (file:line)` parts; `None` if it cannot be named (it was not read
     /// when announced, or its announcement was lost: counted).
     pub fn line(&mut self, pid: u32, id: u64, index: u32) -> Option<Line> {
-        let name = self.processes.get(&pid).and_then(|t| t.codes.get(id));
-        let Some(name) = name else {
-            if self.unnamed_ids.insert((pid, id)) {
-                self.stats.codes_unannounced += u64::from(
-                    self.processes
-                        .get(&pid)
-                        .is_none_or(|t| !t.codes.contains(id)),
-                );
+        match self.processes.get(&pid).and_then(|t| t.codes.read(id)) {
+            Some(Ok(name)) => Some(Line {
+                function: name.qualname.clone(),
+                file: Some(name.filename.clone()),
+                line: name.line(index),
+            }),
+            // Counted when its read failed.
+            Some(Err(_)) => None,
+            None => {
+                if self.unnamed_ids.insert((pid, id)) {
+                    self.stats.codes_unannounced += 1;
+                }
+                None
             }
-            return None;
-        };
-        Some(Line {
-            function: name.qualname.clone(),
-            file: Some(name.filename.clone()),
-            line: name.line(index),
-        })
+        }
     }
 
     /// Forgets exited processes (after their samples were named).
@@ -420,8 +409,8 @@ mod tests {
             .unwrap()
             .code_id(&memory, code)
             .unwrap();
-        pythons.announced(pid, code, id);
         let mut table = ProcessTable::default();
+        table.python_code(pid, code, id);
         pythons.read_announced(&mut table);
         let named = pythons
             .line(pid, id, profiler_common::python::NO_INDEX)
@@ -443,7 +432,7 @@ mod tests {
         }
         // Exited: a code object not read before cannot be named now.
         pythons.remove(pid);
-        pythons.announced(pid, code + 0x1000, 77);
+        table.python_code(pid, code + 0x1000, 77);
         pythons.read_announced(&mut table);
         assert_eq!(pythons.line(pid, 77, 0), None);
         assert_eq!(pythons.stats().codes_gone, 1);

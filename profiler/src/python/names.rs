@@ -31,8 +31,9 @@ impl Codes {
         self.by_address.insert(code, read);
     }
 
-    pub fn get(&self, code: u64) -> Option<&CodeName> {
-        self.by_address.get(&code)?.as_ref().ok()
+    /// What reading `code` gave, if it was read.
+    pub fn read(&self, code: u64) -> Option<&Result<CodeName, Unnamed>> {
+        self.by_address.get(&code)
     }
 }
 
